@@ -1,0 +1,36 @@
+# Two commands do all set-up on a fresh machine: `make test` and `make run`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+
+.PHONY: test test-full run lint tables bench clean-venv
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-full: $(STAMP)
+	$(PY) -m pytest -q
+
+run: $(STAMP)
+	$(PY) run.py $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+tables: $(STAMP)
+	$(PY) scripts/make_tables.py --readme README.md
+
+bench: $(STAMP)
+	$(PY) scripts/bench_relaxations.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,63 @@
+"""Checks on a composed config that must fail before any work starts."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+EXPERIMENTS = ("vae", "l2x", "nri")
+DEVICES = ("auto", "cpu", "cuda")
+LOGGERS = ("wandb", "none")
+
+
+class ConfigError(ValueError):
+    """A config that names an illegal choice or combination."""
+
+
+def _choices(values) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ConfigError, listing the legal choices, for an illegal experiment/relaxation/estimator mix."""
+    name = cfg.experiment.name
+    if name not in EXPERIMENTS:
+        raise ConfigError(f"experiment={name!r} is unknown; legal choices: {_choices(EXPERIMENTS)}")
+    relax = cfg.relaxation.name
+    legal_relax = list(cfg.experiment.relaxations)
+    if relax not in legal_relax:
+        raise ConfigError(
+            f"relaxation={relax!r} is not available for experiment={name}; "
+            f"legal choices: {_choices(legal_relax)}"
+        )
+    est = cfg.estimator.name
+    legal_est = list(cfg.experiment.estimators)
+    if est not in legal_est:
+        raise ConfigError(
+            f"estimator={est!r} is not available for experiment={name}; legal choices: {_choices(legal_est)}"
+        )
+    supported = cfg.estimator.get("structures")
+    if supported is not None and cfg.relaxation.structure not in supported:
+        ok = [r for r in legal_relax if _structure_of(r) in supported]
+        raise ConfigError(
+            f"estimator={est} supports only structures {_choices(supported)}, but relaxation={relax} "
+            f"is a {cfg.relaxation.structure}; legal relaxations for it here: {_choices(ok) or 'none'}"
+        )
+    if cfg.device not in DEVICES:
+        raise ConfigError(f"device={cfg.device!r} is unknown; legal choices: {_choices(DEVICES)}")
+    if cfg.logger.name not in LOGGERS:
+        raise ConfigError(f"logger={cfg.logger.name!r} is unknown; legal choices: {_choices(LOGGERS)}")
+    tau = cfg.relaxation.get("tau")
+    if tau is not None and not float(tau) > 0:
+        raise ConfigError(f"relaxation.tau must be > 0, got {tau}")
+    for key in ("max_steps", "eval_every"):
+        if int(cfg.trainer[key]) <= 0:
+            raise ConfigError(f"trainer.{key} must be a positive integer, got {cfg.trainer[key]}")
+
+
+def _structure_of(relaxation: str) -> str:
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "relaxation" / f"{relaxation}.yaml"
+    return str(OmegaConf.load(path).get("structure"))

@@ -1,0 +1,71 @@
+"""Metric loggers: W&B (offline by default) or none. Every run also keeps history.jsonl in its folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class Logger:
+    """Writes every logged dict as one JSON line to ``<out_dir>/history.jsonl``."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = Path(out_dir) / "history.jsonl"
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps({"step": step, **metrics}) + "\n")
+
+    def finish(self) -> None:
+        pass
+
+
+class WandbLogger(Logger):
+    """Weights & Biases; ``mode=offline`` (the default) writes under ``<out_dir>/wandb`` and needs no network."""
+
+    def __init__(self, out_dir: Path, cfg: DictConfig, run_id: str | None = None) -> None:
+        super().__init__(out_dir)
+        mode = str(cfg.logger.get("mode", "offline"))
+        if mode not in ("offline", "online", "disabled"):
+            raise ValueError(f"logger.mode must be offline, online or disabled, got {mode!r}")
+        os.environ.setdefault("WANDB_SILENT", "true")
+        import wandb
+
+        self._wandb = wandb
+        config: Any = OmegaConf.to_container(cfg, resolve=True)
+        self.run = wandb.init(
+            project=cfg.logger.get("project", "sst"),
+            entity=cfg.logger.get("entity"),
+            tags=list(cfg.logger.get("tags") or []),
+            mode=mode,
+            dir=str(out_dir),
+            config=config,
+            id=run_id,
+            resume="allow" if run_id else None,
+            settings=wandb.Settings(init_timeout=60, silent=True, console="off", x_disable_stats=True),
+        )
+
+    @property
+    def run_id(self) -> str:
+        return self.run.id
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        super().log(metrics, step)
+        self.run.log(metrics, step=step)
+
+    def finish(self) -> None:
+        self.run.finish()
+
+
+def build_logger(cfg: DictConfig, out_dir: Path, run_id: str | None = None) -> Logger:
+    """The logger named by ``cfg.logger.name`` (``wandb`` or ``none``)."""
+    name = cfg.logger.name
+    if name == "none":
+        return Logger(out_dir)
+    if name == "wandb":
+        return WandbLogger(out_dir, cfg, run_id=run_id)
+    raise ValueError(f"logger must be wandb or none, got {name!r}")

@@ -1,0 +1,57 @@
+"""The interface an experiment implements to plug into the shared trainer (see docs/task_interface.md)."""
+
+from __future__ import annotations
+
+import abc
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+from torch.optim.lr_scheduler import LRScheduler
+
+
+class Task(abc.ABC):
+    """One experiment: data, model, loss and metrics. The trainer owns the loop.
+
+    Attributes:
+        monitor: key of ``evaluate("valid")`` that selects the best checkpoint.
+        monitor_mode: ``"min"`` or ``"max"``.
+    """
+
+    monitor: str = "valid/loss"
+    monitor_mode: str = "min"
+
+    def __init__(self, cfg: DictConfig, device: torch.device) -> None:
+        self.cfg = cfg
+        self.device = device
+
+    @abc.abstractmethod
+    def module(self) -> torch.nn.Module:
+        """Everything with parameters or buffers to optimise and checkpoint (model and estimator)."""
+
+    def configure_optimizers(self) -> tuple[torch.optim.Optimizer, LRScheduler | None]:
+        """Adam on all parameters at ``cfg.optim.lr``; the scheduler, if any, steps once per iteration."""
+        params = [p for p in self.module().parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=float(self.cfg.optim.lr)), None
+
+    @abc.abstractmethod
+    def train_batches(self, generator: torch.Generator) -> Iterator[Any]:
+        """An endless iterator of training batches already on ``self.device``."""
+
+    @abc.abstractmethod
+    def training_step(self, batch: Any, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """Return the scalar loss to minimise and detached scalar tensors to log (no ``.item()``)."""
+
+    @abc.abstractmethod
+    def evaluate(self, split: str) -> dict[str, float]:
+        """Metrics on ``split`` in {"valid", "test"}, keys prefixed by the split. Runs under no_grad, eval mode."""
+
+    def record_extras(self) -> dict[str, Any]:
+        """Extra top-level keys for metrics.json (e.g. ``{"k": 10, "aspect": 1}``)."""
+        return {}
+
+    def save_artifacts(self, out_dir: pathlib.Path) -> None:  # noqa: B027 - optional hook
+        """Write plots or pages after the final test evaluation (best weights loaded)."""

@@ -1,0 +1,23 @@
+"""Shared test helpers: compose the real Hydra config and shrink it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = str(REPO / "configs")
+
+
+def compose_cfg(overrides: list[str] | None = None, return_hydra_config: bool = False) -> DictConfig:
+    """Compose configs/config.yaml with ``overrides`` as run.py would."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides or [], return_hydra_config=return_hydra_config)
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO

@@ -1,0 +1,114 @@
+"""Every legal experiment x relaxation x estimator composes; illegal ones fail before any work."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from experiments.common.config import ConfigError, validate_config
+from tests.conftest import REPO, compose_cfg
+
+RELAXATIONS = sorted(p.stem for p in (REPO / "configs" / "relaxation").glob("*.yaml"))
+ESTIMATORS = sorted(p.stem for p in (REPO / "configs" / "estimator").glob("*.yaml"))
+EXPERIMENTS = ["vae", "l2x", "nri"]
+
+
+def _legal(experiment: str) -> tuple[list[str], list[str]]:
+    cfg = OmegaConf.load(REPO / "configs" / "experiment" / f"{experiment}.yaml")
+    return list(cfg.experiment.relaxations), list(cfg.experiment.estimators)
+
+
+def _combos():
+    for exp in EXPERIMENTS:
+        for rel, est in itertools.product(RELAXATIONS, ESTIMATORS):
+            yield exp, rel, est
+
+
+def test_names_match_the_issue():
+    assert set(RELAXATIONS) == {
+        "gumbel_softmax", "binary_concrete", "indep", "ef_topk", "euclid_topk", "cat_ent_topk",
+        "bin_ent_topk", "corr_topk", "l2x", "softsub", "spanning_tree",
+    }
+    assert set(ESTIMATORS) == {"relaxed", "straight_through", "reinforce", "nvil", "muprop", "rebar", "relax"}
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_combination_composes_or_is_rejected(experiment):
+    rels, ests = _legal(experiment)
+    n_ok = 0
+    for exp, rel, est in _combos():
+        if exp != experiment:
+            continue
+        cfg = compose_cfg([f"experiment={exp}", f"relaxation={rel}", f"estimator={est}"])
+        OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+        assert cfg.relaxation.name == rel and cfg.estimator.name == est
+        supported = cfg.estimator.structures
+        legal = rel in rels and est in ests and (supported is None or cfg.relaxation.structure in supported)
+        if legal:
+            validate_config(cfg)
+            n_ok += 1
+        else:
+            with pytest.raises(ConfigError, match="legal"):
+                validate_config(cfg)
+    assert n_ok > 0
+
+
+@pytest.mark.parametrize("experiment,relaxation", [("nri", "spanning_tree"), ("vae", "gumbel_softmax"),
+                                                   ("l2x", "corr_topk")])
+def test_experiment_picks_its_default_relaxation(experiment, relaxation):
+    assert compose_cfg([f"experiment={experiment}"]).relaxation.name == relaxation
+
+
+def test_defaults_are_nri_spanning_tree():
+    cfg = compose_cfg()
+    assert cfg.experiment.name == "nri" and cfg.relaxation.name == "spanning_tree"
+    assert cfg.logger.name == "wandb" and cfg.logger.mode == "offline"
+
+
+def test_illegal_relaxation_message_lists_choices():
+    cfg = compose_cfg(["experiment=vae", "relaxation=spanning_tree"])
+    with pytest.raises(ConfigError, match="gumbel_softmax, binary_concrete"):
+        validate_config(cfg)
+
+
+def test_rebar_on_topk_rejected():
+    cfg = compose_cfg(["experiment=nri", "relaxation=ef_topk", "estimator=rebar"])
+    with pytest.raises(ConfigError):
+        validate_config(cfg)
+
+
+def test_bad_tau_and_device_rejected():
+    with pytest.raises(ConfigError, match="tau"):
+        validate_config(compose_cfg(["relaxation.tau=0"]))
+    with pytest.raises(ConfigError, match="auto, cpu, cuda"):
+        validate_config(compose_cfg(["device=tpu"]))
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_slurm", "slurm_gpu"])
+def test_launchers_compose(launcher):
+    cfg = compose_cfg([f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert "_target_" in cfg.hydra.launcher
+
+
+def test_cli_cfg_job_composes():
+    out = subprocess.run(
+        [sys.executable, "run.py", "experiment=l2x", "relaxation=corr_topk", "--cfg", "job"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "corr_topk" in out.stdout
+
+
+def test_cli_illegal_combination_fails_fast(tmp_path: Path):
+    out = subprocess.run(
+        [sys.executable, "run.py", "experiment=l2x", "relaxation=spanning_tree", f"hydra.run.dir={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode != 0
+    assert "legal choices" in out.stderr and "corr_topk" in out.stderr
+    assert not (tmp_path / "metrics.json").exists()

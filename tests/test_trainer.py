@@ -1,0 +1,104 @@
+"""The shared trainer on a tiny dummy task: metrics.json, best/last checkpoints, resume, W&B offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.common.data import TensorBatches
+from experiments.common.task import Task
+from experiments.common.trainer import fit
+from tests.conftest import compose_cfg
+
+
+class Regression(Task):
+    """y = x @ w_true; one linear layer learns it."""
+
+    monitor = "valid/mse"
+    monitor_mode = "min"
+
+    def __init__(self, cfg: DictConfig, device: torch.device) -> None:
+        super().__init__(cfg, device)
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(256, 4, generator=g).to(device)
+        self.y = self.x @ torch.tensor([1.0, -2.0, 0.5, 3.0], device=device)
+        self.net = torch.nn.Linear(4, 1)
+
+    def module(self) -> torch.nn.Module:
+        return self.net
+
+    def train_batches(self, generator):
+        return iter(TensorBatches([self.x, self.y], 32, generator))
+
+    def training_step(self, batch, step):
+        x, y = batch
+        loss = (self.net(x).squeeze(-1) - y).pow(2).mean()
+        return loss, {"train/mse": loss.detach()}
+
+    def evaluate(self, split):
+        return {f"{split}/mse": (self.net(self.x).squeeze(-1) - self.y).pow(2).mean()}
+
+    def record_extras(self):
+        return {"k": 3}
+
+
+def _cfg(steps: int, logger: str = "none") -> DictConfig:
+    cfg = compose_cfg([f"trainer.max_steps={steps}", "trainer.eval_every=10", "trainer.log_every=5",
+                       f"logger={logger}", "device=cpu", "trainer.progress=false"])
+    OmegaConf.set_struct(cfg, False)
+    cfg.optim.lr = 0.05
+    return cfg
+
+
+def test_fit_writes_record_and_checkpoints(tmp_path: Path):
+    metrics = fit(_cfg(40), Regression, out_dir=tmp_path)
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("experiment", "relaxation", "estimator", "metrics", "command", "commit", "hardware",
+                "wall_time_s", "config", "seed"):
+        assert key in record
+    assert record["k"] == 3
+    assert record["metrics"]["test/mse"] == pytest.approx(metrics["test/mse"])
+    assert (tmp_path / "best.pt").is_file() and (tmp_path / "last.pt").is_file()
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert any("valid/mse" in h for h in history) and any("train/mse" in h for h in history)
+    assert record["metrics"]["test/mse"] < history[0]["train/mse"]
+
+
+def test_resume_continues_from_last_checkpoint(tmp_path: Path):
+    fit(_cfg(20), Regression, out_dir=tmp_path)
+    state = torch.load(tmp_path / "last.pt", weights_only=False)["state"]
+    assert state["step"] == 20
+    fit(_cfg(40), Regression, out_dir=tmp_path)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and max(steps) == 40
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["state"]["step"] == 40
+
+
+def test_resume_matches_uninterrupted_run(tmp_path: Path):
+    a = fit(_cfg(40), Regression, out_dir=tmp_path / "a")
+    fit(_cfg(20), Regression, out_dir=tmp_path / "b")
+    b = fit(_cfg(40), Regression, out_dir=tmp_path / "b")
+    assert b["test/mse"] == pytest.approx(a["test/mse"], rel=0.5)
+
+
+class Exploding(Regression):
+    def training_step(self, batch, step):
+        loss, logs = super().training_step(batch, step)
+        return loss * float("nan"), logs
+
+
+def test_nan_loss_raises_not_silent(tmp_path: Path):
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        fit(_cfg(20), Exploding, out_dir=tmp_path)
+
+
+def test_wandb_offline_writes_files_without_network(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: any network use would fail
+    fit(_cfg(10, logger="wandb"), Regression, out_dir=tmp_path)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert runs, list(tmp_path.rglob("*"))
+    assert any(p.suffix == ".wandb" for p in runs[0].iterdir())
