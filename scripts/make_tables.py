@@ -1,0 +1,246 @@
+"""Regenerate the paper's tables from run records, our numbers beside the paper's.
+
+Usage:
+    python scripts/make_tables.py                       # Markdown tables of results/**/*.json to stdout
+    python scripts/make_tables.py --latex               # LaTeX instead
+    python scripts/make_tables.py --runs multirun/      # also Hydra run folders (metrics.json) / W&B offline runs
+    python scripts/make_tables.py --readme README.md    # rewrite the tables between the README's markers
+
+A record is a JSON object with top-level "experiment", "relaxation", "estimator", "metrics" (and "k", "aspect",
+"timesteps" where they apply), as every run's metrics.json is. Missing cells are shown as missing, never filled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MISSING = "—"
+
+# Paper numbers (PROTOCOLS.md). NRI T=10: (ELBO, precision %, recall %).
+PAPER_NRI = {
+    ("indep", 10): ("-1370 ± 20", "48 ± 2", "93 ± 3"),
+    ("ef_topk", 10): ("-2100 ± 20", "41 ± 1", "41 ± 1"),
+    ("spanning_tree", 10): ("-1080 ± 110", "91 ± 3", "91 ± 3"),
+}
+NRI_ROWS = [("indep", "Indep. edges"), ("ef_topk", "E.F. Ent. Top |V|-1"), ("spanning_tree", "Spanning tree")]
+
+# L2X aroma, simple model: (MSE x100, subset precision %) per k.
+PAPER_L2X = {
+    "l2x": {5: ("3.6±0.1", "28.3±1.7"), 10: ("3.0±0.1", "25.5±1.2"), 15: ("2.6±0.1", "25.5±0.4")},
+    "softsub": {5: ("3.6±0.1", "27.2±0.7"), 10: ("3.0±0.1", "26.1±1.1"), 15: ("2.6±0.1", "25.1±1.0")},
+    "euclid_topk": {5: ("3.5±0.1", "25.8±0.8"), 10: ("2.8±0.1", "32.9±1.2"), 15: ("2.5±0.1", "29.0±0.3")},
+    "cat_ent_topk": {5: ("3.5±0.1", "26.4±2.0"), 10: ("2.9±0.1", "32.1±0.4"), 15: ("2.6±0.1", "28.7±0.5")},
+    "bin_ent_topk": {5: ("3.5±0.1", "29.2±2.0"), 10: ("2.7±0.1", "33.6±0.6"), 15: ("2.6±0.1", "28.8±0.4")},
+    "ef_topk": {5: ("3.5±0.1", "28.8±1.7"), 10: ("2.7±0.1", "32.8±0.5"), 15: ("2.5±0.1", "29.2±0.8")},
+    "corr_topk": {5: ("2.9±0.1", "63.1±5.3"), 10: ("2.5±0.1", "53.1±0.9"), 15: ("2.4±0.1", "45.5±2.7")},
+}
+L2X_ROWS = [("l2x", "L2X"), ("softsub", "SoftSub"), ("euclid_topk", "Euclid. Top k"),
+            ("cat_ent_topk", "Cat. Ent. Top k"), ("bin_ent_topk", "Bin. Ent. Top k"),
+            ("ef_topk", "E.F. Ent. Top k"), ("corr_topk", "Corr. Top k")]
+L2X_KS = (5, 10, 15)
+
+# Jang et al. (2017), test -ELBO: (categorical, Bernoulli). Our straight_through is ST Gumbel-softmax.
+PAPER_VAE = {
+    "reinforce": ("110.6", "112.2"),
+    "muprop": ("107.0", "109.7"),
+    "relaxed": ("101.5", "105.0"),
+    "straight_through": ("107.8", "111.5"),
+}
+VAE_ROWS = [("relaxed", "Gumbel-softmax (SST)"), ("straight_through", "ST Gumbel-softmax"),
+            ("reinforce", "REINFORCE (score function)"), ("nvil", "NVIL"), ("muprop", "MuProp"),
+            ("rebar", "REBAR"), ("relax", "RELAX")]
+VAE_LATENTS = [("gumbel_softmax", "categorical 20×10"), ("binary_concrete", "Bernoulli 200")]
+
+
+# --------------------------------------------------------------------------- loading
+
+def _is_record(obj: object) -> bool:
+    return isinstance(obj, dict) and {"experiment", "relaxation", "metrics"} <= obj.keys()
+
+
+def _from_wandb_run(run_dir: Path) -> dict | None:
+    """A record from a W&B offline run folder (files/config.yaml + files/wandb-summary.json)."""
+    summary, config = run_dir / "files" / "wandb-summary.json", run_dir / "files" / "config.yaml"
+    if not (summary.is_file() and config.is_file()):
+        return None
+    import yaml
+
+    cfg = {k: v.get("value") if isinstance(v, dict) else v for k, v in yaml.safe_load(config.read_text()).items()}
+    try:
+        exp = cfg["experiment"]["name"]
+        rel, est = cfg["relaxation"]["name"], cfg["estimator"]["name"]
+    except (KeyError, TypeError):
+        return None
+    metrics = {k: v for k, v in json.loads(summary.read_text()).items() if k.startswith("test/")}
+    record = {"experiment": exp, "relaxation": rel, "estimator": est, "metrics": metrics}
+    if exp == "l2x":
+        record.update(k=cfg.get("k"), aspect=cfg.get("aspect"))
+    if exp == "nri":
+        record["timesteps"] = (cfg.get("data") or {}).get("timesteps")
+    return record
+
+
+def load_records(paths: Iterable[Path]) -> list[dict]:
+    """Every record found under ``paths``: *.json records, metrics.json in run folders, W&B offline runs."""
+    records, seen = [], set()
+    for root in paths:
+        root = Path(root)
+        files = [root] if root.is_file() else sorted(root.rglob("*.json"))
+        for f in files:
+            try:
+                obj = json.loads(f.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+                continue
+            if _is_record(obj) and f.resolve() not in seen:
+                seen.add(f.resolve())
+                records.append(obj)
+        if root.is_dir():
+            for run in sorted(root.rglob("offline-run-*")):
+                if not (run.parent.parent / "metrics.json").exists():
+                    rec = _from_wandb_run(run)
+                    if rec is not None:
+                        records.append(rec)
+    return records
+
+
+# --------------------------------------------------------------------------- cells
+
+def _cell(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
+    vals = [v * scale for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return MISSING
+    mean = statistics.fmean(vals)
+    if len(vals) == 1:
+        return f"{mean:.{digits}f} (n=1)"
+    return f"{mean:.{digits}f} ± {statistics.stdev(vals):.{digits}f} (n={len(vals)})"
+
+
+def _group(records: list[dict], experiment: str, key) -> dict:
+    groups: dict = defaultdict(list)
+    for r in records:
+        if r.get("experiment") == experiment:
+            groups[key(r)].append(r["metrics"])
+    return groups
+
+
+def _values(metrics: list[dict], name: str) -> list[float]:
+    return [m[name] for m in metrics if name in m]
+
+
+def nri_table(records: list[dict], timesteps: int = 10) -> tuple[list[str], list[list[str]]]:
+    groups = _group(records, "nri", lambda r: (r["relaxation"], int(r.get("timesteps") or 10), r.get("estimator")))
+    header = ["edge distribution", "ELBO (ours)", "ELBO (paper)", "precision % (ours)", "precision % (paper)",
+              "recall % (ours)", "recall % (paper)"]
+    rows = []
+    for rel, label in NRI_ROWS:
+        ms = groups.get((rel, timesteps, "relaxed"), [])
+        paper = PAPER_NRI.get((rel, timesteps), (MISSING,) * 3)
+        rows.append([label, _cell(_values(ms, "test/elbo"), digits=0), paper[0],
+                     _cell(_values(ms, "test/edge_precision"), 100), paper[1],
+                     _cell(_values(ms, "test/edge_recall"), 100), paper[2]])
+    return header, rows
+
+
+def l2x_table(records: list[dict], aspect: int = 1) -> tuple[list[str], list[list[str]]]:
+    groups = _group(records, "l2x", lambda r: (r["relaxation"], int(r.get("k") or 10), int(r.get("aspect", 1))))
+    header = ["relaxation"]
+    for k in L2X_KS:
+        header += [f"k = {k} (ours)", f"k = {k} (paper)"]
+    rows = []
+    for rel, label in L2X_ROWS:
+        row = [label]
+        for k in L2X_KS:
+            ms = groups.get((rel, k, aspect), [])
+            ours = f"{_cell(_values(ms, 'test/mse'), 100, 2)} / {_cell(_values(ms, 'test/subset_precision'), 100)}"
+            pm, pp = PAPER_L2X[rel][k]
+            row += [ours if ms else MISSING, f"{pm} / {pp}"]
+        rows.append(row)
+    return header, rows
+
+
+def vae_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
+    groups = _group(records, "vae", lambda r: (r["estimator"], r["relaxation"]))
+    header = ["estimator"]
+    for _, label in VAE_LATENTS:
+        header += [f"{label} (ours)", f"{label} (paper)"]
+    rows = []
+    for est, label in VAE_ROWS:
+        row = [label]
+        for i, (rel, _) in enumerate(VAE_LATENTS):
+            ms = groups.get((est, rel), [])
+            row += [_cell(_values(ms, "test/neg_elbo")), PAPER_VAE.get(est, (MISSING, MISSING))[i]]
+        rows.append(row)
+    return header, rows
+
+
+# --------------------------------------------------------------------------- rendering
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    def row(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    lines = [row(header), "|" + "---|" * len(header)] + [row(r) for r in rows]
+    return "\n".join(lines)
+
+
+def latex(header: list[str], rows: list[list[str]], caption: str) -> str:
+    def esc(s: str) -> str:
+        s = s.replace("±", r"$\pm$").replace("×", r"$\times$").replace("—", "--")
+        return re.sub(r"([%&#_])", r"\\\1", s).replace("|V|", r"$|V|$")
+
+    cols = "l" + "r" * (len(header) - 1)
+    body = [" & ".join(esc(c) for c in header) + r" \\ \midrule"] + [" & ".join(esc(c) for c in r) + r" \\"
+                                                                     for r in rows]
+    return "\n".join([r"\begin{table}[t]", r"\centering", rf"\caption{{{esc(caption)}}}",
+                      rf"\begin{{tabular}}{{{cols}}}", r"\toprule", *body, r"\bottomrule", r"\end{tabular}",
+                      r"\end{table}"])
+
+
+def all_tables(records: list[dict]) -> dict[str, tuple[str, tuple[list[str], list[list[str]]]]]:
+    return {
+        "nri": ("NRI graph layout, T = 10: test ELBO and edge precision/recall of hard samples",
+                nri_table(records, 10)),
+        "nri20": ("NRI graph layout, T = 20", nri_table(records, 20)),
+        "l2x": ("L2X on BeerAdvocate, aroma: test MSE ×100 / subset precision %", l2x_table(records)),
+        "vae": ("Discrete VAE on MNIST: test negative ELBO (nats)", vae_table(records)),
+    }
+
+
+def update_readme(readme: Path, rendered: dict[str, str]) -> None:
+    """Replace the text between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` for each table."""
+    text = readme.read_text()
+    for name, table in rendered.items():
+        pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(\n<!-- /table:{name} -->)", re.S)
+        text = pattern.sub(lambda m, t=table: m.group(1) + t + m.group(2), text)
+    readme.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=REPO / "results", help="folder of JSON records")
+    parser.add_argument("--runs", type=Path, action="append", default=[], help="Hydra run/multirun folders")
+    parser.add_argument("--latex", action="store_true", help="print LaTeX tables")
+    parser.add_argument("--readme", type=Path, help="rewrite the tables between this file's markers")
+    args = parser.parse_args(argv)
+    records = load_records([args.results, *args.runs])
+    tables = all_tables(records)
+    if args.readme:
+        update_readme(args.readme, {n: markdown(*t) for n, (_, t) in tables.items()})
+        print(f"updated {args.readme} from {len(records)} records")
+        return 0
+    for caption, table in tables.values():
+        print(latex(*table, caption) if args.latex else f"### {caption}\n\n{markdown(*table)}\n", end="\n\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

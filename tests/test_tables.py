@@ -1,0 +1,68 @@
+"""make_tables.py on hand-made records, including missing cells; plot_sweep.py on a fake multirun folder."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+import make_tables  # noqa: E402
+import plot_sweep  # noqa: E402
+
+
+def _write(path: Path, **record) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
+def _records(tmp_path: Path) -> Path:
+    res = tmp_path / "results"
+    for seed, elbo in enumerate([-1000.0, -1100.0]):
+        _write(res / "nri" / f"st{seed}.json", experiment="nri", relaxation="spanning_tree", estimator="relaxed",
+               timesteps=10, metrics={"test/elbo": elbo, "test/edge_precision": 0.9, "test/edge_recall": 0.9},
+               config={"relaxation": {"tau": 1.0}})
+    _write(res / "l2x" / "c.json", experiment="l2x", relaxation="corr_topk", estimator="relaxed", k=10, aspect=1,
+           metrics={"test/mse": 0.025, "test/subset_precision": 0.6})
+    _write(res / "vae" / "g.json", experiment="vae", relaxation="gumbel_softmax", estimator="relaxed",
+           metrics={"test/neg_elbo": 100.25})
+    _write(res / "bench" / "x.json", name="not a record")
+    return res
+
+
+def test_tables_fill_ours_and_keep_missing(tmp_path: Path):
+    records = make_tables.load_records([_records(tmp_path)])
+    assert len(records) == 4
+    nri = make_tables.markdown(*make_tables.nri_table(records))
+    st_row = next(line for line in nri.splitlines() if line.startswith("| Spanning tree"))
+    assert "-1050 ± 71 (n=2)" in st_row and "-1080 ± 110" in st_row and "90.0 ± 0.0 (n=2)" in st_row
+    indep_row = next(line for line in nri.splitlines() if line.startswith("| Indep."))
+    assert indep_row.split(" | ")[1] == make_tables.MISSING
+    l2x = make_tables.markdown(*make_tables.l2x_table(records))
+    corr = next(line for line in l2x.splitlines() if line.startswith("| Corr."))
+    cells = corr.split(" | ")
+    assert cells[1] == make_tables.MISSING and cells[3] == "2.50 (n=1) / 60.0 (n=1)"
+    assert cells[4] == "2.5±0.1 / 53.1±0.9"
+    vae = make_tables.markdown(*make_tables.vae_table(records))
+    assert "100.2 (n=1)" in vae or "100.3 (n=1)" in vae
+    assert "\\begin{tabular}" in make_tables.latex(*make_tables.vae_table(records), "VAE")
+
+
+def test_readme_markers_rewritten(tmp_path: Path):
+    res = _records(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- table:vae -->\nold\n<!-- /table:vae -->\nend\n")
+    make_tables.main(["--results", str(res), "--readme", str(readme)])
+    text = readme.read_text()
+    assert "old" not in text and "Gumbel-softmax (SST)" in text and text.endswith("end\n")
+
+
+def test_plot_sweep(tmp_path: Path):
+    for i, (tau, seed) in enumerate([(0.5, 0), (0.5, 1), (1.0, 0)]):
+        _write(tmp_path / "multi" / str(i) / "metrics.json", experiment="nri", relaxation="spanning_tree",
+               estimator="relaxed", metrics={"test/elbo": -1000.0 - i},
+               config={"relaxation": {"tau": tau}, "seed": seed})
+    assert plot_sweep.main([str(tmp_path / "multi")]) == 0
+    assert (tmp_path / "multi" / "sweep.png").stat().st_size > 1000
