@@ -1,0 +1,49 @@
+"""Gumbel and Logistic noise that can never be infinite or NaN.
+
+Both are transforms of a uniform draw clamped to ``[tiny, 1 - eps]`` of the dtype (``torch.finfo``), so
+``log(u)`` and ``log(1 - u)`` are always finite: in float32 a Gumbel draw lies in about [-4.5, 15.9] and a
+Logistic draw in about [-87.3, 15.9]. Every sampler takes an optional ``torch.Generator`` (on the same device
+as the output) and never names a device itself.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["uniform", "gumbel", "logistic", "gumbel_like", "logistic_like"]
+
+_Shape = torch.Size | tuple[int, ...] | list[int]
+
+
+def uniform(shape: _Shape, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+            generator: torch.Generator | None = None) -> Tensor:
+    """U(0, 1) draws of ``shape``, clamped to ``[finfo.tiny, 1 - finfo.eps]`` so both logs are finite."""
+    dtype = dtype or torch.get_default_dtype()
+    finfo = torch.finfo(dtype)
+    u = torch.rand(shape, dtype=dtype, device=device, generator=generator)
+    return u.clamp_(finfo.tiny, 1.0 - finfo.eps)
+
+
+def gumbel(shape: _Shape, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+           generator: torch.Generator | None = None) -> Tensor:
+    """Standard Gumbel(0, 1) draws ``-log(-log u)`` of ``shape``; always finite."""
+    u = uniform(shape, dtype=dtype, device=device, generator=generator)
+    return -torch.log(-torch.log(u))
+
+
+def logistic(shape: _Shape, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+             generator: torch.Generator | None = None) -> Tensor:
+    """Standard Logistic(0, 1) draws ``log u - log(1 - u)`` of ``shape``; always finite."""
+    u = uniform(shape, dtype=dtype, device=device, generator=generator)
+    return torch.log(u) - torch.log1p(-u)
+
+
+def gumbel_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Gumbel(0, 1) noise with the shape, dtype and device of ``x``."""
+    return gumbel(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+
+
+def logistic_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Logistic(0, 1) noise with the shape, dtype and device of ``x``."""
+    return logistic(x.shape, dtype=x.dtype, device=x.device, generator=generator)

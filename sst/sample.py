@@ -1,0 +1,51 @@
+"""``sst.sample``: a relaxed (SST) or straight-through (hard) sample of any structure."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from sst.structures.base import Structure
+
+__all__ = ["sample", "straight_through"]
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward: exactly ``hard``; backward: the whole gradient goes to ``soft``."""
+
+    @staticmethod
+    def forward(ctx, hard: Tensor, soft: Tensor) -> Tensor:
+        return hard.clone()
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[None, Tensor]:
+        return None, g
+
+
+def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
+    """``hard`` in the forward pass (bit-exact), the gradient of ``soft`` in the backward pass.
+
+    Same value as ``hard - soft.detach() + soft`` without its rounding error.
+    """
+    return _StraightThrough.apply(hard.detach(), soft)
+
+
+def sample(S: Structure, theta: Tensor, tau: float | Tensor = 1.0, regularizer: str | None = None, hard: bool = False,
+           generator: torch.Generator | None = None) -> Tensor:
+    """Sample ``X_tau = S.relax(S.perturb(theta), tau, regularizer)``, differentiable in ``theta``.
+
+    Args:
+        S: the structure (``sst.TopK(3)``, ...). theta: logits with the structure's layout ``(..., *event)``.
+        tau: temperature > 0. regularizer: one of ``S.regularizers`` (None: the first).
+        hard: if True, return the exact sample ``S.argmax(U)`` of the same perturbation U in the forward pass and
+            the relaxed sample's gradient in the backward pass (straight-through).
+        generator: optional ``torch.Generator`` for the noise.
+
+    Returns:
+        ``(..., *event)`` tensor with theta's dtype and device.
+    """
+    u = S.perturb(theta, generator=generator)
+    soft = S.relax(u, tau, regularizer)
+    if not hard:
+        return soft
+    return straight_through(S.argmax(u), soft)

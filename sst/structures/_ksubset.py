@@ -1,0 +1,217 @@
+"""Log-partition and marginals of the k-subset distribution ``p(S) ∝ exp(sum_{i in S} theta_i)``, ``|S| = k``.
+
+``log Z = log e_k(exp(theta))`` (elementary symmetric polynomial). The fast path works in linear space, which is
+safe thanks to a change of reference point:
+
+1. Let A be the top-k items and s a threshold between the k-th and (k+1)-th largest ``theta``. Writing every
+   k-subset as "A, minus r items of A, plus r items outside A" gives
+   ``e_k(exp theta) = exp(sum_A theta) * T`` with ``T = sum_r e_r(u) e_r(v)``, where
+   ``u_i = exp(s - theta_i) <= 1`` (i in A, weight of dropping i) and ``v_i = exp(theta_i - s) <= 1``
+   (i outside A, weight of adding i), r <= m = min(k, n - k).
+2. All weights are <= 1 and ``T >= 1`` (r = 0), so ``e_0..e_m`` can be accumulated in plain floating point
+   without overflow while ``C(n, m)`` fits the dtype, and terms that underflow are below ``C(n, m) * tiny``
+   relative to T. ``e_r`` of all prefixes is one ``cumsum``: ``E_r = cumsum(w * shift(E_{r-1}))``, so the
+   whole recursion is m cumulative sums over the items (no Python loop over items or batch).
+3. The dtype of the accumulation is float32 when ``C(n, m) < 1e26``, float64 when ``C(n, m) < 1e260``; beyond
+   that the exact log-space tree of :mod:`sst.structures._logspace` is used (autograd, slower).
+
+:func:`marginals` (the hot path) is a custom autograd function: the forward pass runs the prefix recursion
+(``pre_p``: e_p of the items before i) and a suffix recursion (``h_p(i) = sum_q c_{p+q+1} e_q(items after i)``
+with c the other set's e_r), m cumulative sums each, and ``P(i added / dropped) = x_i sum_p pre_p h_p / T``.
+The backward pass is the exact Hessian-vector product, i.e. the tangent of the same recursions in the direction
+of the upstream gradient (the Jacobian of the marginals is the covariance matrix, which is symmetric). The
+identities hold for any (detached) choice of A and s, so the gradients are exact. :func:`marginals_autograd`
+computes the same values as the autograd gradient of :func:`log_partition` (differentiable twice).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sst.structures._logspace import log_esp
+
+__all__ = ["log_partition", "marginals", "marginals_autograd"]
+
+
+def _log_binom(n: int, m: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(m + 1) - math.lgamma(n - m + 1)
+
+
+def _log_partition_linear(theta: Tensor, k: int) -> Tensor:
+    """``(N, n) -> (N,)`` by the shifted linear-space recursion (see the module docstring)."""
+    n = theta.shape[-1]
+    m = min(k, n - k)
+    with torch.no_grad():
+        top = torch.topk(theta, min(k + 1, n), dim=-1)
+        vk = top.values[:, k - 1:k]
+        s = 0.5 * (vk + top.values[:, k:k + 1]) if k < n else vk
+        in_a = torch.zeros_like(theta, dtype=torch.bool).scatter_(-1, top.indices[:, :k], True)
+    zero = torch.zeros((), dtype=theta.dtype, device=theta.device)
+    base = torch.where(in_a, theta, zero).sum(-1)
+    if m == 0:
+        return base
+    d = theta - s
+    # weights <= 1; clipped at exp(-cut) so that exp never underflows (much slower on CPU, and below resolution)
+    cut = 80.0 if theta.dtype != torch.float64 else 700.0
+    e = torch.exp(torch.where(in_a, -d, d).clamp_min(-cut))
+    w = torch.stack([torch.where(in_a, zero, e), torch.where(in_a, e, zero)], 0)  # (2, N, n): add / drop
+    er = w.cumsum(-1)  # e_1 of every prefix
+    last = [er[..., -1]]
+    for _ in range(2, m + 1):
+        er = F.pad((w[..., 1:] * er[..., :-1]).cumsum(-1), (1, 0))
+        last.append(er[..., -1])
+    ends = torch.stack(last, -1)  # (2, N, m): e_1..e_m of the "add" and "drop" weights
+    return base + torch.log1p((ends[0] * ends[1]).sum(-1))
+
+
+def _shift_right(x: Tensor) -> Tensor:
+    """``y[..., i] = x[..., i - 1]``, ``y[..., 0] = 0``."""
+    return F.pad(x[..., :-1], (1, 0))
+
+
+def _excl_revcumsum(x: Tensor) -> Tensor:
+    """``y[..., i] = sum_{l > i} x[..., l]``."""
+    return F.pad(x[..., 1:].flip(-1).cumsum(-1).flip(-1), (0, 1))
+
+
+def _reference(theta: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Top-k mask A, the "add"/"drop" weights ``(2, N, n)`` (<= 1, 0 off their set) and the unclipped mask."""
+    n = theta.shape[-1]
+    with torch.no_grad():
+        top = torch.topk(theta, min(k + 1, n), dim=-1)
+        vk = top.values[:, k - 1:k]
+        s = 0.5 * (vk + top.values[:, k:k + 1]) if k < n else vk
+        in_a = torch.zeros_like(theta, dtype=torch.bool).scatter_(-1, top.indices[:, :k], True)
+        cut = 80.0 if theta.dtype != torch.float64 else 700.0
+        d = torch.where(in_a, s - theta, theta - s)  # <= 0
+        e = torch.exp(d.clamp_min(-cut))
+        zero = torch.zeros((), dtype=theta.dtype, device=theta.device)
+        x = torch.stack([torch.where(in_a, zero, e), torch.where(in_a, e, zero)], 0)
+        live = torch.stack([~in_a, in_a], 0) & (d > -cut)
+    return in_a, x, live
+
+
+def _forward_pass(x: Tensor, m: int) -> tuple[Tensor, list[Tensor], list[Tensor], Tensor, Tensor]:
+    """Per-set marginals ``D / T`` (2, N, n) of the add / drop weights x (2, N, n), m <= min(k, n - k).
+
+    ``pre[p]`` is e_p of the items before i (p = 0..m); ``hr[p]`` the suffix contraction
+    ``h_p(i) = sum_q c_{p+q+1} e_q(items after i)`` stored with the item axis reversed (the recursion
+    ``h_p = c_{p+1} + sum_{l > i} x_l h_{p+1}(l)`` is then a plain cumulative sum); ``D = x * sum_p pre[p] h[p]``.
+    Returns ``(mu_sets, pre + [acc], hr, e, t)`` for the backward pass, with ``acc = sum_p pre[p] h[p]``, the totals
+    ``e`` (2, N, m + 1) and ``T`` (N,).
+    """
+    pre = [torch.ones_like(x)]
+    ends = [torch.ones_like(x[..., 0])]
+    for _ in range(1, m + 1):
+        c = (x * pre[-1]).cumsum(-1)
+        pre.append(_shift_right(c))
+        ends.append(c[..., -1])
+    e = torch.stack(ends, -1)  # (2, N, m + 1): e_0..e_m of the add and drop weights
+    t = (e[0] * e[1]).sum(-1)  # (N,)
+    coef = e.flip(0)  # each set's coefficients are the other set's e_r
+    xr = x.flip(-1)
+    hr = [coef[..., m:m + 1].expand_as(x).contiguous()]  # built from p = m - 1 down to 0
+    for p in range(m - 2, -1, -1):
+        hr.append(_shift_right((xr * hr[-1]).cumsum(-1)).add_(coef[..., p + 1:p + 2]))
+    hr.reverse()
+    acc_r = torch.zeros_like(x)
+    for p in range(m):
+        acc_r.addcmul_(pre[p].flip(-1), hr[p])
+    acc = acc_r.flip(-1)
+    return x * acc / t.unsqueeze(-1), [*pre, acc], hr, e, t
+
+
+def _tangent_pass(x: Tensor, dx: Tensor, m: int, mu: Tensor, pre: list[Tensor], hr: list[Tensor], e: Tensor,
+                  t: Tensor) -> Tensor:
+    """Tangent of :func:`_forward_pass`'s marginals for a tangent ``dx`` of the weights (same recursions)."""
+    dpre = [torch.zeros_like(x)]
+    dends = [torch.zeros_like(x[..., 0])]
+    for p in range(1, m + 1):
+        dc = torch.addcmul(dx * pre[p - 1], x, dpre[-1]).cumsum(-1)
+        dpre.append(_shift_right(dc))
+        dends.append(dc[..., -1])
+    de = torch.stack(dends, -1)
+    dt = (de[0] * e[1] + e[0] * de[1]).sum(-1)
+    dcoef = de.flip(0)
+    xr, dxr = x.flip(-1), dx.flip(-1)
+    dhr = dcoef[..., m:m + 1].expand_as(x).contiguous()
+    dacc_r = torch.addcmul(dpre[m - 1].flip(-1) * hr[m - 1], pre[m - 1].flip(-1), dhr)
+    for p in range(m - 2, -1, -1):
+        dhr = _shift_right(torch.addcmul(dxr * hr[p + 1], xr, dhr).cumsum(-1)).add_(dcoef[..., p + 1:p + 2])
+        dacc_r.addcmul_(dpre[p].flip(-1), hr[p]).addcmul_(pre[p].flip(-1), dhr)
+    acc = pre[m + 1]
+    return (torch.addcmul(dx * acc, x, dacc_r.flip(-1))) / t.unsqueeze(-1) - mu * (dt / t).unsqueeze(-1)
+
+
+class _KSubsetMarginals(torch.autograd.Function):
+    """Marginals of the k-subset family (linear-space recursion); backward = the exact Hessian-vector product,
+    computed as the tangent of the same recursion (the Jacobian of the marginals is symmetric)."""
+
+    @staticmethod
+    def forward(ctx, theta: Tensor, k: int) -> Tensor:
+        n = theta.shape[-1]
+        m = min(k, n - k)
+        in_a, x, live = _reference(theta, k)
+        mu_sets, pre, h, e, t = _forward_pass(x, m)
+        ctx.save_for_backward(in_a, x, live, mu_sets, e, t, *pre, *h)
+        ctx.m = m
+        return torch.where(in_a, 1 - mu_sets[1], mu_sets[0])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor) -> tuple[Tensor, None]:
+        in_a, x, live, mu_sets, e, t, *rest = ctx.saved_tensors
+        m = ctx.m
+        pre, h = list(rest[:m + 2]), list(rest[m + 2:])
+        sign = torch.tensor([1.0, -1.0], dtype=x.dtype, device=x.device).view(2, 1, 1)
+        dx = torch.where(live, x * g.to(x.dtype) * sign, torch.zeros((), dtype=x.dtype, device=x.device))
+        dmu = _tangent_pass(x, dx, m, mu_sets, pre, h, e, t)
+        return torch.where(in_a, -dmu[1], dmu[0]).to(g.dtype), None
+
+
+def log_partition(theta: Tensor, k: int) -> Tensor:
+    """``log sum_{|S| = k} exp(sum_S theta)`` over the last dim: ``(..., n) -> (...)``. Requires 1 <= k <= n."""
+    shape, n = theta.shape[:-1], theta.shape[-1]
+    flat = theta.reshape(-1, n)
+    lb = _log_binom(n, min(k, n - k))
+    if lb < 60.0 and theta.dtype != torch.float64:
+        out = _log_partition_linear(flat.float(), k)
+    elif lb < 600.0:
+        out = _log_partition_linear(flat.double(), k)
+    else:
+        out = log_esp(flat, k)[..., k]
+    return out.to(theta.dtype).reshape(shape)
+
+
+def marginals(theta: Tensor, k: int) -> Tensor:
+    """``P(i in S)`` for ``p(S) ∝ exp(sum_S theta)``, ``|S| = k``: ``(..., n) -> (..., n)``.
+
+    Differentiable in ``theta``: a custom backward computes the exact Hessian-vector product in the same linear
+    space (once differentiable). When ``C(n, m)`` exceeds float64's range, autograd through the exact log-space
+    tree is used instead (twice differentiable).
+    """
+    shape, n = theta.shape, theta.shape[-1]
+    if n == k:
+        return torch.ones_like(theta) + 0 * theta
+    lb = _log_binom(n, min(k, n - k))
+    if lb < 600.0:
+        flat = theta.reshape(-1, n)
+        work = flat.float() if (lb < 60.0 and theta.dtype != torch.float64) else flat.double()
+        return _KSubsetMarginals.apply(work, k).to(theta.dtype).reshape(shape)
+    return marginals_autograd(theta, k)
+
+
+def marginals_autograd(theta: Tensor, k: int) -> Tensor:
+    """The same marginals as the autograd gradient of :func:`log_partition` (double backward supported)."""
+    if theta.shape[-1] == k:
+        return torch.ones_like(theta) + 0 * theta
+    create = theta.requires_grad and torch.is_grad_enabled()
+    with torch.enable_grad():
+        t = theta if create else theta.detach().requires_grad_()
+        lz = log_partition(t, k)
+        (mu,) = torch.autograd.grad(lz.sum(), t, create_graph=create)
+    return mu

@@ -1,0 +1,42 @@
+"""Independent bits: the Logistic-max trick (``w > 0``) and the binary Concrete relaxation ``sigmoid(w / tau)``."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import Tensor
+
+from sst import noise
+from sst.structures.base import Structure
+
+__all__ = ["Binary"]
+
+
+class Binary(Structure):
+    """Vectors in ``{0, 1}^n``: ``w`` and ``x`` have shape ``(..., n)``; every coordinate is its own bit.
+
+    - argmax: ``w > 0``;
+    - ``binary_entropy``: ``sigmoid(w / tau)``;
+    - perturb: Logistic(0, 1) noise (the difference of two Gumbels), so ``argmax(perturb(theta))`` is
+      Bernoulli(sigmoid(theta)).
+    """
+
+    regularizers = ("binary_entropy",)
+    event_ndim = 1
+
+    def _argmax(self, w: Tensor) -> Tensor:
+        return (w > 0).to(w.dtype)
+
+    def _relax(self, w: Tensor, tau: float | Tensor, regularizer: str) -> Tensor:
+        return torch.sigmoid(w / tau)
+
+    def perturb(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``theta + L`` with independent standard Logistic noise ``L`` (never inf)."""
+        self._check_shape(theta, "theta")
+        return theta + noise.logistic_like(theta, generator=generator)
+
+    def enumerate(self, n: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:
+        """All ``2^n`` binary vectors: ``(2^n, n)``."""
+        rows = list(itertools.product((0.0, 1.0), repeat=int(n)))
+        return torch.tensor(rows, dtype=dtype or torch.get_default_dtype(), device=device).reshape(len(rows), int(n))

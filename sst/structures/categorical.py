@@ -1,0 +1,50 @@
+"""One-hot vectors: the Gumbel-max trick (argmax) and the Gumbel-softmax / sparsemax relaxations."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from sst.structures.base import Structure
+
+__all__ = ["Categorical", "sparsemax"]
+
+
+def sparsemax(z: Tensor) -> Tensor:
+    """Euclidean projection of ``z`` onto the probability simplex, over the last dim: ``(..., n) -> (..., n)``.
+
+    Sort-based and exact (Martins & Astudillo 2016); autograd through the sorted values gives the exact
+    Jacobian ``diag(s) - s s^T / |s|`` (s the support indicator).
+    """
+    zs, _ = torch.sort(z, dim=-1, descending=True)
+    cs = zs.cumsum(-1)
+    r = torch.arange(1, z.shape[-1] + 1, dtype=z.dtype, device=z.device)
+    support = (1 + r * zs) > cs  # a prefix of the sorted entries, never empty
+    size = support.sum(-1, keepdim=True)
+    thr = (cs.gather(-1, size - 1) - 1) / size.to(z.dtype)
+    return torch.clamp(z - thr, min=0)
+
+
+class Categorical(Structure):
+    """One-hot vectors of length n: ``w`` and ``x`` have shape ``(..., n)``.
+
+    - argmax: one-hot of ``argmax(w)`` (ties: the first index);
+    - ``entropy`` (default): ``softmax(w / tau)``; ``euclidean``: ``sparsemax(w / tau)``.
+    """
+
+    regularizers = ("entropy", "euclidean")
+    event_ndim = 1
+
+    def _argmax(self, w: Tensor) -> Tensor:
+        idx = w.argmax(-1, keepdim=True)
+        return torch.zeros_like(w).scatter_(-1, idx, 1.0)
+
+    def _relax(self, w: Tensor, tau: float | Tensor, regularizer: str) -> Tensor:
+        z = w / tau
+        if regularizer == "entropy":
+            return torch.softmax(z, dim=-1)
+        return sparsemax(z)
+
+    def enumerate(self, n: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:
+        """The n one-hot vectors: ``(n, n)``."""
+        return torch.eye(int(n), dtype=dtype or torch.get_default_dtype(), device=device)

@@ -1,0 +1,76 @@
+"""Correlated k-subsets of a chain: k-hot vectors with pairwise terms between neighbours (L2X)."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import Tensor
+
+from sst.structures import _chain
+from sst.structures.base import Structure
+from sst.validation import check_k
+
+__all__ = ["CorrelatedTopK"]
+
+
+class CorrelatedTopK(Structure):
+    """k-subsets of n chain positions with a bonus for adjacent pairs.
+
+    ``w`` and ``x`` have shape (..., 2n - 1): the n unary entries, then the n - 1 pairwise entries of the
+    neighbouring pairs (i, i + 1); a vertex x is k-hot in its unary part and ``x[n + i] = x[i] * x[i + 1]``.
+    The score is ``<w, x> = sum_i w_i x_i + sum_i w_{n+i} x_i x_{i+1}``.
+
+    - argmax: max-plus dynamic programme over the number of ones, with backtracking (:mod:`sst.structures._chain`);
+    - ``exp_family_entropy``: unary and pairwise marginals of ``p(x) ∝ exp(<w, x> / tau)``, the gradient of the
+      log-partition computed by the same recursion in the log semiring (k steps, each an O(log n) scan), exact
+      autograd.
+    """
+
+    regularizers = ("exp_family_entropy",)
+    event_ndim = 1
+
+    def __init__(self, k: int) -> None:
+        self.k = check_k(k)
+
+    def __repr__(self) -> str:
+        return f"CorrelatedTopK(k={self.k})"
+
+    def _check_shape(self, w: Tensor, name: str = "w") -> None:
+        super()._check_shape(w, name)
+        size = w.shape[-1]
+        if size % 2 == 0:
+            raise ValueError(f"the last dimension of {name} must be 2n - 1 (n unary then n - 1 pairwise entries), "
+                             f"got {size}")
+        n = (size + 1) // 2
+        if self.k > n:
+            raise ValueError(f"k={self.k} must be <= n={n}, the number of chain positions ({name} has last "
+                             f"dimension 2n - 1 = {size})")
+
+    def _split(self, w: Tensor) -> tuple[Tensor, Tensor]:
+        n = (w.shape[-1] + 1) // 2
+        return w[..., :n], w[..., n:]
+
+    def _pairs(self, unary: Tensor) -> Tensor:
+        return torch.cat([unary, unary[..., :-1] * unary[..., 1:]], dim=-1)
+
+    def _argmax(self, w: Tensor) -> Tensor:
+        a, b = self._split(w)
+        return self._pairs(_chain.argmax(a, b, self.k))
+
+    def _relax(self, w: Tensor, tau: float | Tensor, regularizer: str) -> Tensor:
+        a, b = self._split(w / tau)
+        mu_a, mu_b = _chain.marginals(a, b, self.k)
+        return torch.cat([mu_a, mu_b], dim=-1)
+
+    def enumerate(self, n: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:
+        """All ``C(n, k)`` vertices: ``(C(n, k), 2n - 1)`` (k-hot unary part, then the adjacent products)."""
+        n = int(n)
+        check_k(self.k, n)
+        rows = []
+        for subset in itertools.combinations(range(n), self.k):
+            u = [0.0] * n
+            for i in subset:
+                u[i] = 1.0
+            rows.append(u + [u[i] * u[i + 1] for i in range(n - 1)])
+        return torch.tensor(rows, dtype=dtype or torch.get_default_dtype(), device=device).reshape(len(rows), 2 * n - 1)

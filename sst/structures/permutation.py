@@ -1,0 +1,65 @@
+"""Permutation matrices: the Hungarian algorithm (argmax) and Gumbel-Sinkhorn (relax)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sst.structures._sinkhorn import sinkhorn
+from sst.structures.base import Structure
+
+__all__ = ["Permutation"]
+
+
+class Permutation(Structure):
+    """n x n permutation matrices: ``w`` and ``x`` have shape (..., n, n); ``x[i, j] = 1`` when i is sent to j.
+
+    - argmax: the assignment maximising ``sum_ij w_ij x_ij`` (Hungarian algorithm,
+      ``scipy.optimize.linear_sum_assignment``, on the CPU, one matrix at a time: a Python loop over the
+      flattened batch, result moved back to ``w``'s device; needs SciPy). Not for hot paths;
+    - ``entropy``: Sinkhorn in log space, the doubly stochastic ``P = argmax <w, P> - tau sum P log P``, i.e.
+      ``log P = w / tau + a_i + b_j``. Iterates until the row sums are within ``tol`` of 1 (one host sync per
+      ``check_every`` sweeps, at most ``max_iter`` sweeps); gradients by implicit differentiation at the fixed
+      point (exact when converged), not by unrolling.
+    """
+
+    regularizers = ("entropy",)
+    event_ndim = 2
+
+    def __init__(self, tol: float | None = None, max_iter: int = 2000, check_every: int = 10) -> None:
+        self.tol = tol
+        self.max_iter = int(max_iter)
+        self.check_every = int(check_every)
+
+    def _check_shape(self, w: Tensor, name: str = "w") -> None:
+        super()._check_shape(w, name)
+        if w.shape[-1] != w.shape[-2]:
+            raise ValueError(f"{name} must be square in its last two dimensions (..., n, n), got shape "
+                             f"{tuple(w.shape)}")
+
+    def _argmax(self, w: Tensor) -> Tensor:
+        try:
+            from scipy.optimize import linear_sum_assignment
+        except ImportError as e:  # pragma: no cover
+            raise ImportError("Permutation.argmax needs SciPy (pip install scipy)") from e
+        n = w.shape[-1]
+        flat = np.nan_to_num(w.reshape(-1, n, n).to("cpu", torch.float64).numpy(), nan=-1e300, posinf=1e300,
+                             neginf=-1e300)
+        x = np.zeros(flat.shape, dtype=np.float64)
+        for b, m in enumerate(flat):
+            rows, cols = linear_sum_assignment(m, maximize=True)
+            x[b, rows, cols] = 1.0
+        return torch.from_numpy(x).to(device=w.device, dtype=w.dtype).reshape(w.shape)
+
+    def _relax(self, w: Tensor, tau: float | Tensor, regularizer: str) -> Tensor:
+        return sinkhorn(w / tau, self.tol, self.max_iter, self.check_every)
+
+    def enumerate(self, n: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:
+        """All ``n!`` permutation matrices: ``(n!, n, n)``."""
+        n = int(n)
+        eye = torch.eye(n, dtype=dtype or torch.get_default_dtype(), device=device)
+        perms = list(itertools.permutations(range(n)))
+        return eye[torch.tensor(perms, dtype=torch.long, device=device)].reshape(len(perms), n, n)

@@ -1,0 +1,158 @@
+"""Undirected spanning trees of the complete graph: batched Prim (argmax) and matrix-tree marginals (relax)."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import Tensor
+
+from sst import noise
+from sst.structures._laplacian import rooted_inverse, stable_weights
+from sst.structures.base import Structure
+from sst.validation import checks_enabled
+
+__all__ = ["SpanningTree"]
+
+
+class SpanningTree(Structure):
+    """Spanning trees of the complete graph on n nodes.
+
+    ``w`` (..., n, n) symmetric (the diagonal is ignored); ``x`` (..., n, n) the symmetric 0/1 adjacency matrix of
+    a tree (n - 1 edges). A tree's score counts each edge once: ``sum_{i<j} w_ij x_ij`` (:meth:`score`).
+
+    - argmax: batched Prim's algorithm, n - 1 steps of (batch, n) vector work, no host sync;
+    - ``exp_family_entropy``: edge marginals of ``p(x) ∝ exp(sum_{i<j} w_ij x_ij / tau)`` by the matrix-tree
+      theorem: with edge weights ``A = exp(w / tau - max)`` and L the Laplacian of A,
+      ``mu_ij = A_ij (G_ii + G_jj - 2 G_ij)`` where G is the inverse of L with row/column 0 removed (embedded
+      with zeros). One batched inverse, exact gradients by autograd;
+    - perturb: one Gumbel per undirected edge, the same for (i, j) and (j, i).
+
+    Args:
+        max_range: before the solve, ``w / tau`` is raised to at least ``max(w / tau) - max_range`` per graph
+            (the released code clips at 15), so weights of any magnitude give finite marginals. Default 20.
+            The marginals are exact whenever the spread of ``w / tau`` is below ``max_range``.
+        solve_dtype: dtype of the Laplacian solve (default float64: the solve is small and its conditioning
+            grows like ``exp(max_range)``); the output has the input's dtype.
+
+    An input that is not exactly symmetric is symmetrised, ``(w + w^T) / 2`` (its gradient is split evenly between
+    ``w_ij`` and ``w_ji``); with checks on (:func:`sst.checks`) a non-symmetric ``w`` raises ``ValueError``.
+    """
+
+    regularizers = ("exp_family_entropy",)
+    event_ndim = 2
+
+    def __init__(self, max_range: float = 20.0, solve_dtype: torch.dtype = torch.float64) -> None:
+        if not float(max_range) > 0:
+            raise ValueError(f"max_range must be > 0, got {max_range!r}")
+        self.max_range = float(max_range)
+        self.solve_dtype = solve_dtype
+
+    # checks --------------------------------------------------------------------------------------------------
+    def _check_shape(self, w: Tensor, name: str = "w") -> None:
+        super()._check_shape(w, name)
+        if w.shape[-1] != w.shape[-2]:
+            raise ValueError(f"{name} must be square in its last two dimensions (..., n, n), got shape "
+                             f"{tuple(w.shape)}")
+        if w.shape[-1] < 1:
+            raise ValueError(f"{name} must have n >= 1 nodes, got shape {tuple(w.shape)}")
+
+    def _check(self, w: Tensor, name: str = "w") -> None:
+        super()._check(w, name)
+        if checks_enabled() and w.is_floating_point():
+            n = w.shape[-1]
+            off = ~torch.eye(n, dtype=torch.bool, device=w.device)
+            diff = (w - w.transpose(-1, -2)).abs().masked_fill(~off, 0)
+            scale = w.abs().masked_fill(~off, 0).amax(dim=(-2, -1), keepdim=True)
+            tol = 1e-5 if w.dtype == torch.float64 else 1e-3
+            if bool((diff > tol * (1 + scale)).any()):
+                raise ValueError(f"{name} must be symmetric (w[..., i, j] == w[..., j, i]) for SpanningTree")
+
+    # solvers -------------------------------------------------------------------------------------------------
+    def _argmax(self, w: Tensor) -> Tensor:
+        n = w.shape[-1]
+        x = torch.zeros_like(w)
+        if n == 1:
+            return x
+        sym = 0.5 * (w + w.transpose(-1, -2))
+        flat = sym.reshape(-1, n, n)
+        batch = flat.shape[0]
+        rows = torch.arange(batch, device=w.device)
+        lowest = torch.finfo(w.dtype).min
+        in_tree = torch.zeros(batch, n, dtype=torch.bool, device=w.device)
+        in_tree[:, 0] = True
+        best = flat[:, 0, :].clamp_min(lowest)  # best weight linking each node to the tree
+        parent = torch.zeros(batch, n, dtype=torch.long, device=w.device)
+        ninf = torch.tensor(float("-inf"), dtype=w.dtype, device=w.device)
+        for _ in range(n - 1):
+            v = torch.where(in_tree, ninf, best).argmax(-1)  # (batch,)
+            in_tree[rows, v] = True
+            row = flat[rows, v, :].clamp_min(lowest)
+            better = (row > best) & ~in_tree
+            best = torch.where(better, row, best)
+            parent = torch.where(better, v.unsqueeze(-1), parent)
+        child = torch.arange(1, n, device=w.device).expand(batch, n - 1)
+        par = parent[:, 1:]
+        out = x.reshape(-1, n, n)
+        out[rows.unsqueeze(-1), par, child] = 1.0
+        out[rows.unsqueeze(-1), child, par] = 1.0
+        return out.reshape(w.shape)
+
+    def _relax(self, w: Tensor, tau: float | Tensor, regularizer: str) -> Tensor:
+        n = w.shape[-1]
+        if n == 1:
+            return torch.zeros_like(w) + 0 * w
+        theta = (0.5 * (w + w.transpose(-1, -2)) / tau).to(self.solve_dtype)
+        valid = ~torch.eye(n, dtype=torch.bool, device=w.device)
+        a = stable_weights(theta, valid, self.max_range)
+        lap = torch.diag_embed(a.sum(-1)) - a
+        g = rooted_inverse(lap, 0)
+        d = torch.diagonal(g, dim1=-2, dim2=-1)
+        mu = a * (d.unsqueeze(-1) + d.unsqueeze(-2) - 2 * g)
+        return mu.to(w.dtype)
+
+    # support -------------------------------------------------------------------------------------------------
+    def perturb(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``theta + G`` with one standard Gumbel per undirected edge: ``G_ij = G_ji``, ``G_ii = 0``."""
+        self._check_shape(theta, "theta")
+        g = torch.triu(noise.gumbel_like(theta, generator=generator), diagonal=1)
+        return theta + g + g.transpose(-1, -2)
+
+    def score(self, w: Tensor, x: Tensor) -> Tensor:
+        """``sum_{i<j} w_ij x_ij`` (each undirected edge once): ``(..., n, n), (..., n, n) -> (...)``."""
+        wx = torch.where(x != 0, w * x, torch.zeros((), dtype=w.dtype, device=w.device))
+        return torch.triu(wx, diagonal=1).sum(dim=(-2, -1))
+
+    def enumerate(self, n: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:
+        """All ``n^(n-2)`` spanning trees of the complete graph (Prüfer sequences): ``(n^(n-2), n, n)``."""
+        n = int(n)
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        trees = []
+        if n == 1:
+            trees.append([])
+        elif n == 2:
+            trees.append([(0, 1)])
+        else:
+            for seq in itertools.product(range(n), repeat=n - 2):
+                trees.append(_prufer_edges(list(seq), n))
+        out = torch.zeros(len(trees), n, n, dtype=dtype or torch.get_default_dtype(), device=device)
+        for t, edges in enumerate(trees):
+            for i, j in edges:
+                out[t, i, j] = out[t, j, i] = 1.0
+        return out
+
+
+def _prufer_edges(seq: list[int], n: int) -> list[tuple[int, int]]:
+    degree = [1] * n
+    for v in seq:
+        degree[v] += 1
+    edges = []
+    for v in seq:
+        leaf = min(u for u in range(n) if degree[u] == 1)
+        edges.append((leaf, v))
+        degree[leaf] -= 1
+        degree[v] -= 1
+    u, v = (i for i in range(n) if degree[i] == 1)
+    edges.append((u, v))
+    return edges

@@ -1,0 +1,116 @@
+"""Earlier relaxations of k-subset sampling, the baselines of the paper's L2X table.
+
+Both take selection logits ``theta`` of shape (..., n) and return relaxed k-hot vectors of shape (..., n) with
+entries in [0, 1], differentiable in ``theta``:
+
+- :func:`l2x_subset` (Chen et al. 2018, "Learning to Explain"): k independent Gumbel-softmax draws over the n
+  items at temperature ``tau``, combined by an elementwise max. Its sum lies in [1, k] (< k when draws overlap).
+- :func:`softsub_subset` (Xie & Ermon 2019, "Reparameterizable subset sampling via continuous relaxations"):
+  perturb once with Gumbel noise, then k successive softmaxes at temperature ``tau``; before each step the
+  perturbed logits are down-weighted by ``log(1 - p)`` of the previous step's softmax ``p``, so chosen mass is
+  not chosen again. The output is the sum of the k softmaxes, so it sums to exactly k (entries can exceed 1
+  only in degenerate cases; they are not clipped, as in the original).
+
+``mask`` (..., n) bool marks the items that may be selected (False = padding): those get exactly 0 in the
+relaxed output and are never chosen by ``hard=True`` while at least k items are allowed. Nothing returns NaN or
+inf for finite ``theta``, even when whole rows are masked.
+
+``hard=True`` returns the exact k-hot vector of the k largest relaxed entries in the forward pass, with the
+relaxed gradient in the backward pass (straight-through). The test-time (mode) selection for both baselines is
+the plain top-k of ``theta``, i.e. ``sst.TopK(k).argmax(theta)``.
+
+Noise comes from ``sst.noise.gumbel_like`` (the library's Gumbel sampler, never inf or NaN).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from sst.noise import gumbel_like
+from sst.sample import straight_through
+
+__all__ = ["l2x_subset", "softsub_subset"]
+
+
+def _check(theta: Tensor, k: int, tau: float, mask: Tensor | None) -> None:
+    if theta.dim() < 1:
+        raise ValueError("theta must have shape (..., n), got a scalar")
+    n = theta.shape[-1]
+    if not 1 <= int(k) <= n:
+        raise ValueError(f"k must be in [1, n={n}], got {k}")
+    if not float(tau) > 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    if torch.isnan(theta).any():
+        raise ValueError("theta contains NaN")
+    if mask is not None and mask.shape != theta.shape:
+        raise ValueError(f"mask must have theta's shape {tuple(theta.shape)}, got {tuple(mask.shape)}")
+
+
+def _masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
+    """softmax over the last dim, exactly 0 where mask is False (uniform if a row is fully masked)."""
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=-1)
+
+
+def _perturb(theta: Tensor, generator: torch.Generator | None) -> Tensor:
+    return theta + gumbel_like(theta, generator=generator)
+
+
+def _straight_through(soft: Tensor, k: int) -> Tensor:
+    idx = soft.detach().topk(k, dim=-1).indices
+    return straight_through(torch.zeros_like(soft).scatter_(-1, idx, 1.0), soft)
+
+
+def l2x_subset(theta: Tensor, k: int, tau: float = 0.1, mask: Tensor | None = None, hard: bool = False,
+               generator: torch.Generator | None = None) -> Tensor:
+    """L2X's relaxed k-subset: max over k independent Gumbel-softmax(theta, tau) draws.
+
+    Args:
+        theta: logits (..., n).
+        k: subset size, 1 <= k <= n.
+        tau: temperature (> 0); 0.1 in Chen et al. and in the paper's table.
+        mask: optional (..., n) bool, False = never selected.
+        hard: straight-through k-hot forward pass.
+        generator: torch.Generator for the Gumbel noise.
+
+    Returns:
+        (..., n) tensor in [0, 1] with sum in [1, k] (exactly k-hot when ``hard``).
+    """
+    _check(theta, k, tau, mask)
+    draws = theta.unsqueeze(-2).expand(*theta.shape[:-1], int(k), theta.shape[-1])
+    u = _perturb(draws, generator)  # (..., k, n): k independent Gumbel perturbations
+    m = None if mask is None else mask.unsqueeze(-2).expand_as(u)
+    soft = _masked_softmax(u / tau, m).amax(dim=-2)
+    return _straight_through(soft, int(k)) if hard else soft
+
+
+def softsub_subset(theta: Tensor, k: int, tau: float = 0.5, mask: Tensor | None = None, hard: bool = False,
+                   generator: torch.Generator | None = None, eps: float = 1e-20) -> Tensor:
+    """SoftSub (Xie & Ermon 2019): k successive relaxed softmaxes of the Gumbel-perturbed logits.
+
+    ``w_0 = theta + G``; for j = 1..k: ``w_j = w_{j-1} + log(max(1 - p_{j-1}, eps))`` (``p_0 = 0``),
+    ``p_j = softmax(w_j / tau)``; output ``sum_j p_j``.
+
+    Args:
+        theta: logits (..., n).
+        k: subset size, 1 <= k <= n.
+        tau: temperature (> 0); 0.5 in the paper's table.
+        mask: optional (..., n) bool, False = never selected.
+        hard: straight-through k-hot forward pass.
+        generator: torch.Generator for the Gumbel noise.
+        eps: floor of ``1 - p`` inside the log (Xie & Ermon's EPSILON), keeps everything finite.
+
+    Returns:
+        (..., n) tensor, entries >= 0, summing to k (exactly k-hot when ``hard``).
+    """
+    _check(theta, k, tau, mask)
+    w = _perturb(theta, generator)
+    p = torch.zeros_like(w)
+    total = torch.zeros_like(w)
+    for _ in range(int(k)):
+        w = w + torch.log(torch.clamp(1.0 - p, min=eps))
+        p = _masked_softmax(w / tau, mask)
+        total = total + p
+    return _straight_through(total, int(k)) if hard else total

@@ -1,0 +1,86 @@
+"""Input checks shared by every structure, and the switch that turns the costly ones off.
+
+Cheap checks (shapes, ``k``, a Python ``tau``, the regularizer's name) always run. The checks that read tensor
+values (NaN in ``w``, symmetry of spanning-tree weights, a tensor ``tau`` > 0) cost one host-device sync per call;
+they run unless switched off for a block of code with ``sst.checks(False)``::
+
+    with sst.checks(False):        # hot training loop: no syncs in relax / argmax
+        x = sst.sample(S, theta, tau=0.5)
+
+The switch is a :mod:`contextvars` variable (thread- and task-local, restored on exit); there is no other
+global mutable state.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor
+
+__all__ = ["checks", "checks_enabled"]
+
+_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("sst_checks", default=True)
+
+
+@contextmanager
+def checks(enabled: bool = True) -> Iterator[None]:
+    """Context manager: run (``True``, the default) or skip (``False``) the value checks inside the block."""
+    token = _CHECKS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _CHECKS.reset(token)
+
+
+def checks_enabled() -> bool:
+    """Whether value checks (those that sync with the device) are on in the current context."""
+    return _CHECKS.get()
+
+
+def check_tau(tau: float | Tensor) -> float | Tensor:
+    """``tau`` must be > 0 (a number, or a tensor whose entries are all > 0). Returns it unchanged."""
+    if isinstance(tau, Tensor):
+        if checks_enabled() and not bool((tau > 0).all()):
+            raise ValueError("tau must be > 0 everywhere; got a tensor with entries <= 0 or NaN")
+        return tau
+    try:
+        t = float(tau)
+    except (TypeError, ValueError):
+        raise ValueError(f"tau must be a positive number, got {tau!r}") from None
+    if not t > 0 or t == float("inf"):
+        raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+    return t
+
+
+def check_regularizer(regularizer: str | None, legal: Sequence[str], owner: str) -> str:
+    """Resolve ``None`` to the default (first legal name); reject unknown names, listing the legal ones."""
+    if regularizer is None:
+        return legal[0]
+    if regularizer not in legal:
+        raise ValueError(f"regularizer must be one of {', '.join(map(repr, legal))} for {owner}, got {regularizer!r}")
+    return regularizer
+
+
+def check_weights(w: Tensor, name: str = "w") -> None:
+    """``w`` must be a floating tensor; with checks on, it must not contain NaN (one sync)."""
+    if not isinstance(w, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(w).__name__}")
+    if not w.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {w.dtype}")
+    if checks_enabled() and bool(torch.isnan(w).any()):
+        raise ValueError(f"{name} contains NaN")
+
+
+def check_k(k: int, n: int | None = None, name: str = "k") -> int:
+    """``k`` must be an integer >= 1, and <= n when n is given."""
+    if isinstance(k, bool) or int(k) != k:
+        raise ValueError(f"{name} must be an integer >= 1, got {k!r}")
+    k = int(k)
+    if k < 1:
+        raise ValueError(f"{name} must be >= 1, got {k}")
+    if n is not None and k > n:
+        raise ValueError(f"{name} must be <= n = {n} (the number of items), got {name}={k}")
+    return k

@@ -1,0 +1,81 @@
+"""sst.subset_baselines: L2X (Chen et al. 2018) and SoftSub (Xie & Ermon 2019) relaxed k-subsets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sst.noise import gumbel_like
+from sst.subset_baselines import l2x_subset, softsub_subset
+
+FUNCS = [(l2x_subset, 0.1), (softsub_subset, 0.5)]
+
+
+@pytest.mark.parametrize("fn, tau", FUNCS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_shapes_ranges_and_sums(fn, tau, dtype):
+    g = torch.Generator().manual_seed(0)
+    theta = torch.randn(3, 2, 50, generator=g, dtype=dtype)
+    k = 5
+    z = fn(theta, k, tau, generator=g)
+    assert z.shape == theta.shape and z.dtype == dtype and torch.isfinite(z).all() and (z >= 0).all()
+    sums = z.sum(-1)
+    if fn is softsub_subset:
+        torch.testing.assert_close(sums, torch.full_like(sums, k))  # k softmaxes, each sums to 1
+    else:
+        assert (z <= 1 + 1e-6).all() and (sums >= 1 - 1e-6).all() and (sums <= k + 1e-6).all()
+        assert float(sums.mean()) > k - 1  # draws rarely overlap with 50 items and t = 0.1
+    hard = fn(theta, k, tau, hard=True, generator=g)
+    assert set(hard.unique().tolist()) <= {0.0, 1.0} and torch.all(hard.sum(-1) == k)
+
+
+@pytest.mark.parametrize("fn, tau", FUNCS)
+def test_mask_gets_no_mass_and_gradients_are_finite(fn, tau):
+    g = torch.Generator().manual_seed(1)
+    theta = (torch.randn(4, 30, generator=g) * 5).requires_grad_(True)
+    mask = torch.arange(30).unsqueeze(0) < torch.tensor([[30], [12], [8], [0]])  # last row fully masked
+    with torch.no_grad():
+        theta[~mask] += 100.0  # masked items would win if the mask were ignored
+    for hard in (False, True):
+        z = fn(theta, 5, tau, mask=mask, hard=hard, generator=g)
+        assert torch.isfinite(z).all()
+        assert float(z.detach()[:3][~mask[:3]].abs().max()) == 0.0
+        if hard:
+            assert torch.all(z[:3].sum(-1) == 5) and torch.all(z[:3][~mask[:3]] == 0)
+        (z * torch.arange(30.0)).sum().backward()
+        assert torch.isfinite(theta.grad).all()
+        theta.grad = None
+
+
+def test_low_temperature_limits():
+    """Tiny temperature, well-separated logits: SoftSub gives the top-k of theta; L2X's k independent draws all
+    pick the same argmax, so its union is one item (why L2X can select fewer than k distinct words)."""
+    theta = torch.tensor([[5.0, -30.0, 40.0, -30.0, 20.0, -30.0, 60.0]])
+    top3 = torch.zeros_like(theta).scatter_(-1, theta.topk(3).indices, 1.0)
+    top1 = torch.zeros_like(theta).scatter_(-1, theta.topk(1).indices, 1.0)
+    z = softsub_subset(theta, 3, 1e-3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(z, top3, atol=1e-4, rtol=0)
+    z = l2x_subset(theta, 3, 1e-3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(z, top1, atol=1e-4, rtol=0)
+
+
+def test_softsub_matches_the_recursion():
+    """One step by hand: w1 = u; p1 = softmax(u/t); w2 = w1 + log(1 - p1); out = p1 + softmax(w2/t)."""
+    theta = torch.tensor([[0.3, -1.0, 2.0, 0.5]], dtype=torch.float64)
+    u = theta + gumbel_like(theta, generator=torch.Generator().manual_seed(7))
+    p1 = torch.softmax(u / 0.5, -1)
+    p2 = torch.softmax((u + torch.log1p(-p1)) / 0.5, -1)
+    z = softsub_subset(theta, 2, 0.5, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(z, p1 + p2)
+
+
+@pytest.mark.parametrize("fn", [l2x_subset, softsub_subset])
+def test_bad_input(fn):
+    with pytest.raises(ValueError, match="k"):
+        fn(torch.zeros(2, 4), 5, 0.5)
+    with pytest.raises(ValueError, match="tau"):
+        fn(torch.zeros(2, 4), 2, 0.0)
+    with pytest.raises(ValueError, match="mask"):
+        fn(torch.zeros(2, 4), 2, 0.5, mask=torch.ones(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="NaN"):
+        fn(torch.tensor([0.0, float("nan"), 1.0]), 2, 0.5)
