@@ -1,0 +1,13 @@
+"""NRI graph layout with a latent spanning tree (Paulus et al. 2020; PROTOCOLS.md section 1)."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train and evaluate one NRI model; writes metrics.json, checkpoints and a PNG in the run folder."""
+    from experiments.common.trainer import fit
+    from experiments.nri.task import NRITask
+
+    return fit(cfg, NRITask)

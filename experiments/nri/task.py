@@ -1,0 +1,160 @@
+"""NRI graph layout as a trainer Task: data on the device, relaxed training, hard-sample evaluation."""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+
+import sst
+from experiments.common.data import TensorBatches, cache_dir
+from experiments.common.task import Task
+from experiments.nri.data import load_graph_layout
+from experiments.nri.edges import EdgeDistribution, edge_counts
+from experiments.nri.model import NRIModel, gaussian_nll, gumbel_kl
+from sst.estimators import tile
+
+EVAL_SEED = 1234  # hard samples at evaluation use their own generator: the same noise at every evaluation
+
+
+def prediction_steps(cfg: DictConfig, timesteps: int) -> int:
+    """``model.prediction_steps``, or by default 9 for T = 10 and 10 for T = 20 (min(T - 1, 10))."""
+    p = cfg.model.get("prediction_steps")
+    return int(p) if p is not None else min(timesteps - 1, 10)
+
+
+class NRITask(Task):
+    """Paulus et al.'s NRI graph-layout experiment (PROTOCOLS.md section 1)."""
+
+    monitor = "valid/elbo"
+    monitor_mode = "max"
+
+    def __init__(self, cfg: DictConfig, device: torch.device) -> None:
+        super().__init__(cfg, device)
+        dcfg, mcfg = cfg.data, cfg.model
+        self.n = int(dcfg.num_vertices)
+        self.timesteps = int(dcfg.timesteps)
+        self.batch_size = int(dcfg.batch_size)
+        self.pred_steps = prediction_steps(cfg, self.timesteps)
+        self.variance = float(mcfg.variance)
+        self.kl_scale = 2.0 if str(mcfg.get("kl_edges", "undirected")) == "directed" else 1.0
+        sizes = {"train": dcfg.num_train, "valid": dcfg.num_valid, "test": dcfg.num_test}
+        t0 = time.perf_counter()
+        data = load_graph_layout(cache_dir(cfg), sizes, self.n, self.timesteps, int(dcfg.seed),
+                                 progress=bool(cfg.trainer.get("progress", True)))
+        self.data_info = {"loc_min": data.loc_min, "loc_max": data.loc_max, "files": data.files,
+                          "generation_s": data.generation_s, "load_s": round(time.perf_counter() - t0, 3)}
+        self.model = NRIModel(self.n, self.timesteps, encoder_hidden=int(mcfg.encoder_hidden),
+                              decoder_hidden=int(mcfg.decoder_hidden), edge_types=int(mcfg.edge_types),
+                              skip_first=bool(mcfg.skip_first)).to(device)
+        idx = self.model.index
+        self.locs = {s: torch.as_tensor(v, device=device) for s, v in data.locs.items()}
+        self.edges = {s: idx.from_matrix(torch.as_tensor(v, device=device)).float() for s, v in data.trees.items()}
+        rcfg = cfg.relaxation
+        self.dist = EdgeDistribution(str(rcfg.name), idx, float(rcfg.tau), rcfg.get("regularizer"),
+                                     mcfg.get("max_range"))
+        self.estimator = self._build_estimator(cfg)
+
+    # ----------------------------------------------------------------------------------------------- set-up
+    def _build_estimator(self, cfg: DictConfig):
+        """``sst.estimators.build`` with the config's options, the relaxation's temperature and regularizer, and
+        the flattened trajectories as NVIL's context."""
+        from omegaconf import OmegaConf
+
+        import sst.estimators
+
+        opts = OmegaConf.to_container(cfg.estimator, resolve=True)
+        name = opts.pop("name")
+        opts.pop("structures", None)
+        opts.update(tau=self.dist.tau, regularizer=self.dist.regularizer,
+                    context_dim=self.timesteps * self.n * 2)
+        sst.estimators.check_supported(name, self.dist.structure)
+        return sst.estimators.build(name, **opts).to(self.device)
+
+    def module(self) -> torch.nn.Module:
+        return torch.nn.ModuleDict({"model": self.model, "estimator": self.estimator})
+
+    def configure_optimizers(self):
+        params = [p for p in self.module().parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=float(self.cfg.optim.lr))
+        steps_per_epoch = max(1, int(self.cfg.data.num_train) // self.batch_size)
+        every = int(self.cfg.optim.get("lr_decay_epochs", 200)) * steps_per_epoch
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=every, gamma=float(self.cfg.optim.get("lr_gamma", 0.5)))
+        return opt, sched
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[Any]:
+        return iter(TensorBatches([self.locs["train"]], self.batch_size, generator))
+
+    # ----------------------------------------------------------------------------------------------- training
+    def kl(self, u: Tensor) -> Tensor:
+        return self.kl_scale * gumbel_kl(u, self.n)
+
+    def nll_of(self, locs: Tensor, x: Tensor, pred_steps: int) -> Tensor:
+        """Per-item NLL ``(B,)`` of trajectories given ``(B, M)`` undirected edge weights."""
+        preds = self.model.decoder(locs, self.model.index.to_directed(x), pred_steps)
+        return gaussian_nll(preds, locs[:, 1:], self.variance)
+
+    def training_step(self, batch: Any, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        (locs,) = batch
+        u = self.model.edge_logits(locs)
+        kl = self.kl(u)
+
+        def nll(z: Tensor) -> Tensor:  # rows are sample-major: row r belongs to item r % B
+            return self.nll_of(tile(locs, z.shape[0]), self.dist.to_edges(z), self.pred_steps)
+
+        with sst.checks(False):  # no host syncs for value checks in the hot loop
+            out = self.estimator(self.dist.structure, self.dist.theta(u), nll, context=locs.flatten(1))
+        nll_mean, kl_mean = out.value.float().mean(), kl.detach().mean()
+        logs = {"train/nll": nll_mean, "train/kl": kl_mean, "train/elbo": -(nll_mean + kl_mean),
+                **{f"train/{k}": v for k, v in out.stats.items()}}
+        return out.loss + kl.mean(), logs
+
+    # ----------------------------------------------------------------------------------------------- evaluation
+    def evaluate(self, split: str) -> dict[str, float]:
+        locs_all, edges_all = self.locs[split], self.edges[split]
+        bs = int(self.cfg.get("eval", {}).get("batch_size", 500))
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(EVAL_SEED)
+        sums: dict[str, Tensor] = {}
+        total = locs_all.shape[0]
+        for start in range(0, total, bs):
+            locs, true = locs_all[start:start + bs], edges_all[start:start + bs]
+            u = self.model.edge_logits(locs)
+            x = self.dist.hard(u, generator=gen)
+            nll = self.nll_of(locs, x, 1)  # teacher forcing every step
+            kl = gumbel_kl(u, self.n)
+            prec, rec = edge_counts(x, true)
+            mprec, mrec = edge_counts(self.dist.mode(u), true)
+            mse = nll * (2.0 * self.variance / ((locs.shape[1] - 1) * locs.shape[3]))
+            batch = {"elbo": -(nll + self.kl_scale * kl), "nll": nll, "kl": kl,
+                     "elbo_kl_directed": -(nll + 2.0 * kl), "mse": mse,
+                     "edge_precision": prec, "edge_recall": rec,
+                     "edge_precision_mode": mprec, "edge_recall_mode": mrec,
+                     "num_edges": x.sum(-1)}
+            for k, v in batch.items():
+                s = v.double().sum()
+                sums[k] = sums[k] + s if k in sums else s
+        return {f"{split}/{k}": float(v) / total for k, v in sums.items()}
+
+    # ----------------------------------------------------------------------------------------------- records
+    def record_extras(self) -> dict[str, Any]:
+        return {"timesteps": self.timesteps, "num_vertices": self.n, "prediction_steps": self.pred_steps,
+                "data": self.data_info}
+
+    def save_artifacts(self, out_dir: pathlib.Path) -> None:
+        from experiments.nri.plot import plot_predictions
+
+        k = int(self.cfg.get("eval", {}).get("num_plot", 4))
+        locs = self.locs["test"][:k]
+        self.model.eval()
+        with torch.no_grad():
+            u = self.model.edge_logits(locs)
+            pred = self.dist.mode(u)
+        plot_predictions(locs.cpu().numpy(), self.edges["test"][:k].cpu().numpy(), pred.cpu().numpy(),
+                         self.model.index, pathlib.Path(out_dir) / "nri_test_trajectories.png",
+                         title=f"NRI {self.dist.name}, T={self.timesteps}")
