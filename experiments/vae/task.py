@@ -1,0 +1,205 @@
+"""The discrete VAE as a Task of the shared trainer (PROTOCOLS.md section 3)."""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+import sst
+import sst.estimators
+from experiments.common.data import TensorBatches, resolve_data_root
+from experiments.common.task import Task
+from experiments.vae.data import BINARIZE, binarize, load_mnist_images, split_train_valid
+from experiments.vae.model import DiscreteVAE, iw_neg_elbo, neg_elbo
+from sst.estimators import tile
+
+# relaxation config name -> (latent kind, default number of latent variables)
+LATENT_OF = {"categorical": ("categorical", 20), "binary": ("bernoulli", 200)}
+# estimator config keys that are not options of sst.estimators.build
+_NOT_OPTIONS = ("name", "structures")
+
+
+def temperature(step: int, tau0: float, rate: float, tau_min: float, every: int) -> float:
+    """Jang et al.'s schedule tau = max(tau_min, tau0 * exp(-rate * t)), t = step rounded down to ``every``."""
+    t = (int(step) // max(1, int(every))) * max(1, int(every))
+    return max(float(tau_min), float(tau0) * math.exp(-float(rate) * t))
+
+
+class VAETask(Task):
+    """MNIST discrete VAE: 20x10 categorical (gumbel_softmax) or 200 Bernoulli (binary_concrete) latents."""
+
+    monitor = "valid/neg_elbo"
+    monitor_mode = "min"
+
+    def __init__(self, cfg: DictConfig, device: torch.device) -> None:
+        super().__init__(cfg, device)
+        structure = str(cfg.relaxation.structure)
+        if structure not in LATENT_OF:
+            raise ValueError(f"relaxation.structure must be one of {', '.join(LATENT_OF)} for the VAE, got {structure}")
+        self.mode = str(cfg.data.get("binarize", "dynamic"))
+        if self.mode not in BINARIZE:
+            raise ValueError(f"data.binarize must be one of {', '.join(BINARIZE)}, got {self.mode!r}")
+
+        # data: uint8 grey levels for dynamic binarisation, fixed 0/1 floats otherwise; eval sets fixed once
+        train, test = load_mnist_images(resolve_data_root(cfg), bool(cfg.data.get("download", True)))
+        split_seed = int(cfg.data.get("split_seed", 0))
+        train, valid = split_train_valid(train, int(cfg.data.num_valid), split_seed)
+        limit = cfg.data.get("limit_eval")
+        if limit:
+            valid, test = valid[: int(limit)], test[: int(limit)]
+        fixed = torch.Generator().manual_seed(split_seed + 1)
+        self.eval_data = {"valid": binarize(valid, self.mode, fixed).to(device),
+                          "test": binarize(test, self.mode, fixed).to(device)}
+        if self.mode == "dynamic":
+            self.train_data = train.to(device)
+        else:
+            self.train_data = binarize(train, self.mode, torch.Generator().manual_seed(split_seed + 2)).to(device)
+
+        kind, default_vars = LATENT_OF[structure]
+        mcfg = cfg.get("model", {})
+        self.model = DiscreteVAE(
+            latent=kind,
+            num_vars=int(mcfg.get("num_vars") or default_vars),
+            num_classes=int(mcfg.get("num_classes", 10)),
+            hidden=tuple(int(h) for h in mcfg.get("hidden", (512, 256))),
+        )
+        self.structure = sst.Categorical() if kind == "categorical" else sst.Binary()
+        acfg = cfg.get("anneal", {})
+        self.anneal = {
+            "tau0": float(cfg.relaxation.tau),
+            "rate": float(acfg.get("rate", 1e-4)),
+            "tau_min": float(acfg.get("tau_min", 0.5)),
+            "every": int(acfg.get("every", 1000)),
+        }
+        options = OmegaConf.to_container(cfg.estimator, resolve=True)
+        options = {k: v for k, v in options.items() if k not in _NOT_OPTIONS}
+        self.estimator = sst.estimators.build(
+            str(cfg.estimator.name),
+            tau=self.anneal["tau0"],
+            regularizer=cfg.relaxation.get("regularizer"),
+            event_shape=self.model.event_shape,
+            context_dim=self.model.data_dim,
+            **options,
+        )
+        self.net = nn.ModuleDict({"model": self.model, "estimator": self.estimator}).to(device)
+        ecfg = cfg.get("eval", {})
+        self.eval_batch = int(ecfg.get("batch_size", 1000))
+        self.iw_samples = int(ecfg.get("iw_samples", 100))
+        self.iw_batch = int(ecfg.get("iw_batch_size", 100))
+        self.artifacts = bool(ecfg.get("artifacts", True))
+        self.tau = self.anneal["tau0"]
+        self._out_dir: pathlib.Path | None = None
+
+    # -- trainer interface -------------------------------------------------------------------------
+    def module(self) -> nn.Module:
+        return self.net
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[Tensor]:
+        gen = generator if generator.device == self.train_data.device else None
+        for (x,) in TensorBatches([self.train_data], int(self.cfg.data.batch_size), gen):
+            yield binarize(x, "dynamic", gen) if self.mode == "dynamic" else x
+
+    def set_temperature(self, step: int) -> float:
+        """Anneal the estimator's temperature for ``step`` and return it."""
+        self.tau = temperature(step, **self.anneal)
+        if hasattr(self.estimator, "tau"):
+            self.estimator.tau = self.tau
+        return self.tau
+
+    def training_step(self, batch: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        x = batch
+        tau = self.set_temperature(step)
+        logits = self.model.encode(x)
+        # f gets sample-major rows (m * B, *event); row r belongs to image r % B
+        out = self.estimator(self.structure, logits, lambda z: self.model.recon_nll(tile(x, z.shape[0]), z),
+                             context=x)
+        kl = self.model.kl(logits).mean()
+        nll = out.value.detach().mean()
+        logs = {"train/neg_elbo": nll + kl.detach(), "train/recon": nll, "train/kl": kl.detach(),
+                "train/tau": torch.tensor(tau), **{f"estimator/{k}": v.detach() for k, v in out.stats.items()}}
+        return out.loss + kl, logs
+
+    def _hard_sampler(self, generator: torch.Generator):
+        return lambda logits: self.structure.argmax(self.structure.perturb(logits, generator=generator))
+
+    def _eval_generator(self, split: str) -> torch.Generator:
+        g = torch.Generator(device=self.device)
+        g.manual_seed(int(self.cfg.seed) * 7919 + (0 if split == "valid" else 1))
+        return g
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        if split not in self.eval_data:
+            raise ValueError(f"split must be valid or test, got {split!r}")
+        x_all = self.eval_data[split]
+        sample = self._hard_sampler(self._eval_generator(split))
+        total = torch.zeros(3, dtype=torch.float64, device=self.device)
+        for x in x_all.split(self.eval_batch):
+            elbo, nll, kl = neg_elbo(self.model, x, sample)
+            total += torch.stack([elbo.sum(), nll.sum(), kl.sum()]).double()
+        n = x_all.shape[0]
+        metrics = {f"{split}/neg_elbo": float(total[0]) / n, f"{split}/recon": float(total[1]) / n,
+                   f"{split}/kl": float(total[2]) / n}
+        if split == "test" and self.iw_samples > 0:
+            iw = torch.zeros((), dtype=torch.float64, device=self.device)
+            for x in x_all.split(self.iw_batch):
+                iw += iw_neg_elbo(self.model, x, sample, self.iw_samples).sum().double()
+            metrics["test/iw_neg_elbo"] = float(iw) / n
+        return metrics
+
+    def record_extras(self) -> dict[str, Any]:
+        extras: dict[str, Any] = {
+            "latent": f"{self.model.latent} {'x'.join(map(str, self.model.event_shape))}",
+            "binarize": self.mode,
+            "anneal": dict(self.anneal),
+        }
+        if self._out_dir is not None:
+            extras["curve"] = read_curve(self._out_dir / "history.jsonl")
+        return extras
+
+    def save_artifacts(self, out_dir: pathlib.Path) -> None:
+        self._out_dir = pathlib.Path(out_dir)
+        if not self.artifacts:
+            return
+        from experiments.vae.plots import plot_prior_samples, plot_reconstructions
+
+        self.model.eval()
+        with torch.no_grad():
+            g = self._eval_generator("test")
+            x = self.eval_data["test"][:16]
+            z = self._hard_sampler(g)(self.model.encode(x))
+            recon = torch.sigmoid(self.model.decode(z))
+            prior = torch.sigmoid(self.model.decode(self.model.sample_prior(64, generator=g)))
+        title = f"{self.cfg.relaxation.name} / {self.cfg.estimator.name}"
+        plot_reconstructions(x.cpu(), recon.cpu(), out_dir / "reconstructions.png", title)
+        plot_prior_samples(prior.cpu(), out_dir / "prior_samples.png", title)
+
+
+def read_curve(path: pathlib.Path) -> dict[str, list]:
+    """Training curve from a run's history.jsonl: per validation step, the valid neg ELBO and the mean
+    train neg ELBO logged since the previous validation (entries repeated by a resume keep the last)."""
+    rows: dict[int, dict[str, float]] = {}
+    if not path.is_file():
+        return {"step": [], "train/neg_elbo": [], "valid/neg_elbo": []}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            rows.setdefault(int(rec.pop("step")), {}).update(rec)
+    curve: dict[str, list] = {"step": [], "train/neg_elbo": [], "valid/neg_elbo": []}
+    acc: list[float] = []
+    for step in sorted(rows):
+        rec = rows[step]
+        if "train/neg_elbo" in rec:
+            acc.append(rec["train/neg_elbo"])
+        if "valid/neg_elbo" in rec:
+            curve["step"].append(step)
+            curve["valid/neg_elbo"].append(round(rec["valid/neg_elbo"], 4))
+            curve["train/neg_elbo"].append(round(sum(acc) / len(acc), 4) if acc else None)
+            acc = []
+    return curve

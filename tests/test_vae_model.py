@@ -1,0 +1,95 @@
+"""Shapes and bounds of the discrete VAE model (no data, no sst needed)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from experiments.vae.model import DiscreteVAE, iw_neg_elbo, neg_elbo
+from experiments.vae.task import temperature
+
+
+def _hard(model, generator):
+    """Exact hard draws from q(z|x), written independently of sst for this test."""
+    def sample(logits):
+        if model.latent == "categorical":
+            idx = torch.distributions.Categorical(logits=logits).sample()
+            return F.one_hot(idx, logits.shape[-1]).to(logits.dtype)
+        return torch.bernoulli(torch.sigmoid(logits), generator=generator)
+    return sample
+
+
+@pytest.mark.parametrize("latent,event", [("categorical", (20, 10)), ("bernoulli", (200,))])
+def test_shapes(latent, event):
+    torch.manual_seed(0)
+    m = DiscreteVAE(latent, num_vars=event[0])
+    assert m.event_shape == event and m.latent_dim == 200
+    assert [l.out_features for l in m.encoder if isinstance(l, torch.nn.Linear)] == [512, 256, 200]
+    assert [l.out_features for l in m.decoder if isinstance(l, torch.nn.Linear)] == [256, 512, 784]
+    x = torch.bernoulli(torch.full((7, 784), 0.3))
+    logits = m.encode(x)
+    assert logits.shape == (7, *event)
+    z = m.sample_prior(7)
+    assert z.shape == (7, *event) and m.decode(z).shape == (7, 784)
+    assert m.recon_nll(x, z).shape == (7,)
+    assert m.recon_nll(x, torch.stack([z, z, z])).shape == (3, 7)
+    kl = m.kl(logits)
+    assert kl.shape == (7,) and (kl >= -1e-5).all()
+    assert m.log_q(logits, z).shape == (7,)
+    # zero logits: posterior = prior, so KL = 0 and log q = log prior
+    zero = torch.zeros(7, *event)
+    assert torch.allclose(m.kl(zero), torch.zeros(7), atol=1e-5)
+    assert torch.allclose(m.log_q(zero, z), torch.full((7,), m.log_prior()), atol=1e-4)
+    sample = _hard(m, torch.Generator().manual_seed(0))
+    elbo, nll, kl2 = neg_elbo(m, x, sample)
+    assert elbo.shape == nll.shape == kl2.shape == (7,) and torch.allclose(elbo, nll + kl2)
+    iw = iw_neg_elbo(m, x, sample, num_samples=5)
+    assert iw.shape == (7,) and torch.isfinite(iw).all()
+
+
+def test_iw_bound_tighter_than_elbo():
+    torch.manual_seed(1)
+    m = DiscreteVAE("categorical", num_vars=4, num_classes=3, hidden=(16,))
+    x = torch.bernoulli(torch.full((20, 784), 0.2))
+    sample = _hard(m, None)
+    elbo = torch.stack([neg_elbo(m, x, sample)[0] for _ in range(200)]).mean(0)
+    iw = iw_neg_elbo(m, x, sample, num_samples=200)
+    assert iw.mean() < elbo.mean()
+    # with 3**4 = 81 latent states and 200 samples the IW bound is close to -log p(x) by enumeration
+    states = torch.cartesian_prod(*[torch.arange(3)] * 4)
+    z = F.one_hot(states, 3).float().unsqueeze(1)  # (81, 1, 4, 3)
+    log_px = torch.logsumexp(-m.recon_nll(x, z) + m.log_prior(), 0)
+    assert (iw + log_px).abs().mean() < 0.5 and (elbo + log_px).mean() > 0
+
+
+def test_temperature_schedule():
+    assert temperature(0, 1.0, 1e-4, 0.5, 1000) == 1.0
+    assert temperature(999, 1.0, 1e-4, 0.5, 1000) == 1.0
+    assert temperature(1000, 1.0, 1e-4, 0.5, 1000) == pytest.approx(math.exp(-0.1))
+    assert temperature(10**6, 1.0, 1e-4, 0.5, 1000) == 0.5
+
+
+def test_read_curve_and_plot(tmp_path):
+    import json
+
+    from experiments.vae.plots import plot_curves
+    from experiments.vae.task import read_curve
+
+    runs = []
+    for name, offset in (("a", 0.0), ("b", 5.0)):
+        run = tmp_path / name
+        run.mkdir()
+        lines = [{"step": s, "train/neg_elbo": 200.0 - s / 10 + offset} for s in (5, 10, 15, 20)]
+        lines += [{"step": 10, "valid/neg_elbo": 190.0 + offset}, {"step": 20, "valid/neg_elbo": 185.0 + offset}]
+        lines += [{"step": 20, "valid/neg_elbo": 180.0 + offset}]  # a resumed run repeats a step: keep the last
+        (run / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+        (run / "metrics.json").write_text(json.dumps({"relaxation": "gumbel_softmax", "estimator": name,
+                                                      "metrics": {"test/neg_elbo": 181.0 + offset}}))
+        runs.append(run)
+    curve = read_curve(runs[0] / "history.jsonl")
+    assert curve == {"step": [10, 20], "train/neg_elbo": [199.25, 198.25], "valid/neg_elbo": [190.0, 180.0]}
+    out = plot_curves([runs[0], runs[1] / "metrics.json"], tmp_path / "curves.png")
+    assert out.stat().st_size > 1000
