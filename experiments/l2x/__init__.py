@@ -1,0 +1,16 @@
+"""L2X subset selection on BeerAdvocate (Paulus et al. 2020; PROTOCOLS.md section 2).
+
+``python run.py experiment=l2x relaxation=<l2x|softsub|euclid_topk|cat_ent_topk|bin_ent_topk|ef_topk|corr_topk>``
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train and evaluate the L2X model of ``cfg``; returns the test metrics (also in metrics.json)."""
+    from experiments.common.trainer import fit
+    from experiments.l2x.task import BeerL2XTask
+
+    return fit(cfg, BeerL2XTask)
