@@ -64,6 +64,7 @@ def fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Task
     log_every = max(1, int(tcfg.get("log_every", 50)))
     grad_clip = tcfg.get("grad_clip")
 
+    commit = git_commit()  # at start: the code that trains, even if the tree changes during a long run
     seed_everything(int(cfg.seed))
     device = resolve_device(str(cfg.device))
     task = task_factory(cfg, device)
@@ -144,7 +145,7 @@ def fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Task
     if state.best_step is not None:
         metrics["best/step"] = state.best_step
     metrics["train/steps_per_s"] = count_rate(state, train_time, elapsed_before)
-    record = build_record(cfg, task, metrics, device, state.elapsed_s)
+    record = build_record(cfg, task, metrics, device, state.elapsed_s, commit=commit)
     (out_dir / METRICS_FILE).write_text(json.dumps(record, indent=2) + "\n")
     logger.log(test, state.step)
     logger.finish()
@@ -158,8 +159,9 @@ def count_rate(state: TrainState, train_time: float, elapsed_before: float) -> f
 
 
 def build_record(cfg: DictConfig, task: Task, metrics: dict[str, float], device: torch.device,
-                 wall_time_s: float) -> dict[str, Any]:
-    """The metrics.json record: what ran, where, how long, and its final metrics."""
+                 wall_time_s: float, commit: str | None = None) -> dict[str, Any]:
+    """The metrics.json record: what ran, where, how long, and its final metrics. ``commit`` defaults to HEAD now;
+    :func:`fit` passes the commit read when the run started."""
     return {
         "experiment": str(cfg.experiment.name),
         "relaxation": str(cfg.relaxation.name),
@@ -168,7 +170,7 @@ def build_record(cfg: DictConfig, task: Task, metrics: dict[str, float], device:
         **task.record_extras(),
         "metrics": metrics,
         "command": command_line(),
-        "commit": git_commit(),
+        "commit": commit if commit is not None else git_commit(),
         "hardware": hardware(device),
         "wall_time_s": round(wall_time_s, 2),
         "config": OmegaConf.to_container(cfg, resolve=True),
