@@ -11,14 +11,7 @@ import sst
 import sst.estimators as E
 from sst import diagnostics as D
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention on a shared CPU (10x slower under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: extra threads only add contention
 
 UNBIASED = [
     ("reinforce", {"baseline": "none"}),

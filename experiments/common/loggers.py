@@ -8,6 +8,27 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+
+class RunningMeans:
+    """Detached scalar tensors summed on their device step after step (no host sync); :meth:`pop` takes their
+    means to the host, one sync for all of them, and starts again."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.count = 0
+
+    def add(self, values: dict[str, Tensor]) -> None:
+        for k, v in values.items():
+            v = v.detach().float()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
+        self.count += 1
+
+    def pop(self) -> dict[str, float]:
+        means = {k: float(v) / self.count for k, v in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return means
 
 
 class Logger:

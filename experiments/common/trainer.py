@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from experiments.common.checkpoint import TrainState, load_best, load_last, save_best, save_last
-from experiments.common.loggers import build_logger
+from experiments.common.loggers import RunningMeans, build_logger
 from experiments.common.runtime import command_line, git_commit, hardware, resolve_device, seed_everything
 from experiments.common.task import Task
 
@@ -41,6 +41,22 @@ def _evaluate(task: Task, split: str) -> dict[str, float]:
     if bad:
         raise FloatingPointError(f"non-finite {split} metrics: {', '.join(bad)}")
     return metrics
+
+
+def train_step(task: Task, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               scheduler: torch.optim.lr_scheduler.LRScheduler | None, batch: Any, step: int,
+               grad_clip: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimisation step exactly as :func:`fit` takes it (no host sync): ``task.training_step``, zero_grad,
+    backward, optional global-norm clipping, optimizer and scheduler steps. Returns the loss and the logs."""
+    loss, logs = task.training_step(batch, step)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), float(grad_clip))
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss, logs
 
 
 def _improved(value: float, best: float | None, mode: str) -> bool:
@@ -85,8 +101,7 @@ def fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Task
     generator = torch.Generator(device=device)
     generator.manual_seed(int(cfg.seed) * 1_000_003 + state.step)
     batches = iter(task.train_batches(generator))
-    sums: dict[str, torch.Tensor] = {}
-    count = 0
+    meter = RunningMeans()
     t_start = time.perf_counter()
     elapsed_before = state.elapsed_s
     bar = tqdm(total=max_steps, initial=state.step, disable=not tcfg.get("progress", True),
@@ -94,22 +109,12 @@ def fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Task
     try:
         module.train()
         while state.step < max_steps:
-            loss, logs = task.training_step(next(batches), state.step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(module.parameters(), float(grad_clip))
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
+            loss, logs = train_step(task, module, optimizer, scheduler, next(batches), state.step, grad_clip)
             state.step += 1
-            count += 1
-            for k, v in {"train/loss": loss.detach(), **logs}.items():
-                sums[k] = sums[k] + v.detach().float() if k in sums else v.detach().float()
+            meter.add({"train/loss": loss, **logs})
             bar.update(1)
             if state.step % log_every == 0 or state.step == max_steps:
-                means = {k: float(v) / count for k, v in sums.items()}  # one host sync per log_every steps
-                sums, count = {}, 0
+                means = meter.pop()  # one host sync per log_every steps
                 if not math.isfinite(means["train/loss"]):
                     raise FloatingPointError(
                         f"non-finite training loss at step {state.step}; the last good checkpoint is "
