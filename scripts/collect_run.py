@@ -1,0 +1,74 @@
+"""Copy a finished run's record and small artifacts from its Hydra folder into results/<experiment>/.
+
+    python scripts/collect_run.py outputs/vae/gumbel_softmax-relaxed/<date>            # name from the record
+    python scripts/collect_run.py outputs/l2x/corr_topk-relaxed/<date> --name corr_topk_k10_seed0
+
+Writes ``results/<experiment>/<name>.json`` (the run's metrics.json, with ``"run_dir"`` added) and copies the
+run's PNG and HTML files to ``results/<experiment>/<name>/``. The default name is
+``<relaxation>_<estimator>[_k<k>][_T<timesteps>]_seed<seed>``. Checkpoints and logs stay in the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = ("*.png", "*.html")
+
+
+def default_name(record: dict) -> str:
+    """``<relaxation>_<estimator>[_k<k>][_T<timesteps>]_seed<seed>`` from a metrics.json record."""
+    parts = [str(record["relaxation"]), str(record["estimator"])]
+    if "k" in record:
+        parts.append(f"k{record['k']}")
+    if "timesteps" in record:
+        parts.append(f"T{record['timesteps']}")
+    parts.append(f"seed{record.get('seed', 0)}")
+    return "_".join(parts)
+
+
+def collect(run_dir: Path, results: Path, name: str | None = None) -> Path:
+    """Copy ``run_dir``'s record and artifacts under ``results``; returns the record's new path."""
+    src = run_dir / "metrics.json"
+    if not src.is_file():
+        raise FileNotFoundError(f"{src} not found: the run has not finished (no metrics.json yet)")
+    record = json.loads(src.read_text())
+    for key in ("experiment", "relaxation", "estimator", "metrics"):
+        if key not in record:
+            raise ValueError(f"{src} is not a run record: it lacks {key!r}")
+    name = name or default_name(record)
+    out_dir = results / str(record["experiment"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        record["run_dir"] = str(run_dir.resolve().relative_to(REPO))
+    except ValueError:
+        record["run_dir"] = str(run_dir)
+    dest = out_dir / f"{name}.json"
+    dest.write_text(json.dumps(record, indent=2) + "\n")
+    files = [p for pattern in ARTIFACTS for p in sorted(run_dir.glob(pattern))]
+    if files:
+        (out_dir / name).mkdir(exist_ok=True)
+        for p in files:
+            shutil.copy2(p, out_dir / name / p.name)
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dirs", nargs="+", type=Path, help="Hydra run folders holding metrics.json")
+    ap.add_argument("--name", help="record name (only with one run folder)")
+    ap.add_argument("--results", type=Path, default=REPO / "results")
+    args = ap.parse_args(argv)
+    if args.name and len(args.run_dirs) > 1:
+        ap.error("--name needs exactly one run folder")
+    for run_dir in args.run_dirs:
+        print(collect(run_dir, args.results, args.name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
