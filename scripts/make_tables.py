@@ -219,8 +219,8 @@ def update_readme(readme: Path, rendered: dict[str, str]) -> None:
     """Replace the text between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` for each table."""
     text = readme.read_text()
     for name, table in rendered.items():
-        pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(\n<!-- /table:{name} -->)", re.S)
-        text = pattern.sub(lambda m, t=table: m.group(1) + t + m.group(2), text)
+        pattern = re.compile(rf"(<!-- table:{name} -->).*?(<!-- /table:{name} -->)", re.S)  # empty or filled
+        text = pattern.sub(lambda m, t=table: m.group(1) + "\n" + t + "\n" + m.group(2), text)
     readme.write_text(text)
 
 

@@ -57,6 +57,12 @@ def test_readme_markers_rewritten(tmp_path: Path):
     make_tables.main(["--results", str(res), "--readme", str(readme)])
     text = readme.read_text()
     assert "old" not in text and "Gumbel-softmax (SST)" in text and text.endswith("end\n")
+    readme.write_text("intro\n<!-- table:vae -->\n<!-- /table:vae -->\nend\n")  # empty markers are filled too
+    make_tables.main(["--results", str(res), "--readme", str(readme)])
+    text = readme.read_text()
+    assert "Gumbel-softmax (SST)" in text and text.count("<!-- table:vae -->") == 1
+    make_tables.main(["--results", str(res), "--readme", str(readme)])  # idempotent
+    assert readme.read_text() == text
 
 
 def test_plot_sweep(tmp_path: Path):
