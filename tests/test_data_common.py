@@ -40,3 +40,19 @@ def test_tensor_batches_cover_epoch():
     assert torch.equal(a[1], a[0] * 2)
     with pytest.raises(ValueError, match="batch_size"):
         TensorBatches([x], 11)
+
+
+def test_tensor_batches_length_buckets():
+    n, bs = 200, 10
+    lengths = torch.randint(1, 300, (n,), generator=torch.Generator().manual_seed(1))
+    x = torch.arange(n)
+    batches = iter(TensorBatches([x], bs, torch.Generator().manual_seed(0), lengths=lengths, bucket_batches=5))
+    epoch = torch.cat([next(batches)[0] for _ in range(n // bs)])
+    assert torch.equal(torch.sort(epoch).values, x)  # every item once per epoch
+    plain = iter(TensorBatches([x], bs, torch.Generator().manual_seed(0)))
+    def padded(it):
+        return sum(int(lengths[next(it)[0]].max()) for _ in range(n // bs))
+    it = iter(TensorBatches([x], bs, torch.Generator().manual_seed(0), lengths=lengths, bucket_batches=5))
+    assert padded(it) < 0.8 * padded(plain)  # batches of similar lengths: less padding
+    with pytest.raises(ValueError, match="lengths"):
+        TensorBatches([x], bs, lengths=lengths[:5])

@@ -94,3 +94,31 @@ def test_l2x_issue_command_on_the_real_data(tmp_path):
     record = json.loads((out / "metrics.json").read_text())
     d = record["data"]
     assert (d["num_train"], d["num_valid"], d["num_heldout_test"], d["num_test"]) == (31030, 3879, 3879, 994)
+
+
+def test_length_bucketed_batches(tmp_path, monkeypatch):
+    """data.bucket_batches: training batches of similar review lengths, and a training step on them."""
+    import torch
+
+    from experiments.l2x.data import PAD_ID
+    from experiments.l2x.task import BeerL2XTask
+    from tests.conftest import compose_cfg
+
+    root = make_tiny_beer(tmp_path / "data")
+    monkeypatch.setenv("SST_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = compose_cfg(["experiment=l2x", "relaxation=ef_topk", "logger=none", "device=cpu", f"data.root={root}",
+                       "data.train_files=[beer/train.txt.gz]", "data.test_file=beer/annotations.json",
+                       "data.embedding_dim=16", "data.w2v.epochs=1", "data.w2v.workers=1", "data.batch_size=8",
+                       "data.bucket_batches=4", "trainer.progress=false"])
+    task = BeerL2XTask(cfg, torch.device("cpu"))
+    batches = task.train_batches(torch.Generator().manual_seed(0))
+    spreads = []
+    for _ in range(8):
+        ids, target = next(batches)
+        lengths = (ids != PAD_ID).sum(-1)
+        spreads.append(int(lengths.max() - lengths.min()))
+    loss, _ = task.training_step((ids, target), 0)
+    loss.backward()
+    assert torch.isfinite(loss)
+    # 24 training batches of 8 from reviews of 11 to 70 tokens: sorted buckets of 32 leave little spread
+    assert sum(spreads) / len(spreads) < 20

@@ -74,12 +74,19 @@ class TensorBatches:
         tensors: tensors of shape (N, ...), all on one device.
         batch_size: items per batch (the last partial batch of an epoch is dropped).
         generator: a torch.Generator on the tensors' device, for reproducible shuffles.
+        lengths: optional (N,) integer sizes (e.g. tokens per review) for length bucketing: each epoch's
+            random order is cut into buckets of ``bucket_batches * batch_size`` items, each bucket is sorted by
+            length and cut into batches, and the epoch's batches are shuffled. Every item still appears once
+            per epoch; a batch holds items of similar length, so padding to the batch's longest item wastes
+            little compute (variable-length text).
+        bucket_batches: batches per bucket (with ``lengths``).
 
     Yields:
         tuples of tensors of shape (batch_size, ...).
     """
 
-    def __init__(self, tensors: Sequence[Tensor], batch_size: int, generator: torch.Generator | None = None):
+    def __init__(self, tensors: Sequence[Tensor], batch_size: int, generator: torch.Generator | None = None,
+                 lengths: Tensor | None = None, bucket_batches: int = 50):
         if not tensors:
             raise ValueError("tensors must hold at least one tensor")
         n = tensors[0].shape[0]
@@ -87,9 +94,15 @@ class TensorBatches:
             raise ValueError("tensors must share their first dimension")
         if not 0 < batch_size <= n:
             raise ValueError(f"batch_size must be in [1, {n}], got {batch_size}")
+        if lengths is not None and tuple(lengths.shape) != (n,):
+            raise ValueError(f"lengths must have shape ({n},), got {tuple(lengths.shape)}")
+        if bucket_batches < 1:
+            raise ValueError(f"bucket_batches must be >= 1, got {bucket_batches}")
         self.tensors = tuple(tensors)
         self.batch_size = batch_size
         self.generator = generator
+        self.lengths = None if lengths is None else lengths.to(self.tensors[0].device, torch.long)
+        self.bucket_batches = int(bucket_batches)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -101,7 +114,19 @@ class TensorBatches:
         while True:
             gen = self.generator if self.generator is not None and self.generator.device == device else None
             perm = torch.randperm(n, device=device, generator=gen)
+            if self.lengths is not None:
+                perm = self._bucketed(perm, gen)
             for i in range(len(self)):
                 idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
                 yield tuple(t[idx] for t in self.tensors)
             self.epoch += 1
+
+    def _bucketed(self, perm: Tensor, gen: torch.Generator | None) -> Tensor:
+        """Sort ``perm`` by length within buckets, then shuffle whole batches (all on the device)."""
+        nb, bs = len(self), self.batch_size
+        perm = perm[: nb * bs]
+        bucket = torch.arange(nb * bs, device=perm.device) // (self.bucket_batches * bs)
+        span = int(self.lengths.max()) + 1 if self.lengths.numel() else 1  # one host sync per epoch
+        perm = perm[torch.argsort(bucket * span + self.lengths[perm], stable=True)]
+        order = torch.randperm(nb, device=perm.device, generator=gen)
+        return perm.view(nb, bs)[order].reshape(-1)

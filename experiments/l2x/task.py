@@ -122,7 +122,12 @@ class BeerL2XTask(Task):
 
     def train_batches(self, generator: torch.Generator) -> Iterator[Any]:
         ids, target = self._splits["train"]
-        return iter(TensorBatches([ids, target], int(self.cfg.data.batch_size), generator))
+        bucket = self.cfg.data.get("bucket_batches")
+        if not bucket:
+            return iter(TensorBatches([ids, target], int(self.cfg.data.batch_size), generator))
+        lengths = (ids != PAD_ID).sum(-1)  # batches of similar lengths: each is cut to its longest review
+        return iter(TensorBatches([ids, target], int(self.cfg.data.batch_size), generator, lengths=lengths,
+                                  bucket_batches=int(bucket)))
 
     def forward(self, ids: Tensor, train: bool) -> tuple[Tensor, Tensor]:
         """ids (B, L) -> predicted score (B,), selection (B, n) over the first n = max(longest review, k)
