@@ -102,6 +102,7 @@ class TensorBatches:
         self.batch_size = batch_size
         self.generator = generator
         self.lengths = None if lengths is None else lengths.to(self.tensors[0].device, torch.long)
+        self._span = int(self.lengths.max()) + 1 if self.lengths is not None else 1  # sort key: bucket, length
         self.bucket_batches = int(bucket_batches)
         self.epoch = 0
 
@@ -126,7 +127,6 @@ class TensorBatches:
         nb, bs = len(self), self.batch_size
         perm = perm[: nb * bs]
         bucket = torch.arange(nb * bs, device=perm.device) // (self.bucket_batches * bs)
-        span = int(self.lengths.max()) + 1 if self.lengths.numel() else 1  # one host sync per epoch
-        perm = perm[torch.argsort(bucket * span + self.lengths[perm], stable=True)]
+        perm = perm[torch.argsort(bucket * self._span + self.lengths[perm], stable=True)]
         order = torch.randperm(nb, device=perm.device, generator=gen)
         return perm.view(nb, bs)[order].reshape(-1)
