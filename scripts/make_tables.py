@@ -64,7 +64,8 @@ VAE_LATENTS = [("gumbel_softmax", "categorical 20×10"), ("binary_concrete", "Be
 # --------------------------------------------------------------------------- loading
 
 def _is_record(obj: object) -> bool:
-    return isinstance(obj, dict) and {"experiment", "relaxation", "metrics"} <= obj.keys()
+    """A run record meant for the tables; ``"table": false`` marks a side run (an ablation, a check) to leave out."""
+    return isinstance(obj, dict) and {"experiment", "relaxation", "metrics"} <= obj.keys() and obj.get("table", True)
 
 
 def _from_wandb_run(run_dir: Path) -> dict | None:

@@ -72,3 +72,8 @@ def test_plot_sweep(tmp_path: Path):
                config={"relaxation": {"tau": tau}, "seed": seed})
     assert plot_sweep.main([str(tmp_path / "multi")]) == 0
     assert (tmp_path / "multi" / "sweep.png").stat().st_size > 1000
+
+
+def test_side_runs_are_left_out():
+    rec = {"experiment": "vae", "relaxation": "gumbel_softmax", "estimator": "relaxed", "metrics": {}}
+    assert make_tables._is_record(rec) and not make_tables._is_record({**rec, "table": False})
