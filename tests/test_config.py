@@ -82,6 +82,14 @@ def test_rebar_on_topk_rejected():
         validate_config(cfg)
 
 
+def test_bad_batch_settings_rejected():
+    with pytest.raises(ConfigError, match="data.bucket_batches"):
+        validate_config(compose_cfg(["experiment=l2x", "data.bucket_batches=-1"]))
+    with pytest.raises(ConfigError, match="data.batch_size"):
+        validate_config(compose_cfg(["experiment=vae", "data.batch_size=0"]))
+    validate_config(compose_cfg(["experiment=l2x", "data.bucket_batches=50"]))
+
+
 def test_bad_tau_and_device_rejected():
     with pytest.raises(ConfigError, match="tau"):
         validate_config(compose_cfg(["relaxation.tau=0"]))

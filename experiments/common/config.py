@@ -52,6 +52,12 @@ def validate_config(cfg: DictConfig) -> None:
     for key in ("max_steps", "eval_every"):
         if int(cfg.trainer[key]) <= 0:
             raise ConfigError(f"trainer.{key} must be a positive integer, got {cfg.trainer[key]}")
+    data = cfg.get("data") or {}
+    if data.get("batch_size") is not None and int(data.batch_size) < 1:
+        raise ConfigError(f"data.batch_size must be a positive integer, got {data.batch_size}")
+    if data.get("bucket_batches") is not None and int(data.bucket_batches) < 1:
+        raise ConfigError(f"data.bucket_batches must be null (no length bucketing) or a positive integer, "
+                          f"got {data.bucket_batches}")
 
 
 def _structure_of(relaxation: str) -> str:
