@@ -94,3 +94,17 @@ def test_outside_check_command(tmp_path: Path):
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_record(out, "spanning_tree")
+
+
+def test_diagnose_probes_run_and_report_curves():
+    from experiments.nri.diagnose import diagnose
+
+    cfg = compose_cfg(["experiment=nri", "logger=none", *TINY, *SMALL])
+    out = diagnose(cfg, steps=3, every=2)
+    assert out["random_tree_precision"] == 0.2
+    assert [p["step"] for p in out["encoder_probe"]] == [2, 3]
+    assert all(0.0 <= p["valid_precision"] <= 1.0 for p in out["encoder_probe"])
+    for key in ("decoder_true_edges", "decoder_no_edge_information"):
+        assert len(out[key]) == 2 and all(p["valid_nll_one_step"] > 0 for p in out[key])
+    with pytest.raises(ValueError, match="steps"):
+        diagnose(cfg, steps=0)
