@@ -1,6 +1,6 @@
 """Earlier relaxations of k-subset sampling, the baselines of the paper's L2X table.
 
-Both take selection logits ``theta`` of shape (..., n) and return relaxed k-hot vectors of shape (..., n) with
+The first two take selection logits ``theta`` of shape (..., n) and return relaxed k-hot vectors of shape (..., n) with
 entries in [0, 1], differentiable in ``theta``:
 
 - :func:`l2x_subset` (Chen et al. 2018, "Learning to Explain"): k independent Gumbel-softmax draws over the n
@@ -19,6 +19,12 @@ inf for finite ``theta``, even when whole rows are masked.
 relaxed gradient in the backward pass (straight-through). The test-time (mode) selection for both baselines is
 the plain top-k of ``theta``, i.e. ``sst.TopK(k).argmax(theta)``.
 
+:func:`ef_topk_fd_subset` is not an earlier method but an earlier *implementation*: the exponential-family
+top-k relaxation as the paper's released code computes it (``core/topk.py``, ``SoftTopK``): exact marginals
+forward, and backward the central finite difference ``(mu(t + eps g) - mu(t - eps g)) / (2 eps)`` along the
+upstream gradient ``g`` (eps = 1e-2 there), which is exact only as ``eps |g| -> 0``. It is here to measure what
+that gradient costs; ``sst.TopK(k).relax`` is the exact version of the same relaxation.
+
 Noise comes from ``sst.noise.gumbel_like`` (the library's Gumbel sampler, never inf or NaN).
 """
 
@@ -30,7 +36,7 @@ from torch import Tensor
 from sst.noise import gumbel_like
 from sst.sample import straight_through
 
-__all__ = ["l2x_subset", "softsub_subset"]
+__all__ = ["ef_topk_fd_subset", "l2x_subset", "softsub_subset"]
 
 
 def _check(theta: Tensor, k: int, tau: float, mask: Tensor | None) -> None:
@@ -114,3 +120,55 @@ def softsub_subset(theta: Tensor, k: int, tau: float = 0.5, mask: Tensor | None 
         p = _masked_softmax(w / tau, mask)
         total = total + p
     return _straight_through(total, int(k)) if hard else total
+
+
+def _ef_marginals(theta: Tensor, k: int) -> Tensor:
+    from sst.structures import TopK
+
+    with torch.no_grad():
+        return TopK(k).relax(theta, tau=1.0, regularizer="exp_family_entropy")
+
+
+class _FiniteDifferenceMarginals(torch.autograd.Function):
+    """Exact k-subset marginals (..., n); backward by central finite differences along the upstream gradient."""
+
+    @staticmethod
+    def forward(ctx, theta: Tensor, k: int, eps: float) -> Tensor:
+        ctx.save_for_backward(theta)
+        ctx.k, ctx.eps = k, eps
+        return _ef_marginals(theta, k)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor, None, None]:
+        (theta,) = ctx.saved_tensors
+        step = ctx.eps * g
+        diff = _ef_marginals(theta + step, ctx.k) - _ef_marginals(theta - step, ctx.k)
+        return diff / (2.0 * ctx.eps), None, None
+
+
+def ef_topk_fd_subset(theta: Tensor, k: int, tau: float = 1.0, mask: Tensor | None = None, hard: bool = False,
+                      generator: torch.Generator | None = None, eps: float = 1e-2) -> Tensor:
+    """E.F. entropy top-k relaxation with the released code's finite-difference backward (see the module doc).
+
+    Args:
+        theta: logits (..., n).
+        k: subset size, 1 <= k <= n.
+        tau: temperature (> 0): the marginals of ``p(x) ∝ exp(<theta + G, x> / tau)`` over k-hot x.
+        mask: optional (..., n) bool, False = never selected (gets exactly 0).
+        hard: straight-through k-hot forward pass.
+        generator: torch.Generator for the Gumbel noise.
+        eps: finite-difference step along the upstream gradient (1e-2 in the released code).
+
+    Returns:
+        (..., n) tensor in [0, 1] summing to k over the allowed items (exactly k-hot when ``hard``).
+    """
+    _check(theta, k, tau, mask)
+    if not float(eps) > 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    w = _perturb(theta, generator) / tau
+    if mask is not None:
+        w = w.masked_fill(~mask, -1e9)  # far below every allowed item: weight exp(-80) at most, zeroed below
+    soft = _FiniteDifferenceMarginals.apply(w, int(k), float(eps))
+    if mask is not None:
+        soft = soft * mask.to(soft.dtype)
+    return _straight_through(soft, int(k)) if hard else soft

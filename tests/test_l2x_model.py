@@ -16,6 +16,7 @@ RELAXATIONS = [
     ("bin_ent_topk", "binary_entropy", 1.0),
     ("ef_topk", "exp_family_entropy", 1.0),
     ("corr_topk", "exp_family_entropy", 1.0),
+    ("ef_topk_fd", "ef_topk_fd", 1.0),
 ]
 
 

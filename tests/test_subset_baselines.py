@@ -1,14 +1,16 @@
-"""sst.subset_baselines: L2X (Chen et al. 2018) and SoftSub (Xie & Ermon 2019) relaxed k-subsets."""
+"""sst.subset_baselines: L2X (Chen et al. 2018), SoftSub (Xie & Ermon 2019) and the released code's
+finite-difference E.F. top-k."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+import sst
 from sst.noise import gumbel_like
-from sst.subset_baselines import l2x_subset, softsub_subset
+from sst.subset_baselines import ef_topk_fd_subset, l2x_subset, softsub_subset
 
-FUNCS = [(l2x_subset, 0.1), (softsub_subset, 0.5)]
+FUNCS = [(l2x_subset, 0.1), (softsub_subset, 0.5), (ef_topk_fd_subset, 1.0)]
 
 
 @pytest.mark.parametrize("fn, tau", FUNCS)
@@ -79,3 +81,21 @@ def test_bad_input(fn):
         fn(torch.zeros(2, 4), 2, 0.5, mask=torch.ones(4, dtype=torch.bool))
     with pytest.raises(ValueError, match="NaN"):
         fn(torch.tensor([0.0, float("nan"), 1.0]), 2, 0.5)
+
+
+def test_ef_topk_fd_forward_is_exact_and_backward_is_the_released_finite_difference():
+    g = torch.Generator().manual_seed(3)
+    theta = torch.randn(4, 30, generator=g, dtype=torch.float64, requires_grad=True)
+    k, tau = 5, 0.7
+    z = ef_topk_fd_subset(theta, k, tau, generator=torch.Generator().manual_seed(1))
+    noisy = theta + gumbel_like(theta, generator=torch.Generator().manual_seed(1))
+    exact = sst.TopK(k).relax(noisy, tau)
+    torch.testing.assert_close(z, exact)
+    for scale, close in ((1e-3, True), (300.0, False)):  # eps * |g| small: agrees; large: a secant, not a slope
+        up = scale * torch.randn(4, 30, generator=g, dtype=torch.float64)
+        (fd,) = torch.autograd.grad((z * up).sum(), theta, retain_graph=True)
+        (ex,) = torch.autograd.grad((exact * up).sum(), theta, retain_graph=True)
+        err = float((fd - ex).abs().max() / ex.abs().max())
+        assert (err < 1e-4) if close else (err > 1e-2), (scale, err)
+    with pytest.raises(ValueError, match="eps"):
+        ef_topk_fd_subset(theta, k, tau, eps=0.0)

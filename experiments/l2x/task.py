@@ -16,9 +16,9 @@ from experiments.common.data import TensorBatches
 from experiments.common.task import Task
 from experiments.l2x.data import ASPECTS, PAD_ID, BeerData, load_beer
 from experiments.l2x.model import L2XModel
-from sst.subset_baselines import l2x_subset, softsub_subset
+from sst.subset_baselines import ef_topk_fd_subset, l2x_subset, softsub_subset
 
-BASELINES = {"l2x": l2x_subset, "softsub": softsub_subset}
+BASELINES = {"l2x": l2x_subset, "softsub": softsub_subset, "ef_topk_fd": ef_topk_fd_subset}
 
 
 def subset_precision(selected: Tensor, rationale: Tensor, k: int) -> Tensor:
