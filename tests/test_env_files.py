@@ -31,3 +31,9 @@ def test_environment_python_311():
 
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     assert "python=3.11" in env["dependencies"]
+
+
+def test_gpu_checks_script_parses():
+    import subprocess
+
+    subprocess.run(["bash", "-n", str(REPO / "scripts" / "gpu_checks.sh")], check=True)
