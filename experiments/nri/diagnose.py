@@ -26,12 +26,18 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _encoder_probe(task, steps: int, every: int, lr: float, gen: torch.Generator) -> list[dict]:
+def _fresh_model(task):
+    """A newly initialised NRIModel with the task's sizes (the probes train one part of it from scratch)."""
     from experiments.nri.model import NRIModel
 
-    cfg = task.cfg
-    model = NRIModel(task.n, task.timesteps, encoder_hidden=int(cfg.model.encoder_hidden),
-                     decoder_hidden=int(cfg.model.decoder_hidden)).to(task.device)
+    m = task.cfg.model
+    return NRIModel(task.n, task.timesteps, encoder_hidden=int(m.encoder_hidden),
+                    decoder_hidden=int(m.decoder_hidden), edge_types=int(m.edge_types),
+                    skip_first=bool(m.skip_first)).to(task.device)
+
+
+def _encoder_probe(task, steps: int, every: int, lr: float, gen: torch.Generator) -> list[dict]:
+    model = _fresh_model(task)
     opt = torch.optim.Adam(model.encoder.parameters(), lr=lr)
     locs, edges = task.locs["train"], task.edges["train"]
     v_locs, v_edges = task.locs["valid"], task.edges["valid"]
@@ -52,12 +58,9 @@ def _encoder_probe(task, steps: int, every: int, lr: float, gen: torch.Generator
 
 
 def _decoder_probe(task, steps: int, every: int, lr: float, gen: torch.Generator, informed: bool) -> list[dict]:
-    from experiments.nri.model import NRIModel, gaussian_nll
+    from experiments.nri.model import gaussian_nll
 
-    cfg = task.cfg
-    model = NRIModel(task.n, task.timesteps, encoder_hidden=int(cfg.model.encoder_hidden),
-                     decoder_hidden=int(cfg.model.decoder_hidden), edge_types=int(cfg.model.edge_types),
-                     skip_first=bool(cfg.model.skip_first)).to(task.device)
+    model = _fresh_model(task)
     opt = torch.optim.Adam(model.decoder.parameters(), lr=lr)
     idx = model.index
 

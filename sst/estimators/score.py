@@ -118,6 +118,9 @@ class NVIL(Reinforce):
 
     With ``normalize=True`` the estimate is the unbiased one divided by ``max(1, sqrt(v))``, a positive
     scale common to the whole batch (a per-step learning-rate change); ``normalize=False`` keeps it unbiased.
+    The scale reaches only the score-function term: gradient terms the caller adds exactly (a VAE's analytic KL)
+    keep their size and can then dominate the encoder (a VAE posterior collapsed this way:
+    results/vae/nvil_normalized_collapse.md); Mnih & Gregor normalise a signal that holds the whole objective.
 
     Options: ``context_dim``, ``hidden``, ``ema_decay``, ``normalize``, ``num_samples``.
     """
