@@ -68,16 +68,6 @@ def _log_partition_linear(theta: Tensor, k: int) -> Tensor:
     return base + torch.log1p((ends[0] * ends[1]).sum(-1))
 
 
-def _shift_right(x: Tensor) -> Tensor:
-    """``y[..., i] = x[..., i - 1]``, ``y[..., 0] = 0``."""
-    return F.pad(x[..., :-1], (1, 0))
-
-
-def _excl_revcumsum(x: Tensor) -> Tensor:
-    """``y[..., i] = sum_{l > i} x[..., l]``."""
-    return F.pad(x[..., 1:].flip(-1).cumsum(-1).flip(-1), (0, 1))
-
-
 def _reference(theta: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     """Top-k mask A, the "add"/"drop" weights ``(2, N, n)`` (<= 1, 0 off their set) and the unclipped mask."""
     n = theta.shape[-1]
@@ -95,56 +85,77 @@ def _reference(theta: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     return in_a, x, live
 
 
-def _forward_pass(x: Tensor, m: int) -> tuple[Tensor, list[Tensor], list[Tensor], Tensor, Tensor]:
+def _forward_pass(x: Tensor, m: int) -> tuple[Tensor, list[Tensor], list[Tensor], list[Tensor], Tensor, Tensor]:
     """Per-set marginals ``D / T`` (2, N, n) of the add / drop weights x (2, N, n), m <= min(k, n - k).
 
     ``pre[p]`` is e_p of the items before i (p = 0..m); ``hr[p]`` the suffix contraction
     ``h_p(i) = sum_q c_{p+q+1} e_q(items after i)`` stored with the item axis reversed (the recursion
     ``h_p = c_{p+1} + sum_{l > i} x_l h_{p+1}(l)`` is then a plain cumulative sum); ``D = x * sum_p pre[p] h[p]``.
-    Returns ``(mu_sets, pre + [acc], hr, e, t)`` for the backward pass, with ``acc = sum_p pre[p] h[p]``, the totals
-    ``e`` (2, N, m + 1) and ``T`` (N,).
+    Each step is one product written into a buffer whose first column is 0 and one cumulative sum of it, whose
+    first n entries are the exclusive sums (no shift, no pad) and whose last is the total.
+    Returns ``(mu_sets, pre + [acc], pre_r, hr, e, t)`` for the backward pass, with ``acc = sum_p pre[p] h[p]``,
+    ``pre_r[p] = pre[p]`` reversed (p < m), the totals ``e`` (2, N, m + 1) and ``T`` (N,).
     """
+    n = x.shape[-1]
+    z = x.new_zeros(*x.shape[:-1], n + 1)  # z[..., 0] stays 0, so cumsum(z)[..., i] sums the items before i
+    zt = z[..., 1:]
     pre = [torch.ones_like(x)]
     ends = [torch.ones_like(x[..., 0])]
     for _ in range(1, m + 1):
-        c = (x * pre[-1]).cumsum(-1)
-        pre.append(_shift_right(c))
-        ends.append(c[..., -1])
+        torch.mul(x, pre[-1], out=zt)
+        c = z.cumsum(-1)
+        pre.append(c[..., :n])
+        ends.append(c[..., n])
     e = torch.stack(ends, -1)  # (2, N, m + 1): e_0..e_m of the add and drop weights
     t = (e[0] * e[1]).sum(-1)  # (N,)
     coef = e.flip(0)  # each set's coefficients are the other set's e_r
     xr = x.flip(-1)
-    hr = [coef[..., m:m + 1].expand_as(x).contiguous()]  # built from p = m - 1 down to 0
+    hr = [coef[..., m:m + 1].expand_as(x)]  # built from p = m - 1 down to 0
     for p in range(m - 2, -1, -1):
-        hr.append(_shift_right((xr * hr[-1]).cumsum(-1)).add_(coef[..., p + 1:p + 2]))
+        torch.mul(xr, hr[-1], out=zt)
+        hr.append(z.cumsum(-1).add_(coef[..., p + 1:p + 2])[..., :n])
     hr.reverse()
-    acc_r = torch.zeros_like(x)
-    for p in range(m):
-        acc_r.addcmul_(pre[p].flip(-1), hr[p])
+    pre_r = [q.flip(-1) for q in pre[:m]]
+    acc_r = pre_r[0] * hr[0]
+    for p in range(1, m):
+        acc_r.addcmul_(pre_r[p], hr[p])
     acc = acc_r.flip(-1)
-    return x * acc / t.unsqueeze(-1), [*pre, acc], hr, e, t
+    return x * acc / t.unsqueeze(-1), [*pre, acc], pre_r, hr, e, t
 
 
-def _tangent_pass(x: Tensor, dx: Tensor, m: int, mu: Tensor, pre: list[Tensor], hr: list[Tensor], e: Tensor,
-                  t: Tensor) -> Tensor:
-    """Tangent of :func:`_forward_pass`'s marginals for a tangent ``dx`` of the weights (same recursions)."""
-    dpre = [torch.zeros_like(x)]
+def _tangent_pass(x: Tensor, dx: Tensor, m: int, mu: Tensor, pre: list[Tensor], pre_r: list[Tensor],
+                  hr: list[Tensor], e: Tensor, t: Tensor) -> Tensor:
+    """Tangent of :func:`_forward_pass`'s marginals for a tangent ``dx`` of the weights (same recursions; the
+    tangent of ``pre[0] = 1`` is 0, so its terms are left out)."""
+    n = x.shape[-1]
+    z = x.new_zeros(*x.shape[:-1], n + 1)
+    zt = z[..., 1:]
+    dpre: list[Tensor] = []  # dpre[p - 1] is the tangent of pre[p]
     dends = [torch.zeros_like(x[..., 0])]
     for p in range(1, m + 1):
-        dc = torch.addcmul(dx * pre[p - 1], x, dpre[-1]).cumsum(-1)
-        dpre.append(_shift_right(dc))
-        dends.append(dc[..., -1])
+        torch.mul(dx, pre[p - 1], out=zt)
+        if p > 1:
+            zt.addcmul_(x, dpre[-1])
+        c = z.cumsum(-1)
+        dpre.append(c[..., :n])
+        dends.append(c[..., n])
     de = torch.stack(dends, -1)
     dt = (de[0] * e[1] + e[0] * de[1]).sum(-1)
     dcoef = de.flip(0)
     xr, dxr = x.flip(-1), dx.flip(-1)
-    dhr = dcoef[..., m:m + 1].expand_as(x).contiguous()
-    dacc_r = torch.addcmul(dpre[m - 1].flip(-1) * hr[m - 1], pre[m - 1].flip(-1), dhr)
+    dhr = dcoef[..., m:m + 1].expand_as(x)
+    dacc_r = pre_r[m - 1] * dhr
+    if m > 1:
+        dacc_r.addcmul_(dpre[m - 2].flip(-1), hr[m - 1])
     for p in range(m - 2, -1, -1):
-        dhr = _shift_right(torch.addcmul(dxr * hr[p + 1], xr, dhr).cumsum(-1)).add_(dcoef[..., p + 1:p + 2])
-        dacc_r.addcmul_(dpre[p].flip(-1), hr[p]).addcmul_(pre[p].flip(-1), dhr)
+        torch.mul(dxr, hr[p + 1], out=zt)
+        zt.addcmul_(xr, dhr)
+        dhr = z.cumsum(-1).add_(dcoef[..., p + 1:p + 2])[..., :n]
+        if p > 0:
+            dacc_r.addcmul_(dpre[p - 1].flip(-1), hr[p])
+        dacc_r.addcmul_(pre_r[p], dhr)
     acc = pre[m + 1]
-    return (torch.addcmul(dx * acc, x, dacc_r.flip(-1))) / t.unsqueeze(-1) - mu * (dt / t).unsqueeze(-1)
+    return torch.addcmul(dx * acc, x, dacc_r.flip(-1)) / t.unsqueeze(-1) - mu * (dt / t).unsqueeze(-1)
 
 
 class _KSubsetMarginals(torch.autograd.Function):
@@ -156,8 +167,8 @@ class _KSubsetMarginals(torch.autograd.Function):
         n = theta.shape[-1]
         m = min(k, n - k)
         in_a, x, live = _reference(theta, k)
-        mu_sets, pre, h, e, t = _forward_pass(x, m)
-        ctx.save_for_backward(in_a, x, live, mu_sets, e, t, *pre, *h)
+        mu_sets, pre, pre_r, h, e, t = _forward_pass(x, m)
+        ctx.save_for_backward(in_a, x, live, mu_sets, e, t, *pre, *pre_r, *h)
         ctx.m = m
         return torch.where(in_a, 1 - mu_sets[1], mu_sets[0])
 
@@ -166,10 +177,10 @@ class _KSubsetMarginals(torch.autograd.Function):
     def backward(ctx, g: Tensor) -> tuple[Tensor, None]:
         in_a, x, live, mu_sets, e, t, *rest = ctx.saved_tensors
         m = ctx.m
-        pre, h = list(rest[:m + 2]), list(rest[m + 2:])
+        pre, pre_r, h = list(rest[:m + 2]), list(rest[m + 2:2 * m + 2]), list(rest[2 * m + 2:])
         sign = torch.tensor([1.0, -1.0], dtype=x.dtype, device=x.device).view(2, 1, 1)
         dx = torch.where(live, x * g.to(x.dtype) * sign, torch.zeros((), dtype=x.dtype, device=x.device))
-        dmu = _tangent_pass(x, dx, m, mu_sets, pre, h, e, t)
+        dmu = _tangent_pass(x, dx, m, mu_sets, pre, pre_r, h, e, t)
         return torch.where(in_a, -dmu[1], dmu[0]).to(g.dtype), None
 
 
