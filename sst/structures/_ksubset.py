@@ -22,11 +22,18 @@ The backward pass is the exact Hessian-vector product, i.e. the tangent of the s
 of the upstream gradient (the Jacobian of the marginals is the covariance matrix, which is symmetric). The
 identities hold for any (detached) choice of A and s, so the gradients are exact. :func:`marginals_autograd`
 computes the same values as the autograd gradient of :func:`log_partition` (differentiable twice).
+
+On CPU tensors, when numba is installed, the same recursions run as compiled loops
+(:mod:`sst.structures._ksubset_kernels`, the batch innermost): one pass per recursion instead of ~10 tensor
+operations per step, several times faster at L2X's shape. ``marginals(..., backend="torch")`` forces the
+PyTorch path, which the tests compare the kernels against.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -184,6 +191,48 @@ class _KSubsetMarginals(torch.autograd.Function):
         return torch.where(in_a, -dmu[1], dmu[0]).to(g.dtype), None
 
 
+@functools.cache
+def _kernels() -> ModuleType | None:
+    """The compiled CPU kernels (imported, hence compiled or loaded from numba's cache, on first use), or None
+    when numba is not installed."""
+    try:
+        from sst.structures import _ksubset_kernels
+    except ImportError:
+        return None
+    return _ksubset_kernels
+
+
+class _KSubsetMarginalsCPU(torch.autograd.Function):
+    """:class:`_KSubsetMarginals` with the recursions run by the numba kernels (CPU tensors only)."""
+
+    @staticmethod
+    def forward(ctx, theta: Tensor, k: int) -> Tensor:
+        kern = _kernels()
+        n = theta.shape[-1]
+        m = min(k, n - k)
+        in_a, x, live = _reference(theta, k)
+        xt = x.transpose(1, 2).contiguous()  # (2, n, N): the batch innermost
+        mu_sets = torch.from_numpy(kern.marginals_sets(xt.numpy(), m)).transpose(1, 2)
+        ctx.save_for_backward(in_a, live, xt)
+        ctx.m = m
+        return torch.where(in_a, 1 - mu_sets[1], mu_sets[0])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor) -> tuple[Tensor, None]:
+        kern = _kernels()
+        in_a, live, xt = ctx.saved_tensors
+        x = xt.transpose(1, 2)
+        sign = torch.tensor([1.0, -1.0], dtype=x.dtype).view(2, 1, 1)
+        dx = torch.where(live, x * g.to(x.dtype) * sign, torch.zeros((), dtype=x.dtype))
+        dxt = dx.transpose(1, 2).contiguous()
+        dmu = torch.from_numpy(kern.marginals_sets_tangent(xt.numpy(), dxt.numpy(), ctx.m)).transpose(1, 2)
+        return torch.where(in_a, -dmu[1], dmu[0]).to(g.dtype), None
+
+
+BACKENDS = ("auto", "torch", "numba")
+
+
 def log_partition(theta: Tensor, k: int) -> Tensor:
     """``log sum_{|S| = k} exp(sum_S theta)`` over the last dim: ``(..., n) -> (...)``. Requires 1 <= k <= n."""
     shape, n = theta.shape[:-1], theta.shape[-1]
@@ -198,13 +247,22 @@ def log_partition(theta: Tensor, k: int) -> Tensor:
     return out.to(theta.dtype).reshape(shape)
 
 
-def marginals(theta: Tensor, k: int) -> Tensor:
+def marginals(theta: Tensor, k: int, backend: str = "auto") -> Tensor:
     """``P(i in S)`` for ``p(S) ∝ exp(sum_S theta)``, ``|S| = k``: ``(..., n) -> (..., n)``.
 
     Differentiable in ``theta``: a custom backward computes the exact Hessian-vector product in the same linear
     space (once differentiable). When ``C(n, m)`` exceeds float64's range, autograd through the exact log-space
     tree is used instead (twice differentiable).
+
+    ``backend``: ``"auto"`` runs the numba kernels for CPU tensors when numba is installed and PyTorch otherwise;
+    ``"torch"`` always PyTorch; ``"numba"`` requires numba and a CPU tensor.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    on_cpu = theta.device.type == "cpu"
+    if backend == "numba" and (not on_cpu or _kernels() is None):
+        raise ValueError("backend='numba' needs numba installed (pip install numba) and a CPU tensor, got "
+                         f"device {theta.device}" + ("" if _kernels() is not None else " and no numba"))
     shape, n = theta.shape, theta.shape[-1]
     if n == k:
         return torch.ones_like(theta) + 0 * theta
@@ -212,7 +270,9 @@ def marginals(theta: Tensor, k: int) -> Tensor:
     if lb < 600.0:
         flat = theta.reshape(-1, n)
         work = flat.float() if (lb < 60.0 and theta.dtype != torch.float64) else flat.double()
-        return _KSubsetMarginals.apply(work, k).to(theta.dtype).reshape(shape)
+        use_numba = backend == "numba" or (backend == "auto" and on_cpu and _kernels() is not None)
+        fn = _KSubsetMarginalsCPU if use_numba else _KSubsetMarginals
+        return fn.apply(work, k).to(theta.dtype).reshape(shape)
     return marginals_autograd(theta, k)
 
 

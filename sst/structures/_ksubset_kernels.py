@@ -1,0 +1,131 @@
+"""Compiled CPU kernels (numba) for the k-subset marginals of :mod:`sst.structures._ksubset`.
+
+The same shifted linear-space recursions as the PyTorch path (see that module's docstring), written as loops
+over items with the batch innermost, so that each step runs over contiguous memory and nothing but the
+(m, n, N) suffix table leaves the cache. Inputs are the "add" / "drop" weights laid out as ``(2, n, N)``
+(set, item, batch); every output has that layout too. Imported lazily: numba is an optional dependency, and
+the PyTorch path is used (and tested against these kernels) when it is missing.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+_JIT = dict(cache=True, nogil=True, error_model="numpy")
+
+
+@nb.njit(**_JIT)
+def _totals(x, dx, m, tangent):  # pragma: no cover - compiled
+    """``e[s, p]`` = e_p of set s's weights over all items, p = 0..m, shape (2, m + 1, N); ``de`` its tangent
+    in the direction ``dx`` when ``tangent`` (zeros otherwise)."""
+    _, n, N = x.shape
+    e = np.zeros((2, m + 1, N), dtype=x.dtype)
+    de = np.zeros((2, m + 1, N), dtype=x.dtype)
+    for s in range(2):
+        for b in range(N):
+            e[s, 0, b] = 1.0
+        for i in range(n):
+            for p in range(m, 0, -1):
+                if tangent:
+                    for b in range(N):
+                        de[s, p, b] += dx[s, i, b] * e[s, p - 1, b] + x[s, i, b] * de[s, p - 1, b]
+                for b in range(N):
+                    e[s, p, b] += x[s, i, b] * e[s, p - 1, b]
+    return e, de
+
+
+@nb.njit(**_JIT)
+def marginals_sets(x, m):  # pragma: no cover - compiled
+    """Per-set marginals ``x_i sum_p pre_p(i) h_p(i) / T``, shape (2, n, N), of the weights x (2, n, N)."""
+    _, n, N = x.shape
+    e, _ = _totals(x, x, m, False)
+    t = np.zeros(N, dtype=x.dtype)
+    for r in range(m + 1):
+        for b in range(N):
+            t[b] += e[0, r, b] * e[1, r, b]
+    mu = np.empty((2, n, N), dtype=x.dtype)
+    h = np.empty((m, n, N), dtype=x.dtype)
+    run = np.zeros((m, N), dtype=x.dtype)
+    pre = np.zeros((m, N), dtype=x.dtype)
+    acc = np.zeros(N, dtype=x.dtype)
+    for s in range(2):
+        o = 1 - s  # set s's coefficients are the other set's totals
+        run[:] = 0.0  # run[p] = sum over the items after i of x_l h_{p+1}(l)
+        for i in range(n - 1, -1, -1):
+            for b in range(N):
+                h[m - 1, i, b] = e[o, m, b]
+            for p in range(m - 2, -1, -1):
+                for b in range(N):
+                    h[p, i, b] = e[o, p + 1, b] + run[p, b]
+            for p in range(m - 1):
+                for b in range(N):
+                    run[p, b] += x[s, i, b] * h[p + 1, i, b]
+        pre[:] = 0.0  # pre[p] = e_p of the items before i
+        pre[0, :] = 1.0
+        for i in range(n):
+            acc[:] = 0.0
+            for p in range(m):
+                for b in range(N):
+                    acc[b] += pre[p, b] * h[p, i, b]
+            for b in range(N):
+                mu[s, i, b] = x[s, i, b] * acc[b] / t[b]
+            for p in range(m - 1, 0, -1):
+                for b in range(N):
+                    pre[p, b] += x[s, i, b] * pre[p - 1, b]
+    return mu
+
+
+@nb.njit(**_JIT)
+def marginals_sets_tangent(x, dx, m):  # pragma: no cover - compiled
+    """Tangent of :func:`marginals_sets` at x in the direction dx, shape (2, n, N) (forward recomputed)."""
+    _, n, N = x.shape
+    e, de = _totals(x, dx, m, True)
+    t = np.zeros(N, dtype=x.dtype)
+    dt = np.zeros(N, dtype=x.dtype)
+    for r in range(m + 1):
+        for b in range(N):
+            t[b] += e[0, r, b] * e[1, r, b]
+            dt[b] += de[0, r, b] * e[1, r, b] + e[0, r, b] * de[1, r, b]
+    out = np.empty((2, n, N), dtype=x.dtype)
+    h = np.empty((m, n, N), dtype=x.dtype)
+    dh = np.empty((m, n, N), dtype=x.dtype)
+    run = np.zeros((m, N), dtype=x.dtype)
+    drun = np.zeros((m, N), dtype=x.dtype)
+    pre = np.zeros((m, N), dtype=x.dtype)
+    dpre = np.zeros((m, N), dtype=x.dtype)
+    acc = np.zeros(N, dtype=x.dtype)
+    dacc = np.zeros(N, dtype=x.dtype)
+    for s in range(2):
+        o = 1 - s
+        run[:] = 0.0
+        drun[:] = 0.0
+        for i in range(n - 1, -1, -1):
+            for b in range(N):
+                h[m - 1, i, b] = e[o, m, b]
+                dh[m - 1, i, b] = de[o, m, b]
+            for p in range(m - 2, -1, -1):
+                for b in range(N):
+                    h[p, i, b] = e[o, p + 1, b] + run[p, b]
+                    dh[p, i, b] = de[o, p + 1, b] + drun[p, b]
+            for p in range(m - 1):
+                for b in range(N):
+                    run[p, b] += x[s, i, b] * h[p + 1, i, b]
+                    drun[p, b] += dx[s, i, b] * h[p + 1, i, b] + x[s, i, b] * dh[p + 1, i, b]
+        pre[:] = 0.0
+        dpre[:] = 0.0
+        pre[0, :] = 1.0
+        for i in range(n):
+            acc[:] = 0.0
+            dacc[:] = 0.0
+            for p in range(m):
+                for b in range(N):
+                    acc[b] += pre[p, b] * h[p, i, b]
+                    dacc[b] += dpre[p, b] * h[p, i, b] + pre[p, b] * dh[p, i, b]
+            for b in range(N):
+                out[s, i, b] = (dx[s, i, b] * acc[b] + x[s, i, b] * dacc[b] - x[s, i, b] * acc[b] * dt[b] / t[b]) / t[b]
+            for p in range(m - 1, 0, -1):
+                for b in range(N):
+                    dpre[p, b] += dx[s, i, b] * pre[p - 1, b] + x[s, i, b] * dpre[p - 1, b]
+                    pre[p, b] += x[s, i, b] * pre[p - 1, b]
+    return out

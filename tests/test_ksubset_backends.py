@@ -1,0 +1,78 @@
+"""The numba kernels of the k-subset marginals against the PyTorch path, and the backend switch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sst.structures import _ksubset
+
+SHAPES = [(3, 7, 1), (3, 7, 3), (5, 12, 6), (2, 5, 4), (4, 50, 25), (40, 350, 10), (2, 60, 59), (1, 2, 1)]
+
+
+def _both(theta: torch.Tensor, k: int, g: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    out = []
+    for backend in ("torch", "numba"):
+        t = theta.clone().requires_grad_()
+        mu = _ksubset.marginals(t, k, backend=backend)
+        (mu * g).sum().backward()
+        out.append((mu.detach(), t.grad))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("b,n,k", SHAPES)
+def test_numba_matches_torch(dtype, b, n, k):
+    pytest.importorskip("numba")
+    gen = torch.Generator().manual_seed(n * 31 + k)
+    theta = (torch.randn(b, n, generator=gen) * 3).to(dtype)
+    g = torch.randn(b, n, generator=gen).to(dtype)
+    (mu_t, gr_t), (mu_n, gr_n) = _both(theta, k, g)
+    tol = dict(rtol=1e-5, atol=2e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(mu_n, mu_t, **tol)
+    torch.testing.assert_close(gr_n, gr_t, **tol)
+
+
+def test_numba_extreme_logits_and_batch_shape():
+    """Clipped weights (logit gaps beyond exp's range), ties, and leading batch dimensions."""
+    pytest.importorskip("numba")
+    theta = torch.tensor([[[0.0, 0.0, 0.0, 0.0, 0.0], [200.0, -200.0, 0.0, 1e-3, 90.0]],
+                          [[5.0, 5.0, -5.0, -5.0, 0.0], [-1e4, 1e4, 3.0, 3.0, 3.0]]])
+    g = torch.linspace(-1.0, 1.0, 5).expand_as(theta)
+    (mu_t, gr_t), (mu_n, gr_n) = _both(theta, 2, g)
+    assert torch.isfinite(mu_n).all() and torch.isfinite(gr_n).all()
+    torch.testing.assert_close(mu_n, mu_t, rtol=1e-5, atol=2e-6)
+    torch.testing.assert_close(gr_n, gr_t, rtol=1e-5, atol=2e-6)
+    torch.testing.assert_close(mu_n.sum(-1), torch.full((2, 2), 2.0))
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_gradcheck(backend):
+    """Both custom autograd functions (the other structure tests reach the PyTorch one only on GPU)."""
+    if backend == "numba":
+        pytest.importorskip("numba")
+    gen = torch.Generator().manual_seed(3)
+    for n, k in [(6, 2), (9, 4), (12, 11)]:
+        theta = torch.randn(3, n, generator=gen, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda t, k=k: _ksubset.marginals(t, k, backend=backend), (theta,))
+
+
+def test_auto_uses_numba_on_cpu_when_available(monkeypatch):
+    pytest.importorskip("numba")
+    calls = []
+    monkeypatch.setattr(_ksubset._KSubsetMarginalsCPU, "apply", lambda *a: calls.append(1) or torch.zeros(2, 5))
+    _ksubset.marginals(torch.randn(2, 5), 2)
+    assert calls == [1]
+
+
+def test_without_numba_auto_falls_back_and_numba_is_refused(monkeypatch):
+    monkeypatch.setattr(_ksubset, "_kernels", lambda: None)
+    theta = torch.randn(3, 8, dtype=torch.float64)
+    torch.testing.assert_close(_ksubset.marginals(theta, 3), _ksubset.marginals(theta, 3, backend="torch"))
+    with pytest.raises(ValueError, match="numba"):
+        _ksubset.marginals(theta, 3, backend="numba")
+
+
+def test_bad_backend():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        _ksubset.marginals(torch.randn(2, 5), 2, backend="cuda")
