@@ -24,14 +24,13 @@ identities hold for any (detached) choice of A and s, so the gradients are exact
 computes the same values as the autograd gradient of :func:`log_partition` (differentiable twice).
 
 On CPU tensors, when numba is installed, the same recursions run as compiled loops
-(:mod:`sst.structures._ksubset_kernels`, the batch innermost): one pass per recursion instead of ~10 tensor
+(:mod:`sst.structures._numba_kernels`, the batch innermost): one pass per recursion instead of ~10 tensor
 operations per step, several times faster at L2X's shape. ``marginals(..., backend="torch")`` forces the
 PyTorch path, which the tests compare the kernels against.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from types import ModuleType
 
@@ -39,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sst.structures._backend import kernels_for
 from sst.structures._logspace import log_esp
 
 __all__ = ["log_partition", "marginals", "marginals_autograd"]
@@ -191,46 +191,31 @@ class _KSubsetMarginals(torch.autograd.Function):
         return torch.where(in_a, -dmu[1], dmu[0]).to(g.dtype), None
 
 
-@functools.cache
-def _kernels() -> ModuleType | None:
-    """The compiled CPU kernels (imported, hence compiled or loaded from numba's cache, on first use), or None
-    when numba is not installed."""
-    try:
-        from sst.structures import _ksubset_kernels
-    except ImportError:
-        return None
-    return _ksubset_kernels
-
-
 class _KSubsetMarginalsCPU(torch.autograd.Function):
     """:class:`_KSubsetMarginals` with the recursions run by the numba kernels (CPU tensors only)."""
 
     @staticmethod
-    def forward(ctx, theta: Tensor, k: int) -> Tensor:
-        kern = _kernels()
+    def forward(ctx, theta: Tensor, k: int, kern: ModuleType) -> Tensor:
         n = theta.shape[-1]
         m = min(k, n - k)
         in_a, x, live = _reference(theta, k)
         xt = x.transpose(1, 2).contiguous()  # (2, n, N): the batch innermost
         mu_sets = torch.from_numpy(kern.marginals_sets(xt.numpy(), m)).transpose(1, 2)
         ctx.save_for_backward(in_a, live, xt)
-        ctx.m = m
+        ctx.m, ctx.kern = m, kern
         return torch.where(in_a, 1 - mu_sets[1], mu_sets[0])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g: Tensor) -> tuple[Tensor, None]:
-        kern = _kernels()
+    def backward(ctx, g: Tensor) -> tuple[Tensor, None, None]:
         in_a, live, xt = ctx.saved_tensors
         x = xt.transpose(1, 2)
         sign = torch.tensor([1.0, -1.0], dtype=x.dtype).view(2, 1, 1)
         dx = torch.where(live, x * g.to(x.dtype) * sign, torch.zeros((), dtype=x.dtype))
         dxt = dx.transpose(1, 2).contiguous()
-        dmu = torch.from_numpy(kern.marginals_sets_tangent(xt.numpy(), dxt.numpy(), ctx.m)).transpose(1, 2)
-        return torch.where(in_a, -dmu[1], dmu[0]).to(g.dtype), None
+        dmu = torch.from_numpy(ctx.kern.marginals_sets_tangent(xt.numpy(), dxt.numpy(), ctx.m)).transpose(1, 2)
+        return torch.where(in_a, -dmu[1], dmu[0]).to(g.dtype), None, None
 
-
-BACKENDS = ("auto", "torch", "numba")
 
 
 def log_partition(theta: Tensor, k: int) -> Tensor:
@@ -255,14 +240,9 @@ def marginals(theta: Tensor, k: int, backend: str = "auto") -> Tensor:
     tree is used instead (twice differentiable).
 
     ``backend``: ``"auto"`` runs the numba kernels for CPU tensors when numba is installed and PyTorch otherwise;
-    ``"torch"`` always PyTorch; ``"numba"`` requires numba and a CPU tensor.
+    ``"torch"`` always PyTorch; ``"numba"`` requires numba and a CPU tensor (:mod:`sst.structures._backend`).
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    on_cpu = theta.device.type == "cpu"
-    if backend == "numba" and (not on_cpu or _kernels() is None):
-        raise ValueError("backend='numba' needs numba installed (pip install numba) and a CPU tensor, got "
-                         f"device {theta.device}" + ("" if _kernels() is not None else " and no numba"))
+    kern = kernels_for(theta, backend)
     shape, n = theta.shape, theta.shape[-1]
     if n == k:
         return torch.ones_like(theta) + 0 * theta
@@ -270,9 +250,8 @@ def marginals(theta: Tensor, k: int, backend: str = "auto") -> Tensor:
     if lb < 600.0:
         flat = theta.reshape(-1, n)
         work = flat.float() if (lb < 60.0 and theta.dtype != torch.float64) else flat.double()
-        use_numba = backend == "numba" or (backend == "auto" and on_cpu and _kernels() is not None)
-        fn = _KSubsetMarginalsCPU if use_numba else _KSubsetMarginals
-        return fn.apply(work, k).to(theta.dtype).reshape(shape)
+        mu = _KSubsetMarginalsCPU.apply(work, k, kern) if kern is not None else _KSubsetMarginals.apply(work, k)
+        return mu.to(theta.dtype).reshape(shape)
     return marginals_autograd(theta, k)
 
 

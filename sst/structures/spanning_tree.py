@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from sst import noise
+from sst.structures._backend import BACKENDS, kernels_for
 from sst.structures._laplacian import rooted_inverse, stable_weights
 from sst.structures.base import Structure
 from sst.validation import checks_enabled
@@ -21,7 +22,8 @@ class SpanningTree(Structure):
     ``w`` (..., n, n) symmetric (the diagonal is ignored); ``x`` (..., n, n) the symmetric 0/1 adjacency matrix of
     a tree (n - 1 edges). A tree's score counts each edge once: ``sum_{i<j} w_ij x_ij`` (:meth:`score`).
 
-    - argmax: batched Prim's algorithm, n - 1 steps of (batch, n) vector work, no host sync;
+    - argmax: batched Prim's algorithm, n - 1 steps of (batch, n) vector work, no host sync (on CPU with numba
+      installed, the same algorithm compiled, O(n^2) scalar work per graph);
     - ``exp_family_entropy``: edge marginals of ``p(x) ∝ exp(sum_{i<j} w_ij x_ij / tau)`` by the matrix-tree
       theorem: with edge weights ``A = exp(w / tau - max)`` and L the Laplacian of A,
       ``mu_ij = A_ij (G_ii + G_jj - 2 G_ij)`` where G is the inverse of L with row/column 0 removed (embedded
@@ -34,6 +36,8 @@ class SpanningTree(Structure):
             The marginals are exact whenever the spread of ``w / tau`` is below ``max_range``.
         solve_dtype: dtype of the Laplacian solve (default float64: the solve is small and its conditioning
             grows like ``exp(max_range)``); the output has the input's dtype.
+        backend: argmax implementation, ``"auto"`` (numba's compiled Prim for CPU tensors when numba is
+            installed, else PyTorch), ``"torch"`` or ``"numba"``; both give the same tree, ties included.
 
     An input that is not exactly symmetric is symmetrised, ``(w + w^T) / 2`` (its gradient is split evenly between
     ``w_ij`` and ``w_ji``); with checks on (:func:`sst.checks`) a non-symmetric ``w`` raises ``ValueError``.
@@ -42,11 +46,15 @@ class SpanningTree(Structure):
     regularizers = ("exp_family_entropy",)
     event_ndim = 2
 
-    def __init__(self, max_range: float = 20.0, solve_dtype: torch.dtype = torch.float64) -> None:
+    def __init__(self, max_range: float = 20.0, solve_dtype: torch.dtype = torch.float64,
+                 backend: str = "auto") -> None:
         if not float(max_range) > 0:
             raise ValueError(f"max_range must be > 0, got {max_range!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.max_range = float(max_range)
         self.solve_dtype = solve_dtype
+        self.backend = backend
 
     # checks --------------------------------------------------------------------------------------------------
     def _check_shape(self, w: Tensor, name: str = "w") -> None:
@@ -79,6 +87,21 @@ class SpanningTree(Structure):
         batch = flat.shape[0]
         rows = torch.arange(batch, device=w.device)
         lowest = torch.finfo(w.dtype).min
+        kern = kernels_for(w, self.backend)
+        parent = (torch.from_numpy(kern.prim_parents(flat.detach().contiguous().numpy(), lowest))
+                  if kern is not None else self._prim_parents(flat, rows, lowest))
+        child = torch.arange(1, n, device=w.device).expand(batch, n - 1)
+        par = parent[:, 1:]
+        out = x.reshape(-1, n, n)
+        out[rows.unsqueeze(-1), par, child] = 1.0
+        out[rows.unsqueeze(-1), child, par] = 1.0
+        return out.reshape(w.shape)
+
+    @staticmethod
+    def _prim_parents(flat: Tensor, rows: Tensor, lowest: float) -> Tensor:
+        """Batched Prim from node 0 in PyTorch: n - 1 steps of (B, n) vector work; parents (B, n)."""
+        batch, n, _ = flat.shape
+        w = flat
         in_tree = torch.zeros(batch, n, dtype=torch.bool, device=w.device)
         in_tree[:, 0] = True
         best = flat[:, 0, :].clamp_min(lowest)  # best weight linking each node to the tree
@@ -91,12 +114,7 @@ class SpanningTree(Structure):
             better = (row > best) & ~in_tree
             best = torch.where(better, row, best)
             parent = torch.where(better, v.unsqueeze(-1), parent)
-        child = torch.arange(1, n, device=w.device).expand(batch, n - 1)
-        par = parent[:, 1:]
-        out = x.reshape(-1, n, n)
-        out[rows.unsqueeze(-1), par, child] = 1.0
-        out[rows.unsqueeze(-1), child, par] = 1.0
-        return out.reshape(w.shape)
+        return parent
 
     def _relax(self, w: Tensor, tau: float | Tensor, regularizer: str) -> Tensor:
         n = w.shape[-1]

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from sst.structures import _ksubset
+from sst.structures._backend import BACKENDS
 from sst.structures._capped import capped_simplex
 from sst.structures.base import Structure
 from sst.validation import check_k
@@ -21,17 +22,23 @@ class TopK(Structure):
     - argmax: ones at the k largest entries of ``w`` (``torch.topk``; ties broken by its order);
     - ``exp_family_entropy`` (default): the marginals of ``p(x) ∝ exp(<w, x> / tau)`` over k-hot x, i.e. the
       gradient of ``log sum_{|S|=k} exp(sum_S w / tau)`` (see :mod:`sst.structures._ksubset`: m cumulative sums
-      in a shifted linear space, exact autograd, first and second order);
+      in a shifted linear space, exact gradients; on CPU with numba installed, the same recursions compiled);
     - ``euclidean``: projection of ``w / tau`` onto ``{0 <= x <= 1, sum x = k}``;
     - ``categorical_entropy``: ``min(1, exp((w - nu) / tau))``; ``binary_entropy``: ``sigmoid((w - nu) / tau)``;
       nu by bisection so that ``sum x = k``, gradients by implicit differentiation (:mod:`sst.structures._capped`).
+
+    ``backend`` chooses the ``exp_family_entropy`` implementation: ``"auto"`` (numba kernels for CPU tensors
+    when numba is installed, else PyTorch), ``"torch"`` or ``"numba"``; they agree to float rounding.
     """
 
     regularizers = ("exp_family_entropy", "euclidean", "categorical_entropy", "binary_entropy")
     event_ndim = 1
 
-    def __init__(self, k: int) -> None:
+    def __init__(self, k: int, backend: str = "auto") -> None:
         self.k = check_k(k)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
 
     def __repr__(self) -> str:
         return f"TopK(k={self.k})"
@@ -49,7 +56,7 @@ class TopK(Structure):
     def _relax(self, w: Tensor, tau: float | Tensor, regularizer: str) -> Tensor:
         z = w / tau
         if regularizer == "exp_family_entropy":
-            return _ksubset.marginals(z, self.k)
+            return _ksubset.marginals(z, self.k, self.backend)
         return capped_simplex(z, self.k, regularizer)
 
     def enumerate(self, n: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:

@@ -1,11 +1,12 @@
-"""The numba kernels of the k-subset marginals against the PyTorch path, and the backend switch."""
+"""The numba kernels (k-subset marginals, Prim) against the PyTorch paths, and the backend switch."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sst.structures import _ksubset
+import sst
+from sst.structures import _backend, _ksubset
 
 SHAPES = [(3, 7, 1), (3, 7, 3), (5, 12, 6), (2, 5, 4), (4, 50, 25), (40, 350, 10), (2, 60, 59), (1, 2, 1)]
 
@@ -66,7 +67,7 @@ def test_auto_uses_numba_on_cpu_when_available(monkeypatch):
 
 
 def test_without_numba_auto_falls_back_and_numba_is_refused(monkeypatch):
-    monkeypatch.setattr(_ksubset, "_kernels", lambda: None)
+    monkeypatch.setattr(_backend, "numba_kernels", lambda: None)
     theta = torch.randn(3, 8, dtype=torch.float64)
     torch.testing.assert_close(_ksubset.marginals(theta, 3), _ksubset.marginals(theta, 3, backend="torch"))
     with pytest.raises(ValueError, match="numba"):
@@ -76,3 +77,39 @@ def test_without_numba_auto_falls_back_and_numba_is_refused(monkeypatch):
 def test_bad_backend():
     with pytest.raises(ValueError, match="backend must be one of"):
         _ksubset.marginals(torch.randn(2, 5), 2, backend="cuda")
+
+
+def test_topk_backend_argument():
+    theta = torch.randn(4, 9, dtype=torch.float64)
+    ref = sst.TopK(3, backend="torch").relax(theta, 0.7)
+    torch.testing.assert_close(sst.TopK(3).relax(theta, 0.7), ref)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        sst.TopK(3, backend="gpu")
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 20])
+def test_prim_numba_matches_torch(n):
+    """Same trees, ties and -inf weights included, float32 and float64, leading batch dimensions."""
+    pytest.importorskip("numba")
+    gen = torch.Generator().manual_seed(n)
+    for dtype in (torch.float32, torch.float64):
+        w = torch.randn(3, 5, n, n, generator=gen).to(dtype)
+        w = w + w.transpose(-1, -2)
+        ties = torch.randint(0, 3, (3, 5, n, n), generator=gen).to(dtype)
+        ties = ties + ties.transpose(-1, -2)
+        ninf = w.masked_fill((w > 1.5) | (w > 1.5).transpose(-1, -2), float("-inf"))
+        for ww in (w, ties, ninf):
+            a = sst.SpanningTree(backend="torch").argmax(ww)
+            b = sst.SpanningTree(backend="numba").argmax(ww)
+            assert torch.equal(a, b)
+            if n > 1:
+                assert torch.equal(a.sum((-1, -2)), torch.full((3, 5), 2.0 * (n - 1), dtype=dtype))
+
+
+def test_spanning_tree_backend_argument(monkeypatch):
+    with pytest.raises(ValueError, match="backend must be one of"):
+        sst.SpanningTree(backend="cpp")
+    monkeypatch.setattr(_backend, "numba_kernels", lambda: None)
+    with pytest.raises(ValueError, match="numba"):
+        sst.SpanningTree(backend="numba").argmax(torch.zeros(2, 4, 4))
+    assert sst.SpanningTree().argmax(torch.zeros(2, 4, 4)).sum() == 12

@@ -1,10 +1,15 @@
-"""Compiled CPU kernels (numba) for the k-subset marginals of :mod:`sst.structures._ksubset`.
+"""Compiled CPU kernels (numba) for the solvers of :mod:`sst.structures`; chosen by :mod:`sst.structures._backend`.
 
-The same shifted linear-space recursions as the PyTorch path (see that module's docstring), written as loops
-over items with the batch innermost, so that each step runs over contiguous memory and nothing but the
-(m, n, N) suffix table leaves the cache. Inputs are the "add" / "drop" weights laid out as ``(2, n, N)``
-(set, item, batch); every output has that layout too. Imported lazily: numba is an optional dependency, and
-the PyTorch path is used (and tested against these kernels) when it is missing.
+- k-subset marginals (:mod:`sst.structures._ksubset`): the same shifted linear-space recursions as the PyTorch
+  path, written as loops over items with the batch innermost, so that each step runs over contiguous memory
+  and nothing but the (m, n, N) suffix table leaves the cache. Inputs are the "add" / "drop" weights laid out
+  as ``(2, n, N)`` (set, item, batch); every output has that layout too.
+- Prim's maximum spanning tree (:class:`sst.structures.spanning_tree.SpanningTree`): the batched PyTorch loop's
+  exact rules (first maximum wins, strict improvement, weights clamped below at the dtype's lowest value) as
+  O(n^2) scalar loops per graph.
+
+Imported lazily: numba is an optional dependency, and the PyTorch path is used (and tested against these kernels)
+when it is missing.
 """
 
 from __future__ import annotations
@@ -129,3 +134,30 @@ def marginals_sets_tangent(x, dx, m):  # pragma: no cover - compiled
                     dpre[p, b] += dx[s, i, b] * pre[p - 1, b] + x[s, i, b] * dpre[p - 1, b]
                     pre[p, b] += x[s, i, b] * pre[p - 1, b]
     return out
+
+
+@nb.njit(**_JIT)
+def prim_parents(w, lowest):  # pragma: no cover - compiled
+    """Parent of each node (node 0 is the root, its parent 0) in the maximum spanning tree of each symmetric
+    weight matrix ``w`` (B, n, n) grown from node 0; shape (B, n), int64."""
+    B, n, _ = w.shape
+    parent = np.zeros((B, n), dtype=np.int64)
+    in_tree = np.zeros(n, dtype=np.bool_)
+    best = np.empty(n, dtype=w.dtype)
+    for b in range(B):
+        in_tree[:] = False
+        in_tree[0] = True
+        for j in range(n):
+            best[j] = max(w[b, 0, j], lowest)
+        for _ in range(n - 1):
+            v = -1
+            for j in range(n):
+                if not in_tree[j] and (v < 0 or best[j] > best[v]):
+                    v = j
+            in_tree[v] = True
+            for j in range(n):
+                r = max(w[b, v, j], lowest)
+                if not in_tree[j] and r > best[j]:
+                    best[j] = r
+                    parent[b, j] = v
+    return parent

@@ -1,0 +1,39 @@
+"""Which implementation runs a solver: compiled CPU kernels (numba, optional) or PyTorch.
+
+``backend="auto"`` picks the numba kernels of :mod:`sst.structures._numba_kernels` for CPU tensors when numba is
+installed, else PyTorch; ``"torch"`` always PyTorch (the reference the tests compare the kernels against);
+``"numba"`` requires numba and a CPU tensor.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import ModuleType
+
+from torch import Tensor
+
+BACKENDS = ("auto", "torch", "numba")
+
+
+@functools.cache
+def numba_kernels() -> ModuleType | None:
+    """The compiled CPU kernels (compiled, or loaded from numba's on-disk cache, on first use), or None when
+    numba is not installed."""
+    try:
+        from sst.structures import _numba_kernels
+    except ImportError:
+        return None
+    return _numba_kernels
+
+
+def kernels_for(x: Tensor, backend: str = "auto") -> ModuleType | None:
+    """The kernels module to use for tensor ``x`` under ``backend``, or None for the PyTorch path."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return None
+    kern = numba_kernels() if x.device.type == "cpu" else None
+    if backend == "numba" and kern is None:
+        reason = "no numba installed (pip install numba)" if numba_kernels() is None else f"device {x.device}"
+        raise ValueError(f"backend='numba' needs numba and a CPU tensor, got {reason}")
+    return kern
