@@ -192,30 +192,31 @@ class _KSubsetMarginals(torch.autograd.Function):
 
 
 class _KSubsetMarginalsCPU(torch.autograd.Function):
-    """:class:`_KSubsetMarginals` with the recursions run by the numba kernels (CPU tensors only)."""
+    """:class:`_KSubsetMarginals` run by the numba kernels (CPU tensors): ``torch.topk`` picks the reference point,
+    everything else (weights, recursions, the Hessian-vector product) is one compiled call each way."""
 
     @staticmethod
     def forward(ctx, theta: Tensor, k: int, kern: ModuleType) -> Tensor:
         n = theta.shape[-1]
         m = min(k, n - k)
-        in_a, x, live = _reference(theta, k)
-        xt = x.transpose(1, 2).contiguous()  # (2, n, N): the batch innermost
-        mu_sets = torch.from_numpy(kern.marginals_sets(xt.numpy(), m)).transpose(1, 2)
-        ctx.save_for_backward(in_a, live, xt)
-        ctx.m, ctx.kern = m, kern
-        return torch.where(in_a, 1 - mu_sets[1], mu_sets[0])
+        theta = theta.detach().contiguous()
+        with torch.no_grad():
+            top = torch.topk(theta, k + 1, dim=-1)  # k < n here
+            s = (0.5 * (top.values[:, k - 1] + top.values[:, k])).contiguous()
+            in_a = torch.zeros_like(theta, dtype=torch.bool).scatter_(-1, top.indices[:, :k], True)
+        cut = 80.0 if theta.dtype != torch.float64 else 700.0
+        mu = kern.ksubset_marginals(theta.numpy(), in_a.numpy(), s.numpy(), m, cut)
+        ctx.save_for_backward(theta, in_a, s)
+        ctx.m, ctx.cut, ctx.kern = m, cut, kern
+        return torch.from_numpy(mu)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g: Tensor) -> tuple[Tensor, None, None]:
-        in_a, live, xt = ctx.saved_tensors
-        x = xt.transpose(1, 2)
-        sign = torch.tensor([1.0, -1.0], dtype=x.dtype).view(2, 1, 1)
-        dx = torch.where(live, x * g.to(x.dtype) * sign, torch.zeros((), dtype=x.dtype))
-        dxt = dx.transpose(1, 2).contiguous()
-        dmu = torch.from_numpy(ctx.kern.marginals_sets_tangent(xt.numpy(), dxt.numpy(), ctx.m)).transpose(1, 2)
-        return torch.where(in_a, -dmu[1], dmu[0]).to(g.dtype), None, None
-
+        theta, in_a, s = ctx.saved_tensors
+        gt = g.to(theta.dtype).contiguous()
+        grad = ctx.kern.ksubset_marginals_vjp(theta.numpy(), in_a.numpy(), s.numpy(), ctx.m, ctx.cut, gt.numpy())
+        return torch.from_numpy(grad).to(g.dtype), None, None
 
 
 def log_partition(theta: Tensor, k: int) -> Tensor:

@@ -161,3 +161,54 @@ def prim_parents(w, lowest):  # pragma: no cover - compiled
                     best[j] = r
                     parent[b, j] = v
     return parent
+
+
+@nb.njit(**_JIT)
+def _shifted_weights(theta, in_a, s, cut):  # pragma: no cover - compiled
+    """The "add" / "drop" weights (2, n, N) of :func:`sst.structures._ksubset._reference` from theta (N, n),
+    the top-k mask ``in_a`` (N, n) and the thresholds ``s`` (N,), with the mask of unclipped weights."""
+    N, n = theta.shape
+    x = np.zeros((2, n, N), dtype=theta.dtype)
+    live = np.zeros((2, n, N), dtype=np.bool_)
+    for i in range(n):
+        for b in range(N):
+            a = 1 if in_a[b, i] else 0
+            d = s[b] - theta[b, i] if a else theta[b, i] - s[b]  # <= 0
+            x[a, i, b] = np.exp(max(d, -cut))
+            live[a, i, b] = d > -cut
+    return x, live
+
+
+@nb.njit(**_JIT)
+def ksubset_marginals(theta, in_a, s, m, cut):  # pragma: no cover - compiled
+    """``P(i in S)`` (N, n) for theta (N, n), given the top-k mask ``in_a`` and thresholds ``s`` of
+    :func:`sst.structures._ksubset._reference` (the shifted reference point)."""
+    N, n = theta.shape
+    x, _ = _shifted_weights(theta, in_a, s, cut)
+    mu = marginals_sets(x, m)
+    out = np.empty((N, n), dtype=theta.dtype)
+    for b in range(N):
+        for i in range(n):
+            out[b, i] = 1.0 - mu[1, i, b] if in_a[b, i] else mu[0, i, b]
+    return out
+
+
+@nb.njit(**_JIT)
+def ksubset_marginals_vjp(theta, in_a, s, m, cut, g):  # pragma: no cover - compiled
+    """Gradient (N, n) of ``sum(g * P(i in S))`` with respect to theta (the Hessian-vector product of log Z)."""
+    N, n = theta.shape
+    x, live = _shifted_weights(theta, in_a, s, cut)
+    dx = np.zeros((2, n, N), dtype=theta.dtype)
+    for i in range(n):
+        for b in range(N):
+            if in_a[b, i]:
+                if live[1, i, b]:
+                    dx[1, i, b] = -x[1, i, b] * g[b, i]
+            elif live[0, i, b]:
+                dx[0, i, b] = x[0, i, b] * g[b, i]
+    d = marginals_sets_tangent(x, dx, m)
+    out = np.empty((N, n), dtype=theta.dtype)
+    for b in range(N):
+        for i in range(n):
+            out[b, i] = -d[1, i, b] if in_a[b, i] else d[0, i, b]
+    return out
