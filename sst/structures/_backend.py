@@ -8,6 +8,7 @@ installed, else PyTorch; ``"torch"`` always PyTorch (the reference the tests com
 from __future__ import annotations
 
 import functools
+import warnings
 from types import ModuleType
 
 from torch import Tensor
@@ -22,6 +23,10 @@ def numba_kernels() -> ModuleType | None:
     try:
         from sst.structures import _numba_kernels
     except ImportError:
+        return None
+    except Exception as err:  # numba present but unusable here (e.g. no writable cache location): fall back
+        warnings.warn(f"sst: numba kernels unavailable ({err!r}); using the PyTorch path", RuntimeWarning,
+                      stacklevel=2)
         return None
     return _numba_kernels
 
