@@ -31,11 +31,16 @@ def numba_kernels() -> ModuleType | None:
     return _numba_kernels
 
 
-def kernels_for(x: Tensor, backend: str = "auto") -> ModuleType | None:
-    """The kernels module to use for tensor ``x`` under ``backend``, or None for the PyTorch path."""
+def check_backend(backend: str) -> str:
+    """``backend`` if it is one of :data:`BACKENDS`, else ``ValueError``."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "torch":
+    return backend
+
+
+def kernels_for(x: Tensor, backend: str = "auto") -> ModuleType | None:
+    """The kernels module to use for tensor ``x`` under ``backend``, or None for the PyTorch path."""
+    if check_backend(backend) == "torch":
         return None
     kern = numba_kernels() if x.device.type == "cpu" else None
     if backend == "numba" and kern is None:

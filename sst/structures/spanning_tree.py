@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from sst import noise
-from sst.structures._backend import BACKENDS, kernels_for
+from sst.structures._backend import check_backend, kernels_for
 from sst.structures._laplacian import rooted_inverse, stable_weights
 from sst.structures.base import Structure
 from sst.validation import checks_enabled
@@ -50,11 +50,9 @@ class SpanningTree(Structure):
                  backend: str = "auto") -> None:
         if not float(max_range) > 0:
             raise ValueError(f"max_range must be > 0, got {max_range!r}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.max_range = float(max_range)
         self.solve_dtype = solve_dtype
-        self.backend = backend
+        self.backend = check_backend(backend)
 
     # checks --------------------------------------------------------------------------------------------------
     def _check_shape(self, w: Tensor, name: str = "w") -> None:
@@ -101,12 +99,12 @@ class SpanningTree(Structure):
     def _prim_parents(flat: Tensor, rows: Tensor, lowest: float) -> Tensor:
         """Batched Prim from node 0 in PyTorch: n - 1 steps of (B, n) vector work; parents (B, n)."""
         batch, n, _ = flat.shape
-        w = flat
-        in_tree = torch.zeros(batch, n, dtype=torch.bool, device=w.device)
+        device = flat.device
+        in_tree = torch.zeros(batch, n, dtype=torch.bool, device=device)
         in_tree[:, 0] = True
         best = flat[:, 0, :].clamp_min(lowest)  # best weight linking each node to the tree
-        parent = torch.zeros(batch, n, dtype=torch.long, device=w.device)
-        ninf = torch.tensor(float("-inf"), dtype=w.dtype, device=w.device)
+        parent = torch.zeros(batch, n, dtype=torch.long, device=device)
+        ninf = torch.tensor(float("-inf"), dtype=flat.dtype, device=device)
         for _ in range(n - 1):
             v = torch.where(in_tree, ninf, best).argmax(-1)  # (batch,)
             in_tree[rows, v] = True

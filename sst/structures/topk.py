@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from sst.structures import _ksubset
-from sst.structures._backend import BACKENDS
+from sst.structures._backend import check_backend
 from sst.structures._capped import capped_simplex
 from sst.structures.base import Structure
 from sst.validation import check_k
@@ -36,9 +36,7 @@ class TopK(Structure):
 
     def __init__(self, k: int, backend: str = "auto") -> None:
         self.k = check_k(k)
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        self.backend = backend
+        self.backend = check_backend(backend)
 
     def __repr__(self) -> str:
         return f"TopK(k={self.k})"
