@@ -153,6 +153,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _timed(fn: Callable[[], object], device: torch.device, out: list[float]) -> None:
+    """Append the wall time (s) of one synchronised call of ``fn`` to ``out``."""
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    out.append(time.perf_counter() - t0)
+
+
 def timeit(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2,
            budget_s: float = 20.0) -> float:
     """Median wall time of ``fn()`` in milliseconds (fewer repeats when one call is slow)."""
@@ -162,10 +170,7 @@ def timeit(fn: Callable[[], object], device: torch.device, repeats: int, warmup:
     times: list[float] = []
     start = time.perf_counter()
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
+        _timed(fn, device, times)
         if time.perf_counter() - start > budget_s and len(times) >= 3:
             break
     return 1e3 * statistics.median(times)
@@ -196,15 +201,9 @@ def time_pair(base: Callable[[], object], ours: Callable[[], object], device: to
     to: list[float] = []
     start = time.perf_counter()
     for _ in range(rounds):
-        t0 = time.perf_counter()
-        base()
-        _sync(device)
-        tb.append(time.perf_counter() - t0)
+        _timed(base, device, tb)
         for _ in range(per_round):
-            t0 = time.perf_counter()
-            ours()
-            _sync(device)
-            to.append(time.perf_counter() - t0)
+            _timed(ours, device, to)
         if time.perf_counter() - start > budget_s and len(tb) >= 3:
             break
     return 1e3 * statistics.median(tb), 1e3 * statistics.median(to)
