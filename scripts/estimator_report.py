@@ -48,11 +48,12 @@ ESTIMATORS = [
     ("reinforce+loo (S=2)", "reinforce", {"baseline": "loo", "num_samples": 2}, False, False),
     ("nvil", "nvil", {}, False, True),
     ("muprop", "muprop", {}, False, False),
+    ("muprop+batch", "muprop", {"baseline": "batch"}, False, False),
     ("rebar", "rebar", {}, True, True),
     ("relax", "relax", {}, True, True),
 ]
 Z_SIGNIFICANT = 4.5
-F_EVALS = {"reinforce+loo (S=2)": 2, "muprop": 2, "rebar": 3, "relax": 3}
+F_EVALS = {"reinforce+loo (S=2)": 2, "muprop": 2, "muprop+batch": 2, "rebar": 3, "relax": 3}
 
 
 def problems(seed: int) -> dict:

@@ -65,7 +65,7 @@ def build(name: str, **options) -> Estimator:
               checked at call time when given, required by relax.
             - ``context_dim`` (int): size of the flattened ``context`` (nvil's baseline network).
             - ``num_samples`` (int): samples per item (all estimators).
-            - ``baseline`` (reinforce: none | ema | batch | loo), ``ema_decay`` (reinforce, nvil),
+            - ``baseline`` (reinforce, muprop: none | ema | batch | loo), ``ema_decay`` (reinforce, nvil, muprop),
               ``hidden`` (nvil, relax), ``normalize`` (nvil), ``eta``, ``learn_eta``, ``learn_tau``
               (rebar, relax).
 

@@ -208,18 +208,25 @@ class MuProp(Reinforce):
     Both are unbiased for any ``f`` differentiable on conv X; ``tau``/``regularizer`` matter only for the
     second form. ``f`` is called once on ``2 * S * B`` rows (the samples, then the expansion points).
 
-    Options: ``num_samples`` (and ``tau``, ``regularizer`` for structures other than Categorical/Binary).
+    A baseline can centre what the Taylor term leaves (Gu et al. combine MuProp with NVIL's baselines): the
+    residual ``r = f(x) - b(x)`` gets the REINFORCE baselines of :class:`Reinforce` (``"ema"`` of ``r``,
+    ``"batch"`` the mean ``r`` of the other rows, ``"loo"`` of the other samples of the item), each
+    independent of the row's own sample, so the estimate stays unbiased.
+
+    Options: ``baseline`` (none | ema | batch | loo; default none, plain MuProp), ``ema_decay``,
+    ``num_samples`` (and ``tau``, ``regularizer`` for structures other than Categorical/Binary).
     """
 
     name = "muprop"
 
-    def __init__(self, num_samples: int = 1, tau: float = 1.0, regularizer: str | None = None,
-                 event_shape: Sequence[int] | None = None) -> None:
-        super().__init__(baseline="none", num_samples=num_samples, tau=tau, regularizer=regularizer,
-                         event_shape=event_shape)
+    def __init__(self, baseline: str = "none", num_samples: int = 1, ema_decay: float = 0.99, tau: float = 1.0,
+                 regularizer: str | None = None, event_shape: Sequence[int] | None = None) -> None:
+        super().__init__(baseline=baseline, num_samples=num_samples, ema_decay=ema_decay, tau=tau,
+                         regularizer=regularizer, event_shape=event_shape)
 
     def extra_repr(self) -> str:
-        return f"tau={self.tau}, regularizer={self.regularizer}, num_samples={self.num_samples}"
+        return (f"baseline={self.baseline}, tau={self.tau}, regularizer={self.regularizer}, "
+                f"num_samples={self.num_samples}")
 
     def estimate(self, info: StructureInfo, structure, logits: Tensor, theta: Tensor, f: Objective,
                  context: Tensor | None, generator: torch.Generator | None):
@@ -244,7 +251,10 @@ class MuProp(Reinforce):
             g0 = info.project(g0)
             taylor = f0.detach() + flat_sum(g0 * (u - anchor.detach()))
             analytic = flat_sum(g0 * zero_valued(theta))  # h'(E U) dE[U]/dtheta, dE[U]/dtheta = I
-        signal = value.detach() - taylor
+        residual = value.detach() - taylor
+        signal = residual - self.baseline_values(residual, logits.shape[0])
         loss = (value + signal * zero_valued(logp) + analytic).mean()
-        return loss, x, value, {"taylor_gap": signal.abs().mean()}
+        if self.baseline == "ema":
+            self._update_ema(residual)
+        return loss, x, value, {"taylor_gap": residual.abs().mean()}
 
