@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.common.data import TensorBatches
-from experiments.common.task import Task
+from experiments.common.task import Task, adam
 from experiments.common.trainer import fit
 from tests.conftest import compose_cfg
 
@@ -102,3 +102,23 @@ def test_wandb_offline_writes_files_without_network(tmp_path: Path, monkeypatch)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert runs, list(tmp_path.rglob("*"))
     assert any(p.suffix == ".wandb" for p in runs[0].iterdir())
+
+
+def test_adam_is_fused_and_matches_the_reference_update():
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(5, 3), torch.nn.Linear(5, 3)
+    b.load_state_dict(a.state_dict())
+    fast, ref = adam(list(a.parameters()), 1e-2), torch.optim.Adam(b.parameters(), lr=1e-2, foreach=False)
+    assert fast.defaults["fused"]
+    x = torch.randn(16, 5)
+    for _ in range(5):
+        for net, opt in ((a, fast), (b, ref)):
+            opt.zero_grad()
+            net(x).pow(2).sum().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    # a checkpoint of the per-tensor optimizer loads into the fused one (runs started before it resume)
+    resumed = adam(list(a.parameters()), 1e-2)
+    resumed.load_state_dict(ref.state_dict())
+    resumed.step()

@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from experiments.common.task import adam
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -38,7 +40,7 @@ def _fresh_model(task):
 
 def _encoder_probe(task, steps: int, every: int, lr: float, gen: torch.Generator) -> list[dict]:
     model = _fresh_model(task)
-    opt = torch.optim.Adam(model.encoder.parameters(), lr=lr)
+    opt = adam(model.encoder.parameters(), lr)
     locs, edges = task.locs["train"], task.edges["train"]
     v_locs, v_edges = task.locs["valid"], task.edges["valid"]
     curve = []
@@ -61,7 +63,7 @@ def _decoder_probe(task, steps: int, every: int, lr: float, gen: torch.Generator
     from experiments.nri.model import gaussian_nll
 
     model = _fresh_model(task)
-    opt = torch.optim.Adam(model.decoder.parameters(), lr=lr)
+    opt = adam(model.decoder.parameters(), lr)
     idx = model.index
 
     def weights(true: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from torch import Tensor
 
 import sst
 from experiments.common.data import TensorBatches, cache_dir
-from experiments.common.task import Task
+from experiments.common.task import Task, adam
 from experiments.nri.data import load_graph_layout
 from experiments.nri.edges import EdgeDistribution, edge_counts
 from experiments.nri.model import NRIModel, gaussian_nll, gumbel_kl
@@ -81,7 +81,7 @@ class NRITask(Task):
 
     def configure_optimizers(self):
         params = [p for p in self.module().parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=float(self.cfg.optim.lr))
+        opt = adam(params, float(self.cfg.optim.lr))
         steps_per_epoch = max(1, int(self.cfg.data.num_train) // self.batch_size)
         every = int(self.cfg.optim.get("lr_decay_epochs", 200)) * steps_per_epoch
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=every, gamma=float(self.cfg.optim.get("lr_gamma", 0.5)))
