@@ -74,6 +74,22 @@ def test_trajectories_follow_their_tree():
     assert dist[trees == 1].mean() < 0.6 * dist[(trees == 0) & off].mean()
 
 
+def test_stored_tree_is_the_graph_that_was_simulated():
+    """One spring-layout step from each stored frame under the stored tree gives the next stored frame (to the
+    float32 storage precision); the complement graph or another simulation's tree does not."""
+    n = 6
+    locs, trees = D.generate_split(64, n, 10, seed=3, split="valid", progress=False)
+    pos = locs.astype(np.float64)
+    complement = (1 - trees) * (1 - np.eye(n, dtype=np.uint8))
+    other = trees[np.roll(np.arange(64), 1)]
+
+    def err(adj):
+        return max(np.abs(D.spring_step(pos[:, t], adj) - pos[:, t + 1]).max() for t in range(9))
+
+    assert err(trees) < 1e-5
+    assert err(complement) > 0.1 and err(other) > 0.1
+
+
 def test_load_normalises_with_training_min_max_and_caches(tmp_path):
     sizes = {"train": 48, "valid": 24, "test": 24}
     data = D.load_graph_layout(tmp_path, sizes, 10, 10, seed=7, progress=False)
