@@ -2,10 +2,13 @@
 
     python scripts/collect_run.py outputs/vae/gumbel_softmax-relaxed/<date>            # name from the record
     python scripts/collect_run.py outputs/l2x/corr_topk-relaxed/<date> --name corr_topk_k10_seed0
+    python scripts/collect_run.py outputs/probe/<run> --side --subdir probes   # a probe, kept out of the tables
 
 Writes ``results/<experiment>/<name>.json`` (the run's metrics.json, with ``"run_dir"`` added) and copies the
 run's PNG and HTML files to ``results/<experiment>/<name>/``. The default name is
 ``<relaxation>_<estimator>[_k<k>][_T<timesteps>]_seed<seed>``. Checkpoints and logs stay in the run folder.
+``--side`` marks the record ``"table": false`` (a probe or ablation that ``make tables`` leaves out);
+``--subdir`` puts it in ``results/<experiment>/<subdir>/``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ def default_name(record: dict) -> str:
     return "_".join(parts)
 
 
-def collect(run_dir: Path, results: Path, name: str | None = None) -> Path:
+def collect(run_dir: Path, results: Path, name: str | None = None, side: bool = False,
+            subdir: str | None = None) -> Path:
     """Copy ``run_dir``'s record and artifacts under ``results``; returns the record's new path."""
     src = run_dir / "metrics.json"
     if not src.is_file():
@@ -42,6 +46,10 @@ def collect(run_dir: Path, results: Path, name: str | None = None) -> Path:
             raise ValueError(f"{src} is not a run record: it lacks {key!r}")
     name = name or default_name(record)
     out_dir = results / str(record["experiment"])
+    if subdir:
+        out_dir = out_dir / subdir
+    if side:
+        record["table"] = False
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         record["run_dir"] = str(run_dir.resolve().relative_to(REPO))
@@ -62,11 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run_dirs", nargs="+", type=Path, help="Hydra run folders holding metrics.json")
     ap.add_argument("--name", help="record name (only with one run folder)")
     ap.add_argument("--results", type=Path, default=REPO / "results")
+    ap.add_argument("--side", action="store_true", help='mark the record "table": false (left out of the tables)')
+    ap.add_argument("--subdir", help="put the record in results/<experiment>/<subdir>/")
     args = ap.parse_args(argv)
     if args.name and len(args.run_dirs) > 1:
         ap.error("--name needs exactly one run folder")
     for run_dir in args.run_dirs:
-        print(collect(run_dir, args.results, args.name))
+        print(collect(run_dir, args.results, args.name, args.side, args.subdir))
     return 0
 
 

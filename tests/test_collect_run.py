@@ -33,3 +33,14 @@ def test_collect_copies_record_and_artifacts(tmp_path: Path):
 def test_collect_refuses_unfinished_run(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="metrics.json"):
         collect_run.collect(tmp_path, tmp_path / "results")
+
+
+def test_collect_side_run_goes_to_subdir_and_out_of_tables(tmp_path: Path):
+    run = tmp_path / "run"
+    run.mkdir()
+    record = {"experiment": "nri", "relaxation": "spanning_tree", "estimator": "relaxed", "timesteps": 10,
+              "seed": 1, "metrics": {"test/elbo": -600.0}}
+    (run / "metrics.json").write_text(json.dumps(record))
+    dest = collect_run.collect(run, tmp_path / "results", name="probe", side=True, subdir="probes")
+    assert dest == tmp_path / "results" / "nri" / "probes" / "probe.json"
+    assert json.loads(dest.read_text())["table"] is False
