@@ -7,8 +7,9 @@
 #   gpu.txt                    nvidia-smi's name / memory / driver line (or "no nvidia-smi")
 #   relaxations_<dev>.json     scripts/bench_relaxations.py (ours vs the released code's algorithms)
 #   training_<dev>.json        scripts/bench_training.py (steps/s of NRI, VAE and L2X at paper settings)
-#   nri_tree_metrics.json      a spanning-tree NRI run of NRI_STEPS steps (default 5000) at the paper's settings,
-#   nri_tree_history.jsonl     with its history, to time it and see whether the tree is being learnt
+#   nri_tree_s<seed>_metrics.json   spanning-tree NRI runs of NRI_STEPS steps (default 2500) at the paper's settings,
+#   nri_tree_s<seed>_history.jsonl  one per seed in NRI_SEEDS (default "1 2"), with their histories, to time them and
+#                                   see whether the tree is learnt (a seed can learn its negative: keep the best ELBO)
 #   log.txt                    everything printed, with the wall time of each part
 # Each part has its own time limit, so one slow part cannot take the others' time. For a quick smoke test on a
 # CPU: DEVICE=cpu BENCH_EXPERIMENTS=nri NRI_ARGS="data.num_train=256 data.num_valid=128 data.num_test=128
@@ -21,7 +22,7 @@
 # gzipped it is small enough to carry; gunzip it there) or leave L2X out: BENCH_EXPERIMENTS=nri,vae.
 set -uo pipefail
 out=${1:?usage: scripts/gpu_checks.sh OUTDIR [NRI_STEPS]}
-steps=${2:-5000}
+steps=${2:-2500}
 py=${PYTHON:-python3}
 dev=${DEVICE:-cuda}
 quick=""
@@ -45,10 +46,12 @@ part() {  # part NAME SECONDS CMD...: run with a time limit, log its output and 
 part relaxations 150 "$py" scripts/bench_relaxations.py --device "$dev" $quick --out "$out/relaxations_$dev.json"
 part training 150 "$py" scripts/bench_training.py --device "$dev" $quick --experiments "${BENCH_EXPERIMENTS:-nri,vae,l2x}" \
     --out "$out/training_$dev.json"
-run_dir=$(mktemp -d)
-part nri_tree 270 "$py" run.py experiment=nri relaxation=spanning_tree trainer.max_steps="$steps" \
-    trainer.eval_every=$(( steps < 1000 ? steps : 1000 )) logger=none device="$dev" trainer.progress=false \
-    hydra.run.dir="$run_dir" ${NRI_ARGS:-}
-cp "$run_dir/metrics.json" "$out/nri_tree_metrics.json" 2>/dev/null || echo "no NRI metrics.json" >> "$log"
-cp "$run_dir/history.jsonl" "$out/nri_tree_history.jsonl" 2>/dev/null || true
+for seed in ${NRI_SEEDS:-1 2}; do
+    run_dir=$(mktemp -d)
+    part "nri_tree_s$seed" 135 "$py" run.py experiment=nri relaxation=spanning_tree trainer.max_steps="$steps" \
+        trainer.eval_every=$(( steps < 500 ? steps : 500 )) logger=none device="$dev" trainer.progress=false \
+        seed="$seed" hydra.run.dir="$run_dir" ${NRI_ARGS:-}
+    cp "$run_dir/metrics.json" "$out/nri_tree_s${seed}_metrics.json" 2>/dev/null || echo "no NRI metrics.json (seed $seed)" >> "$log"
+    cp "$run_dir/history.jsonl" "$out/nri_tree_s${seed}_history.jsonl" 2>/dev/null || true
+done
 tail -n 3 "$log"
