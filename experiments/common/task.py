@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -15,7 +15,7 @@ from torch.optim.lr_scheduler import LRScheduler
 _FUSED_DEVICES = ("cpu", "cuda")
 
 
-def adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+def adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
     """Adam at ``lr``, fused (one kernel for all parameters) when every parameter is a floating tensor on a device
     with a fused implementation: the same update, about 6x cheaper than the per-tensor loop on CPU (2.2 ms against
     15 ms a step for the VAE's 1.2M parameters on one core)."""
