@@ -108,3 +108,17 @@ def test_diagnose_probes_run_and_report_curves():
         assert len(out[key]) == 2 and all(p["valid_nll_one_step"] > 0 for p in out[key])
     with pytest.raises(ValueError, match="steps"):
         diagnose(cfg, steps=0)
+
+
+def test_diagnose_probes_a_checkpoints_code(tmp_path):
+    import torch
+
+    from experiments.nri.diagnose import diagnose
+    from experiments.nri.task import NRITask
+
+    cfg = compose_cfg(["experiment=nri", "logger=none", *TINY, *SMALL])
+    ckpt = tmp_path / "last.pt"
+    torch.save({"module": NRITask(cfg, torch.device("cpu")).module().state_dict()}, ckpt)
+    out = diagnose(cfg, steps=2, every=2, code_from=ckpt)
+    assert 0.0 <= out["code_precision_valid"] <= 1.0
+    assert len(out["decoder_checkpoint_code"]) == 1 and out["decoder_checkpoint_code"][0]["valid_nll_one_step"] > 0
