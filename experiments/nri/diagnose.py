@@ -1,4 +1,4 @@
-"""What the graph-layout data allows, before blaming an estimator: two supervised probes on the real task.
+"""What the graph-layout data allows, before blaming an estimator: supervised probes on the real task.
 
     python -m experiments.nri.diagnose [--steps 1000] [--eval-every 250] [--code-from RUN/last.pt] [hydra overrides]
 
