@@ -122,3 +122,8 @@ def test_diagnose_probes_a_checkpoints_code(tmp_path):
     out = diagnose(cfg, steps=2, every=2, code_from=ckpt)
     assert 0.0 <= out["code_precision_valid"] <= 1.0
     assert len(out["decoder_checkpoint_code"]) == 1 and out["decoder_checkpoint_code"][0]["valid_nll_one_step"] > 0
+    with pytest.raises(ValueError, match="no such checkpoint"):
+        diagnose(cfg, steps=2, every=2, code_from=tmp_path / "missing.pt")
+    bigger = compose_cfg(["experiment=nri", "logger=none", *TINY, *SMALL, "model.decoder_hidden=24"])
+    with pytest.raises(ValueError, match="does not fit the composed config"):
+        diagnose(bigger, steps=2, every=2, code_from=ckpt)

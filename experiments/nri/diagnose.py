@@ -96,8 +96,14 @@ def _decoder_probe(task, steps: int, every: int, lr: float, gen: torch.Generator
 
 def _code_of(task, checkpoint: Path) -> dict[str, torch.Tensor]:
     """The most likely trees ``(N, M)`` of a trained run's encoder on the train and valid splits."""
+    if not checkpoint.is_file():
+        raise ValueError(f"--code-from {checkpoint}: no such checkpoint (a run folder's last.pt or best.pt)")
     state = torch.load(checkpoint, map_location=task.device, weights_only=False)
-    task.module().load_state_dict(state["module"] if "module" in state else state)
+    try:
+        task.module().load_state_dict(state["module"] if "module" in state else state)
+    except RuntimeError as err:
+        raise ValueError(f"--code-from {checkpoint} does not fit the composed config (pass the run's own model and "
+                         f"data overrides): {str(err).splitlines()[0]}") from None
     task.model.eval()
     with torch.no_grad():
         return {s: torch.cat([task.dist.mode(task.model.edge_logits(chunk)) for chunk in task.locs[s].split(500)])
