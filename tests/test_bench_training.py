@@ -96,3 +96,12 @@ def test_quick_run_writes_the_record(tmp_path: Path):
     l2x = by["l2x", "corr_topk"]
     assert l2x["paper_run_steps"] == 15500 and l2x["k"] == 10 and l2x["batch_size"] == 8
     assert l2x["embedding_dim"] == 16  # --quick, nothing cached: tiny word2vec instead of minutes of training
+
+
+def test_bench_adam_reports_every_variant():
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_adam.py"), "--reps", "2"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(out["ms_per_step"]) == {"per_tensor", "foreach", "adam()"}
+    assert all(v > 0 for v in out["ms_per_step"].values()) and out["parameters"] > 1_000_000
