@@ -90,6 +90,21 @@ def test_bad_batch_settings_rejected():
     validate_config(compose_cfg(["experiment=l2x", "data.bucket_batches=50"]))
 
 
+def test_bad_lr_schedule_rejected():
+    from experiments.common.config import SCHEDULES
+    from experiments.common.task import LR_SCHEDULES
+
+    assert SCHEDULES == LR_SCHEDULES
+    with pytest.raises(ConfigError, match="constant, cosine, step"):
+        validate_config(compose_cfg(["experiment=vae", "optim.schedule=linear"]))
+    with pytest.raises(ConfigError, match="lr_decay_steps"):
+        validate_config(compose_cfg(["experiment=vae", "optim.schedule=step"]))
+    with pytest.raises(ConfigError, match="lr_min"):
+        validate_config(compose_cfg(["experiment=l2x", "optim.schedule=cosine", "optim.lr_min=-1"]))
+    validate_config(compose_cfg(["experiment=vae", "optim.schedule=cosine", "optim.lr_min=1e-4"]))
+    validate_config(compose_cfg(["experiment=nri"]))  # step, with its period in epochs
+
+
 def test_bad_tau_and_device_rejected():
     with pytest.raises(ConfigError, match="tau"):
         validate_config(compose_cfg(["relaxation.tau=0"]))

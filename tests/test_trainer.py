@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.common.data import TensorBatches
-from experiments.common.task import Task, adam
+from experiments.common.task import Task, adam, lr_scheduler
 from experiments.common.trainer import fit
 from tests.conftest import compose_cfg
 
@@ -51,6 +51,7 @@ def _cfg(steps: int, logger: str = "none") -> DictConfig:
                        f"logger={logger}", "device=cpu", "trainer.progress=false"])
     OmegaConf.set_struct(cfg, False)
     cfg.optim.lr = 0.05
+    cfg.optim.schedule = "constant"
     return cfg
 
 
@@ -122,3 +123,46 @@ def test_adam_is_fused_and_matches_the_reference_update():
     resumed = adam(list(a.parameters()), 1e-2)
     resumed.load_state_dict(ref.state_dict())
     resumed.step()
+
+
+def test_lr_schedules():
+    def run(schedule, steps=10, **kw):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = lr_scheduler(opt, schedule, steps, **kw)
+        lrs = []
+        for _ in range(steps):
+            opt.step()
+            if sched is not None:
+                sched.step()
+            lrs.append(opt.param_groups[0]["lr"])
+        return lrs
+
+    assert run("constant") == [1.0] * 10
+    cosine = run("cosine", lr_min=0.1)
+    assert all(a > b for a, b in zip(cosine, cosine[1:])) and cosine[-1] == pytest.approx(0.1)
+    assert run("step", decay_every=4, gamma=0.5) == pytest.approx([1.0] * 3 + [0.5] * 4 + [0.25] * 3)
+    with pytest.raises(ValueError, match="constant, cosine, step"):
+        run("linear")
+    with pytest.raises(ValueError, match="decay_every"):
+        run("step")
+
+
+class InterruptedAt20(Regression):
+    def training_step(self, batch, step):
+        if step == 20:
+            raise KeyboardInterrupt
+        return super().training_step(batch, step)
+
+
+def test_cosine_schedule_is_checkpointed_and_resumed(tmp_path: Path):
+    cfg = _cfg(40)
+    cfg.optim.schedule, cfg.optim.lr_min = "cosine", 0.005
+
+    def lr_in_last():
+        return torch.load(tmp_path / "last.pt", weights_only=False)["optimizer"]["param_groups"][0]["lr"]
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, InterruptedAt20, out_dir=tmp_path)
+    assert lr_in_last() == pytest.approx(0.005 + (0.05 - 0.005) / 2)  # halfway down the cosine
+    fit(cfg, Regression, out_dir=tmp_path)  # a fresh scheduler would be halfway again at step 40
+    assert lr_in_last() == pytest.approx(0.005)

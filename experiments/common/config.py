@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 EXPERIMENTS = ("vae", "l2x", "nri")
 DEVICES = ("auto", "cpu", "cuda")
 LOGGERS = ("wandb", "none")
+SCHEDULES = ("constant", "cosine", "step")  # experiments.common.task.LR_SCHEDULES (kept torch-free here)
 
 
 class ConfigError(ValueError):
@@ -52,6 +53,14 @@ def validate_config(cfg: DictConfig) -> None:
     for key in ("max_steps", "eval_every"):
         if int(cfg.trainer[key]) <= 0:
             raise ConfigError(f"trainer.{key} must be a positive integer, got {cfg.trainer[key]}")
+    optim = cfg.get("optim") or {}
+    schedule = optim.get("schedule", "constant")
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"optim.schedule={schedule!r} is unknown; legal choices: {_choices(SCHEDULES)}")
+    if schedule == "step" and name != "nri" and not (optim.get("lr_decay_steps") or 0) >= 1:
+        raise ConfigError(f"optim.schedule=step needs optim.lr_decay_steps >= 1, got {optim.get('lr_decay_steps')}")
+    if float(optim.get("lr_min", 0.0)) < 0:
+        raise ConfigError(f"optim.lr_min must be >= 0, got {optim.get('lr_min')}")
     data = cfg.get("data") or {}
     if data.get("batch_size") is not None and int(data.batch_size) < 1:
         raise ConfigError(f"data.batch_size must be a positive integer, got {data.batch_size}")

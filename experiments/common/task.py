@@ -13,6 +13,7 @@ from torch import Tensor
 from torch.optim.lr_scheduler import LRScheduler
 
 _FUSED_DEVICES = ("cpu", "cuda")
+LR_SCHEDULES = ("constant", "cosine", "step")
 
 
 def adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
@@ -22,6 +23,26 @@ def adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
     params = list(params)
     fused = bool(params) and all(p.is_floating_point() and p.device.type in _FUSED_DEVICES for p in params)
     return torch.optim.Adam(params, lr=float(lr), fused=fused or None)
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int, lr_min: float = 0.0,
+                 decay_every: int | None = None, gamma: float = 0.5) -> LRScheduler | None:
+    """The learning-rate schedule, stepped once per iteration (None for ``"constant"``).
+
+    ``"cosine"`` decays each group's lr to ``lr_min`` over ``total_steps``; ``"step"`` multiplies it by ``gamma``
+    every ``decay_every`` steps. Both are torch schedulers, so their state is checkpointed and resumed.
+    """
+    if schedule == "constant":
+        return None
+    if schedule == "cosine":
+        if total_steps < 1 or lr_min < 0:
+            raise ValueError(f"cosine schedule needs total_steps >= 1 and lr_min >= 0, got {total_steps}, {lr_min}")
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(total_steps), eta_min=float(lr_min))
+    if schedule == "step":
+        if decay_every is None or decay_every < 1 or not 0 < gamma <= 1:
+            raise ValueError(f"step schedule needs decay_every >= 1 and 0 < gamma <= 1, got {decay_every}, {gamma}")
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(decay_every), gamma=float(gamma))
+    raise ValueError(f"schedule must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
 
 
 class Task(abc.ABC):
@@ -44,9 +65,18 @@ class Task(abc.ABC):
         """Everything with parameters or buffers to optimise and checkpoint (model and estimator)."""
 
     def configure_optimizers(self) -> tuple[torch.optim.Optimizer, LRScheduler | None]:
-        """Adam on all parameters at ``cfg.optim.lr``; the scheduler, if any, steps once per iteration."""
+        """Adam on all parameters at ``cfg.optim.lr`` with the schedule ``cfg.optim.schedule`` (default constant;
+        cosine to ``optim.lr_min`` over ``trainer.max_steps``; step: x ``optim.lr_gamma`` every
+        ``optim.lr_decay_steps``). The scheduler steps once per iteration."""
         params = [p for p in self.module().parameters() if p.requires_grad]
-        return adam(params, float(self.cfg.optim.lr)), None
+        opt = adam(params, float(self.cfg.optim.lr))
+        return opt, self._scheduler(opt, self.cfg.optim.get("lr_decay_steps"))
+
+    def _scheduler(self, opt: torch.optim.Optimizer, decay_every: int | None) -> LRScheduler | None:
+        o = self.cfg.optim
+        return lr_scheduler(opt, str(o.get("schedule", "constant")), int(self.cfg.trainer.max_steps),
+                            float(o.get("lr_min", 0.0)), None if decay_every is None else int(decay_every),
+                            float(o.get("lr_gamma", 0.5)))
 
     @abc.abstractmethod
     def train_batches(self, generator: torch.Generator) -> Iterator[Any]:

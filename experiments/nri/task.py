@@ -80,12 +80,11 @@ class NRITask(Task):
         return torch.nn.ModuleDict({"model": self.model, "estimator": self.estimator})
 
     def configure_optimizers(self):
+        """The base schedule, with the step schedule's period given in epochs (``optim.lr_decay_epochs``)."""
         params = [p for p in self.module().parameters() if p.requires_grad]
         opt = adam(params, float(self.cfg.optim.lr))
         steps_per_epoch = max(1, int(self.cfg.data.num_train) // self.batch_size)
-        every = int(self.cfg.optim.get("lr_decay_epochs", 200)) * steps_per_epoch
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=every, gamma=float(self.cfg.optim.get("lr_gamma", 0.5)))
-        return opt, sched
+        return opt, self._scheduler(opt, int(self.cfg.optim.get("lr_decay_epochs", 200)) * steps_per_epoch)
 
     def train_batches(self, generator: torch.Generator) -> Iterator[Any]:
         return iter(TensorBatches([self.locs["train"]], self.batch_size, generator))
