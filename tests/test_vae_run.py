@@ -103,3 +103,28 @@ def test_run_py_20_steps(tmp_path):
     assert (tmp_path / "reconstructions.png").stat().st_size > 0
     assert (tmp_path / "prior_samples.png").stat().st_size > 0
     assert (tmp_path / "best.pt").is_file()
+
+
+def test_relaxed_gap_script_on_a_run_folder(fake_mnist, tmp_path):
+    import importlib.util
+
+    from omegaconf import OmegaConf
+
+    from experiments.common.trainer import fit
+
+    cfg = _cfg("binary_concrete", "relaxed", "model.hidden=[32,16]", "trainer.max_steps=4", "trainer.eval_every=2",
+               "trainer.progress=false", "eval.artifacts=false")
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    fit(cfg, vtask.VAETask, out_dir=run)
+    spec = importlib.util.spec_from_file_location("vae_relaxed_gap", REPO / "scripts" / "vae_relaxed_gap.py")
+    gap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gap)
+    record = gap.main([str(run), "--taus", "0.5", "-o", str(tmp_path / "gap.json")])
+    row = record["runs"][0]
+    assert row["relaxation"] == "binary_concrete" and math.isfinite(row["hard"])
+    assert math.isfinite(row["relaxed"]["0.5"])
+    assert json.loads((tmp_path / "gap.json").read_text())["runs"][0]["hard"] == pytest.approx(row["hard"])
+    with pytest.raises(ValueError, match="config.yaml is missing"):
+        gap.main([str(tmp_path)])
