@@ -97,6 +97,21 @@ def test_nan_loss_raises_not_silent(tmp_path: Path):
         fit(_cfg(20), Exploding, out_dir=tmp_path)
 
 
+class Diverging(Regression):
+    def training_step(self, batch, step):
+        loss, logs = super().training_step(batch, step)
+        return loss * (1e12 if step >= 10 else 1.0), logs
+
+
+def test_diverged_finite_loss_raises(tmp_path: Path):
+    with pytest.raises(FloatingPointError, match="loss_limit"):
+        fit(_cfg(20), Diverging, out_dir=tmp_path)
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["state"]["step"] == 10  # the last good one
+    cfg = _cfg(20)
+    cfg.trainer.loss_limit = None  # opt out: only non-finite losses stop the run
+    fit(cfg, Diverging, out_dir=tmp_path / "off")
+
+
 def test_wandb_offline_writes_files_without_network(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: any network use would fail
     fit(_cfg(10, logger="wandb"), Regression, out_dir=tmp_path)

@@ -79,6 +79,7 @@ def fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Task
     max_steps, eval_every = int(tcfg.max_steps), int(tcfg.eval_every)
     log_every = max(1, int(tcfg.get("log_every", 50)))
     grad_clip = tcfg.get("grad_clip")
+    loss_limit = float(tcfg.get("loss_limit") or math.inf)
 
     commit = git_commit()  # at start: the code that trains, even if the tree changes during a long run
     seed_everything(int(cfg.seed))
@@ -115,10 +116,11 @@ def fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Task
             bar.update(1)
             if state.step % log_every == 0 or state.step == max_steps:
                 means = meter.pop()  # one host sync per log_every steps
-                if not math.isfinite(means["train/loss"]):
+                if not math.isfinite(means["train/loss"]) or abs(means["train/loss"]) > loss_limit:
                     raise FloatingPointError(
-                        f"non-finite training loss at step {state.step}; the last good checkpoint is "
-                        f"{out_dir / 'last.pt'} (lower the learning rate or check the temperature)"
+                        f"training loss {means['train/loss']:.4g} at step {state.step} is non-finite or beyond "
+                        f"trainer.loss_limit={loss_limit:g}: the run diverged; the last good checkpoint is "
+                        f"{out_dir / 'last.pt'} (lower the learning rate, clip gradients or check the temperature)"
                     )
                 logger.log(means, state.step)
                 bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in list(means.items())[:3]})
