@@ -58,7 +58,8 @@ def load_run(run: Path, checkpoint: Path | None = None):
     correlated = str(cfg.relaxation.name) == "corr_topk"
     model = L2XModel(torch.zeros_like(table), [""] * table.shape[0], filters=int(m.filters),
                      kernel_size=int(m.kernel_size), dropout=float(m.dropout), hidden=int(m.hidden),
-                     pairwise=str(m.pairwise) if correlated else None)
+                     pairwise=str(m.pairwise) if correlated else None,
+                     pairwise_offset=float(m.get("pairwise_offset", 0.0)))
     model.load_state_dict(state)
     model.eval()
     sampler = Sampler(str(cfg.relaxation.name), str(cfg.relaxation.regularizer), int(cfg.k),

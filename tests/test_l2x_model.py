@@ -51,6 +51,20 @@ def test_selector_shapes_and_padding_logits(pairwise):
         assert torch.all(pw[~(mask[:, 1:] & mask[:, :-1])] == 0)
 
 
+@pytest.mark.parametrize("pairwise", ["conv", "scalar"])
+def test_pairwise_offset_shifts_real_pairs_only(pairwise):
+    emb, mask = _batch()
+    torch.manual_seed(0)
+    base = Selector(8, filters=6, pairwise=pairwise).eval()
+    torch.manual_seed(0)
+    shifted = Selector(8, filters=6, pairwise=pairwise, pairwise_offset=4.0).eval()
+    (u0, p0), (u1, p1) = base(emb, mask), shifted(emb, mask)
+    both = mask[:, 1:] & mask[:, :-1]
+    torch.testing.assert_close(u1, u0)
+    torch.testing.assert_close(p1[both], p0[both] + 4.0)
+    assert torch.all(p1[~both] == 0)
+
+
 def test_selector_ignores_padding_content():
     """What sits in padded positions cannot change the logits of real tokens."""
     torch.manual_seed(0)

@@ -24,13 +24,14 @@ class Selector(nn.Module):
     dropout -> 1x1 conv (``filters``, ReLU) -> 1x1 conv to one unary logit per token.
     With ``pairwise="conv"`` a second head (a conv with kernel 2 over the last hidden features, so one output
     per adjacent pair (i, i+1)) gives the pairwise logits of CorrelatedTopK; ``"scalar"``: one learned scalar
-    shared by all pairs; ``None``: no pairwise output.
+    shared by all pairs; ``None``: no pairwise output. ``pairwise_offset`` is a constant added to every real
+    pair's logit (a fixed prior towards contiguous selections when positive; 0 by default).
     Inputs and features at padding positions are zeroed before each conv, so whatever the padding holds never
     reaches a real position.
     """
 
     def __init__(self, emb_dim: int, filters: int = 100, kernel_size: int = 3, dropout: float = 0.2,
-                 pairwise: str | None = None):
+                 pairwise: str | None = None, pairwise_offset: float = 0.0):
         super().__init__()
         if pairwise not in (None, "conv", "scalar"):
             raise ValueError(f"pairwise must be None, 'conv' or 'scalar', got {pairwise!r}")
@@ -43,6 +44,7 @@ class Selector(nn.Module):
         self.conv_last = nn.Conv1d(2 * filters, filters, 1)
         self.unary = nn.Conv1d(filters, 1, 1)
         self.pairwise_kind = pairwise
+        self.pairwise_offset = float(pairwise_offset)
         if pairwise == "conv":
             self.pairwise = nn.Conv1d(filters, 1, 2)
         elif pairwise == "scalar":
@@ -66,7 +68,7 @@ class Selector(nn.Module):
                 pairwise = self.pairwise(h).squeeze(1)
             else:
                 pairwise = self.pairwise.expand(both.shape)
-            pairwise = pairwise.masked_fill(~both, 0.0)
+            pairwise = (pairwise + self.pairwise_offset).masked_fill(~both, 0.0)
         return unary, pairwise
 
 
@@ -91,14 +93,15 @@ class L2XModel(nn.Module):
     """
 
     def __init__(self, embeddings: Tensor, words: list[str], filters: int = 100, kernel_size: int = 3,
-                 dropout: float = 0.2, hidden: int = 250, pairwise: str | None = None):
+                 dropout: float = 0.2, hidden: int = 250, pairwise: str | None = None,
+                 pairwise_offset: float = 0.0):
         super().__init__()
         if embeddings.shape[0] != len(words):
             raise ValueError(f"embeddings has {embeddings.shape[0]} rows but the vocabulary {len(words)} words")
         self.register_buffer("embeddings", embeddings.clone())
         self.words = list(words)
         emb_dim = embeddings.shape[1]
-        self.selector = Selector(emb_dim, filters, kernel_size, dropout, pairwise)
+        self.selector = Selector(emb_dim, filters, kernel_size, dropout, pairwise, pairwise_offset)
         self.predictor = Predictor(emb_dim, hidden)
 
     def embed(self, ids: Tensor) -> Tensor:

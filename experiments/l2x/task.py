@@ -97,7 +97,8 @@ class BeerL2XTask(Task):
         pairwise = str(m.pairwise) if self.sampler.correlated else None
         self.model = L2XModel(self.data.embeddings, self.data.words, filters=int(m.filters),
                               kernel_size=int(m.kernel_size), dropout=float(m.dropout),
-                              hidden=int(m.hidden), pairwise=pairwise).to(device)
+                              hidden=int(m.hidden), pairwise=pairwise,
+                              pairwise_offset=float(m.get("pairwise_offset", 0.0))).to(device)
         self.eval_batch_size = int(cfg.data.get("eval_batch_size", 500))
         d = self.data
         self._splits = {
