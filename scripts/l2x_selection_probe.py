@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from experiments.common.checkpoint import load_finished_run  # noqa: E402
 from experiments.common.runtime import command_line, git_commit, hardware  # noqa: E402
 from experiments.l2x.data import PAD_ID  # noqa: E402
 from experiments.l2x.task import BeerL2XTask, subset_precision  # noqa: E402
@@ -34,19 +34,7 @@ from experiments.l2x.task import BeerL2XTask, subset_precision  # noqa: E402
 
 def load_run(run_dir: Path, device: torch.device) -> BeerL2XTask:
     """The L2X task of a finished run folder with its best weights loaded (eval mode)."""
-    cfg_path, ckpt = run_dir / ".hydra" / "config.yaml", run_dir / "best.pt"
-    for path in (cfg_path, ckpt):
-        if not path.is_file():
-            raise ValueError(f"run_dir must be a finished L2X run folder; {path} is missing")
-    cfg = OmegaConf.load(cfg_path)
-    if cfg.experiment.name != "l2x":
-        raise ValueError(f"run_dir must be an L2X run, {run_dir} is a {cfg.experiment.name} run")
-    cfg.trainer.progress = False
-    task = BeerL2XTask(cfg, device)
-    state = torch.load(ckpt, map_location=device, weights_only=False)
-    task.module().load_state_dict(state["module"] if "module" in state else state)
-    task.model.eval()
-    return task
+    return load_finished_run(run_dir, "l2x", BeerL2XTask, device)
 
 
 def contiguity(sel: Tensor) -> tuple[Tensor, Tensor]:

@@ -19,29 +19,18 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from experiments.common.checkpoint import load_finished_run  # noqa: E402
 from experiments.common.runtime import command_line, git_commit, hardware  # noqa: E402
 from experiments.vae.model import neg_elbo  # noqa: E402
 from experiments.vae.task import VAETask  # noqa: E402
 
 
 def load_run(run_dir: Path, device: torch.device) -> VAETask:
-    """The VAE task of a run folder with its best weights loaded (eval mode)."""
-    cfg_path, ckpt = run_dir / ".hydra" / "config.yaml", run_dir / "best.pt"
-    for path in (cfg_path, ckpt):
-        if not path.is_file():
-            raise ValueError(f"run_dir must be a finished VAE run folder; {path} is missing")
-    cfg = OmegaConf.load(cfg_path)
-    if cfg.experiment.name != "vae":
-        raise ValueError(f"run_dir must be a VAE run, {run_dir} is a {cfg.experiment.name} run")
-    task = VAETask(cfg, device)
-    state = torch.load(ckpt, map_location=device, weights_only=False)
-    task.module().load_state_dict(state["module"] if "module" in state else state)
-    task.model.eval()
-    return task
+    """The VAE task of a finished run folder with its best weights loaded (eval mode)."""
+    return load_finished_run(run_dir, "vae", VAETask, device)
 
 
 @torch.no_grad()

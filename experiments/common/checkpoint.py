@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,3 +75,27 @@ def load_best(out_dir: Path, module: torch.nn.Module) -> bool:
         return False
     module.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["module"])
     return True
+
+
+def load_finished_run(run_dir: Path, experiment: str, task_factory: Callable[[Any, torch.device], Any],
+                      device: torch.device) -> Any:
+    """Rebuild a run's task from ``<run_dir>/.hydra/config.yaml`` and load its ``best.pt`` (module in eval mode).
+
+    Raises ValueError when a file is missing or the run belongs to another experiment.
+    """
+    from omegaconf import OmegaConf
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / ".hydra" / "config.yaml"
+    for path in (cfg_path, run_dir / BEST):
+        if not path.is_file():
+            raise ValueError(f"run_dir must be a finished {experiment} run folder; {path} is missing")
+    cfg = OmegaConf.load(cfg_path)
+    if cfg.experiment.name != experiment:
+        raise ValueError(f"run_dir must be a {experiment} run, {run_dir} is a {cfg.experiment.name} run")
+    cfg.trainer.progress = False
+    task = task_factory(cfg, device)
+    module = task.module()
+    module.load_state_dict(torch.load(run_dir / BEST, map_location=device, weights_only=False)["module"])
+    module.eval()
+    return task
