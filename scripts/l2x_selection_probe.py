@@ -27,7 +27,7 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.common.checkpoint import load_finished_run  # noqa: E402
-from experiments.common.runtime import command_line, git_commit, hardware  # noqa: E402
+from experiments.common.runtime import provenance, write_record  # noqa: E402
 from experiments.l2x.data import PAD_ID  # noqa: E402
 from experiments.l2x.task import BeerL2XTask, subset_precision  # noqa: E402
 
@@ -100,12 +100,9 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append({"run": run.name, **probe(task)})
         print(json.dumps(rows[-1]), flush=True)
     record = {"experiment": "l2x", "what": "contiguity of the selected words; Corr. Top k without its pairwise term",
-              "gold": gold, "runs": rows, "command": command_line(), "commit": git_commit(),
-              "hardware": hardware(device), "wall_time_s": time.perf_counter() - t0}
+              "gold": gold, "runs": rows, **provenance(device, time.perf_counter() - t0)}
     print(json.dumps({"gold": gold}))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+    write_record(args.out, record)
     return record
 
 

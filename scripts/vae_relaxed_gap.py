@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.common.checkpoint import load_finished_run  # noqa: E402
-from experiments.common.runtime import command_line, git_commit, hardware  # noqa: E402
+from experiments.common.runtime import provenance, write_record  # noqa: E402
 from experiments.vae.model import neg_elbo  # noqa: E402
 from experiments.vae.task import VAETask  # noqa: E402
 
@@ -67,11 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append(row)
         print(json.dumps(row), flush=True)
     record = {"experiment": "vae", "what": "test -ELBO with hard vs relaxed latent samples (best.pt of each run)",
-              "runs": rows, "command": command_line(), "commit": git_commit(), "hardware": hardware(device),
-              "wall_time_s": time.perf_counter() - t0}
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+              "runs": rows, **provenance(device, time.perf_counter() - t0)}
+    write_record(args.out, record)
     return record
 
 

@@ -105,6 +105,15 @@ def test_bad_lr_schedule_rejected():
     validate_config(compose_cfg(["experiment=nri"]))  # step, with its period in epochs
 
 
+def test_bad_loss_limit_and_stray_pairwise_offset_rejected():
+    with pytest.raises(ConfigError, match="trainer.loss_limit"):
+        validate_config(compose_cfg(["trainer.loss_limit=-1"]))
+    validate_config(compose_cfg(["trainer.loss_limit=null"]))
+    with pytest.raises(ConfigError, match="pairwise_offset"):
+        validate_config(compose_cfg(["experiment=l2x", "relaxation=ef_topk", "model.pairwise_offset=4"]))
+    validate_config(compose_cfg(["experiment=l2x", "relaxation=corr_topk", "model.pairwise_offset=4"]))
+
+
 def test_bad_tau_and_device_rejected():
     with pytest.raises(ConfigError, match="tau"):
         validate_config(compose_cfg(["relaxation.tau=0"]))

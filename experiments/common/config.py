@@ -53,6 +53,13 @@ def validate_config(cfg: DictConfig) -> None:
     for key in ("max_steps", "eval_every"):
         if int(cfg.trainer[key]) <= 0:
             raise ConfigError(f"trainer.{key} must be a positive integer, got {cfg.trainer[key]}")
+    limit = cfg.trainer.get("loss_limit")
+    if limit is not None and not float(limit) > 0:
+        raise ConfigError(f"trainer.loss_limit must be null (non-finite losses only) or > 0, got {limit}")
+    model = cfg.get("model") or {}
+    if float(model.get("pairwise_offset", 0.0) or 0.0) != 0.0 and cfg.relaxation.structure != "corr_topk":
+        raise ConfigError(f"model.pairwise_offset acts on Corr. Top k's pairwise logits only; relaxation={relax} "
+                          f"has none (use relaxation=corr_topk or leave the offset at 0)")
     optim = cfg.get("optim") or {}
     schedule = optim.get("schedule", "constant")
     if schedule not in SCHEDULES:

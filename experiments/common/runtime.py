@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import random
@@ -88,3 +89,16 @@ def command_line() -> str:
     except ImportError:
         pass
     return " ".join(["python", *sys.argv])
+
+
+def provenance(device: torch.device | None, wall_time_s: float) -> dict[str, Any]:
+    """The keys every saved record carries besides its numbers: command, commit, hardware, wall time."""
+    return {"command": command_line(), "commit": git_commit(), "hardware": hardware(device),
+            "wall_time_s": float(wall_time_s)}
+
+
+def write_record(path: Path | None, record: dict[str, Any]) -> None:
+    """Write ``record`` as indented JSON to ``path`` (parents created); nothing when ``path`` is None."""
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(record, indent=2) + "\n")
