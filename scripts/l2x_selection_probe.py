@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.common.checkpoint import load_finished_run  # noqa: E402
 from experiments.common.runtime import provenance, write_record  # noqa: E402
-from experiments.l2x.data import PAD_ID  # noqa: E402
 from experiments.l2x.task import BeerL2XTask, subset_precision  # noqa: E402
 
 
@@ -49,27 +48,23 @@ def contiguity(sel: Tensor) -> tuple[Tensor, Tensor]:
 
 @torch.no_grad()
 def probe(task: BeerL2XTask) -> dict:
-    ids, _ = task._splits["test"]
+    ids, _ = task.split("test")
     _, sel = task.predict("test")
     k = task.k
     runs, adjacent = contiguity(sel)
     out = {"relaxation": str(task.cfg.relaxation.name), "k": k,
-           "precision": float(subset_precision(sel, task._rationale, k).mean()),
+           "precision": float(subset_precision(sel, task.rationale, k).mean()),
            "runs_per_review": float(runs.mean()), "adjacent_share": float((adjacent / k).mean())}
     if task.sampler.correlated:  # the top k of the unary logits alone, in eval batches as predict() does
         unary_sel = torch.zeros_like(sel)
         unaries, pairs = [], []
         for i in range(0, ids.shape[0], task.eval_batch_size):
-            chunk = ids[i:i + task.eval_batch_size]
-            n = max(int((chunk != PAD_ID).sum(-1).max()), k)
-            chunk = chunk[:, :n]
-            mask = chunk != PAD_ID
-            unary, pairwise = task.model.selector(task.model.embed(chunk), mask)
-            unary_sel[i:i + chunk.shape[0]].scatter_(1, unary.topk(k, dim=-1).indices, 1.0)
+            _, unary, pairwise, mask = task.selector_logits(ids[i:i + task.eval_batch_size])
+            unary_sel[i:i + unary.shape[0]].scatter_(1, unary.topk(k, dim=-1).indices, 1.0)
             unaries.append(unary[mask])
             pairs.append(pairwise[mask[:, 1:] & mask[:, :-1]])
         unary, pairwise = torch.cat(unaries), torch.cat(pairs)
-        out["unary_only_precision"] = float(subset_precision(unary_sel, task._rationale, k).mean())
+        out["unary_only_precision"] = float(subset_precision(unary_sel, task.rationale, k).mean())
         out["unary_only_changed"] = float(((unary_sel != sel).sum(-1) / (2 * k)).mean())
         out["unary_logits"] = {"mean": float(unary.mean()), "std": float(unary.std())}
         out["pairwise_logits"] = {"mean": float(pairwise.mean()), "std": float(pairwise.std()),
@@ -78,9 +73,9 @@ def probe(task: BeerL2XTask) -> dict:
 
 
 def gold_contiguity(task: BeerL2XTask) -> dict:
-    has = task._has_spans
-    runs, adjacent = contiguity(task._rationale[has].float())
-    words = task._rationale[has].sum(-1).float()
+    has = task.has_spans
+    runs, adjacent = contiguity(task.rationale[has].float())
+    words = task.rationale[has].sum(-1).float()
     return {"reviews_with_spans": int(has.sum()), "words_per_review": float(words.mean()),
             "runs_per_review": float(runs.mean()), "adjacent_share": float((adjacent / words).mean())}
 

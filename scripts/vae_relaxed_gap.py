@@ -37,12 +37,7 @@ def load_run(run_dir: Path, device: torch.device) -> VAETask:
 def test_neg_elbo(task: VAETask, tau: float | None, seed: int = 1) -> float:
     """Mean single-sample test -ELBO: hard samples when ``tau`` is None, else relaxed ones at ``tau``."""
     g = torch.Generator(device=task.device).manual_seed(seed)
-    st, reg = task.structure, task.cfg.relaxation.get("regularizer")
-    if tau is None:
-        sample = task._hard_sampler(g)
-    else:
-        def sample(logits):
-            return st.relax(st.perturb(logits, generator=g), tau=tau, regularizer=reg)
+    sample = task.hard_sampler(g) if tau is None else task.relaxed_sampler(g, tau)
     x_all = task.eval_data["test"]
     total = sum(float(neg_elbo(task.model, x, sample)[0].sum()) for x in x_all.split(task.eval_batch))
     return total / x_all.shape[0]

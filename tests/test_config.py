@@ -103,6 +103,9 @@ def test_bad_lr_schedule_rejected():
         validate_config(compose_cfg(["experiment=l2x", "optim.schedule=cosine", "optim.lr_min=-1"]))
     validate_config(compose_cfg(["experiment=vae", "optim.schedule=cosine", "optim.lr_min=1e-4"]))
     validate_config(compose_cfg(["experiment=nri"]))  # step, with its period in epochs
+    with pytest.raises(ConfigError, match="lr_decay_epochs"):
+        validate_config(compose_cfg(["experiment=nri", "optim.lr_decay_epochs=0"]))
+    validate_config(compose_cfg(["experiment=vae", "optim.schedule=step", "optim.lr_decay_steps=1000"]))
 
 
 def test_bad_loss_limit_and_stray_pairwise_offset_rejected():

@@ -64,8 +64,15 @@ def validate_config(cfg: DictConfig) -> None:
     schedule = optim.get("schedule", "constant")
     if schedule not in SCHEDULES:
         raise ConfigError(f"optim.schedule={schedule!r} is unknown; legal choices: {_choices(SCHEDULES)}")
-    if schedule == "step" and name != "nri" and not (optim.get("lr_decay_steps") or 0) >= 1:
-        raise ConfigError(f"optim.schedule=step needs optim.lr_decay_steps >= 1, got {optim.get('lr_decay_steps')}")
+    if schedule == "step":
+        # The period is in steps (optim.lr_decay_steps) or, for an experiment whose config has it, in epochs
+        # (optim.lr_decay_epochs, NRI's).
+        keys = [key for key in ("lr_decay_steps", "lr_decay_epochs") if key in optim] or ["lr_decay_steps"]
+        periods = {key: optim.get(key) for key in keys}
+        if not any((period or 0) >= 1 for period in periods.values()):
+            given = ", ".join(f"optim.{key}={period}" for key, period in periods.items())
+            raise ConfigError(f"optim.schedule=step needs a period >= 1 in {' or '.join('optim.' + k for k in keys)}, "
+                              f"got {given}")
     if float(optim.get("lr_min", 0.0)) < 0:
         raise ConfigError(f"optim.lr_min must be >= 0, got {optim.get('lr_min')}")
     data = cfg.get("data") or {}

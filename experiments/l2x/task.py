@@ -121,6 +121,22 @@ class BeerL2XTask(Task):
     def module(self) -> torch.nn.Module:
         return self.model
 
+    def split(self, name: str) -> tuple[Tensor, Tensor]:
+        """Token ids (N, L) and [0, 1] targets (N,) of split ``name`` (train, valid, test, heldout when present)."""
+        if name not in self._splits:
+            raise ValueError(f"split must be one of {', '.join(self._splits)}, got {name!r}")
+        return self._splits[name]
+
+    @property
+    def rationale(self) -> Tensor:
+        """Gold aroma annotation of the test reviews, (N_test, L) bool (all False where a review has none)."""
+        return self._rationale
+
+    @property
+    def has_spans(self) -> Tensor:
+        """(N_test,) bool: the test reviews with at least one annotated word."""
+        return self._has_spans
+
     def train_batches(self, generator: torch.Generator) -> Iterator[Any]:
         ids, target = self._splits["train"]
         bucket = self.cfg.data.get("bucket_batches")
@@ -134,13 +150,19 @@ class BeerL2XTask(Task):
         """ids (B, L) -> predicted score (B,), selection (B, n) over the first n = max(longest review, k)
         positions. Cutting the all-padding tail changes nothing (padding gets exactly zero weight everywhere:
         masked convs and pooling, PAD_LOGIT in every structure) but saves up to half the compute."""
+        emb, unary, pairwise, mask = self.selector_logits(ids)
+        z = self.sampler.relaxed(unary, pairwise, mask) if train else self.sampler.mode(unary, pairwise, mask)
+        return self.model.predictor(emb, z.to(emb.dtype), self.k), z
+
+    def selector_logits(self, ids: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+        """ids (B, L) -> embeddings (B, n, d), unary logits (B, n), pairwise logits of adjacent words (B, n-1) or
+        None, mask (B, n) of real words, over the first n = max(longest review, k) positions."""
         n = max(int((ids != PAD_ID).sum(-1).max()), self.k)
         ids = ids[:, :n]
         mask = ids != PAD_ID
         emb = self.model.embed(ids)
         unary, pairwise = self.model.selector(emb, mask)
-        z = self.sampler.relaxed(unary, pairwise, mask) if train else self.sampler.mode(unary, pairwise, mask)
-        return self.model.predictor(emb, z.to(emb.dtype), self.k), z
+        return emb, unary, pairwise, mask
 
     def training_step(self, batch: Any, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         ids, target = batch

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -126,8 +126,16 @@ class VAETask(Task):
                 "train/tau": torch.tensor(tau), **{f"estimator/{k}": v.detach() for k, v in out.stats.items()}}
         return out.loss + kl, logs
 
-    def _hard_sampler(self, generator: torch.Generator):
+    def hard_sampler(self, generator: torch.Generator) -> Callable[[Tensor], Tensor]:
+        """logits (B, ...) -> one exact sample (B, ...) of the latent (the argmax of Gumbel-perturbed logits), the
+        sampler of evaluation."""
         return lambda logits: self.structure.argmax(self.structure.perturb(logits, generator=generator))
+
+    def relaxed_sampler(self, generator: torch.Generator, tau: float) -> Callable[[Tensor], Tensor]:
+        """logits (B, ...) -> one relaxed sample (B, ...) at temperature ``tau``, the sampler of training."""
+        reg = self.cfg.relaxation.get("regularizer")
+        return lambda logits: self.structure.relax(self.structure.perturb(logits, generator=generator), tau=tau,
+                                                   regularizer=reg)
 
     def _eval_generator(self, split: str) -> torch.Generator:
         g = torch.Generator(device=self.device)
@@ -138,7 +146,7 @@ class VAETask(Task):
         if split not in self.eval_data:
             raise ValueError(f"split must be valid or test, got {split!r}")
         x_all = self.eval_data[split]
-        sample = self._hard_sampler(self._eval_generator(split))
+        sample = self.hard_sampler(self._eval_generator(split))
         total = torch.zeros(3, dtype=torch.float64, device=self.device)
         for x in x_all.split(self.eval_batch):
             elbo, nll, kl = neg_elbo(self.model, x, sample)
@@ -173,7 +181,7 @@ class VAETask(Task):
         with torch.no_grad():
             g = self._eval_generator("test")
             x = self.eval_data["test"][:16]
-            z = self._hard_sampler(g)(self.model.encode(x))
+            z = self.hard_sampler(g)(self.model.encode(x))
             recon = torch.sigmoid(self.model.decode(z))
             prior = torch.sigmoid(self.model.decode(self.model.sample_prior(64, generator=g)))
         title = f"{self.cfg.relaxation.name} / {self.cfg.estimator.name}"
