@@ -1,4 +1,5 @@
-"""make_tables.py on hand-made records, including missing cells; plot_sweep.py on a fake multirun folder."""
+"""make_tables.py on hand-made records, including missing cells; plot_l2x.py on them; plot_sweep.py on a fake
+multirun folder."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
 import make_tables  # noqa: E402
+import plot_l2x  # noqa: E402
 import plot_sweep  # noqa: E402
 
 
@@ -77,3 +79,21 @@ def test_plot_sweep(tmp_path: Path):
 def test_side_runs_are_left_out():
     rec = {"experiment": "vae", "relaxation": "gumbel_softmax", "estimator": "relaxed", "metrics": {}}
     assert make_tables._is_record(rec) and not make_tables._is_record({**rec, "table": False})
+
+
+def test_plot_l2x(tmp_path: Path):
+    res = _records(tmp_path) / "l2x"
+    _write(res / "c2.json", experiment="l2x", relaxation="corr_topk", estimator="relaxed", k=10, aspect=1,
+           metrics={"test/mse": 0.02, "test/subset_precision": 0.5, "test/mse_heldout_aspect_file": 0.03})
+    _write(res / "side.json", experiment="l2x", relaxation="corr_topk", estimator="relaxed", k=5, aspect=1,
+           metrics={"test/subset_precision": 0.9}, table=False)
+    data = plot_l2x.series(make_tables.load_records([res]))
+    corr = data["corr_topk"]
+    assert [k for k, _, _ in corr["precision"]] == [10]  # the side run at k=5 is left out
+    k, mean, sd = corr["precision"][0]
+    assert abs(mean - 55.0) < 1e-9 and abs(sd - 7.0710678) < 1e-6
+    assert corr["mse"] == [(10, 3.0, 0.0)]  # only the record that has the comparable MSE
+    assert corr["paper_precision"][1] == (10, 53.1, 0.9) and data["l2x"]["precision"] == []
+    out = tmp_path / "table.png"
+    assert plot_l2x.main(["--results", str(res), "-o", str(out)]) == 0
+    assert out.stat().st_size > 1000
