@@ -88,6 +88,9 @@ def test_bad_batch_settings_rejected():
     with pytest.raises(ConfigError, match="data.batch_size"):
         validate_config(compose_cfg(["experiment=vae", "data.batch_size=0"]))
     validate_config(compose_cfg(["experiment=l2x", "data.bucket_batches=50"]))
+    with pytest.raises(ConfigError, match="data.train_fraction"):
+        validate_config(compose_cfg(["experiment=l2x", "data.train_fraction=1.5"]))
+    validate_config(compose_cfg(["experiment=l2x", "data.train_fraction=0.5"]))
 
 
 def test_bad_lr_schedule_rejected():

@@ -145,3 +145,30 @@ def test_selection_contiguity_on_a_hand_made_row():
     spec.loader.exec_module(probe)
     runs, adjacent = probe.contiguity(torch.tensor([[1, 1, 0, 1, 0, 0, 1, 1, 1], [0, 0, 0, 0, 0, 0, 0, 0, 1]]))
     assert runs.tolist() == [3.0, 1.0] and adjacent.tolist() == [5.0, 0.0]
+
+
+def test_train_fraction_keeps_validation_test_and_embeddings(tmp_path, monkeypatch):
+    """data.train_fraction: a seeded share of the training split; validation, test sets and embeddings unchanged."""
+    import torch
+
+    from experiments.l2x.data import load_beer, subsample
+    from tests.conftest import compose_cfg
+
+    assert subsample([3, 5, 7, 9], 1.0, seed=0) == [3, 5, 7, 9]
+    half = subsample(list(range(10, 30)), 0.5, seed=0)
+    assert len(half) == 10 and set(half) <= set(range(10, 30)) and half == subsample(list(range(10, 30)), 0.5, 0)
+    with pytest.raises(ValueError, match="data.train_fraction"):
+        subsample([1, 2], 0.0, seed=0)
+
+    root = make_tiny_beer(tmp_path / "data")
+    monkeypatch.setenv("SST_CACHE_DIR", str(tmp_path / "cache"))
+    base = ["experiment=l2x", "logger=none", "device=cpu", f"data.root={root}", "data.train_files=[beer/train.txt.gz]",
+            "data.test_file=beer/annotations.json", "data.embedding_dim=16", "data.w2v.epochs=1",
+            "data.w2v.workers=1"]
+    full = load_beer(compose_cfg(base), progress=False)
+    part = load_beer(compose_cfg(base + ["data.train_fraction=0.25"]), progress=False)
+    assert (part.info["num_train"], full.info["num_train"]) == (48, 192) and part.info["train_fraction"] == 0.25
+    full_train = {tuple(r.tokens) for r in full.train.reviews}
+    assert {tuple(r.tokens) for r in part.train.reviews} <= full_train
+    assert torch.equal(part.valid.ids, full.valid.ids) and torch.equal(part.heldout.ids, full.heldout.ids)
+    assert torch.equal(part.test.ids, full.test.ids) and part.embeddings_path == full.embeddings_path

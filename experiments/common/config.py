@@ -78,6 +78,8 @@ def validate_config(cfg: DictConfig) -> None:
     data = cfg.get("data") or {}
     if data.get("batch_size") is not None and int(data.batch_size) < 1:
         raise ConfigError(f"data.batch_size must be a positive integer, got {data.batch_size}")
+    if data.get("train_fraction") is not None and not 0.0 < float(data.train_fraction) <= 1.0:
+        raise ConfigError(f"data.train_fraction must lie in (0, 1], got {data.train_fraction}")
     if data.get("bucket_batches") is not None and int(data.bucket_batches) < 1:
         raise ConfigError(f"data.bucket_batches must be null (no length bucketing) or a positive integer, "
                           f"got {data.bucket_batches}")

@@ -244,6 +244,20 @@ def split_indices(n: int, valid_fraction: float, seed: int,
     return sorted(perm[n_valid + n_test:]), sorted(perm[:n_valid]), sorted(perm[n_valid:n_valid + n_test])
 
 
+def subsample(indices: Sequence[int], fraction: float, seed: int) -> list[int]:
+    """A seeded random share ``round(fraction * len(indices))`` of ``indices`` (sorted); all of them at 1.0.
+
+    Used on the training split only, after the split, so that a smaller training set leaves the validation and test
+    sets (and the embeddings, trained on all the training files' text) as they are."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"data.train_fraction must lie in (0, 1], got {fraction}")
+    if fraction == 1.0:
+        return list(indices)
+    keep = max(1, round(fraction * len(indices)))
+    perm = torch.randperm(len(indices), generator=torch.Generator().manual_seed(int(seed) + 1)).tolist()
+    return sorted(indices[i] for i in perm[:keep])
+
+
 def encode(token_lists: Sequence[Sequence[str]], index: dict[str, int],
            max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids, truncated/padded to ``max_len`` with PAD_ID; unknown words map to UNK_ID.
@@ -436,6 +450,7 @@ def load_beer(cfg: DictConfig, progress: bool = True) -> BeerData:
             raise ValueError("data.valid_fraction must be > 0 unless data.valid_files is given")
         tr, va, te = split_indices(len(reviews), vf, seed, tf)
         valid_reviews = [reviews[i] for i in va]
+    tr = subsample(tr, float(cfg.data.get("train_fraction", 1.0)), seed)
     train_reviews, heldout_reviews = [reviews[i] for i in tr], [reviews[i] for i in te]
     test_reviews = read_annotations(test_file)
     emb_path = ensure_embeddings(cfg, train_files, reviews, progress=progress)
@@ -460,6 +475,7 @@ def load_beer(cfg: DictConfig, progress: bool = True) -> BeerData:
         "num_heldout_test": len(heldout) if heldout is not None else 0,
         "num_heldout_test_aspect_file": sum(f"aspect{aspect}." in r.source for r in heldout_reviews),
         "split_seed": seed, "valid_fraction": vf, "heldout_test_fraction": tf,
+        "train_fraction": float(cfg.data.get("train_fraction", 1.0)),
         "embeddings": str(emb_path), "embeddings_sha256": sha256sum(emb_path),
         "vocab_size": len(words), "embedding_dim": int(table.shape[1]),
         "train_unk_rate": round(float((real == UNK_ID).float().mean()), 4) if real.numel() else 0.0,
