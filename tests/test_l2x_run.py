@@ -112,7 +112,7 @@ def test_length_bucketed_batches(tmp_path, monkeypatch):
     import torch
 
     from experiments.l2x.data import PAD_ID
-    from experiments.l2x.task import BeerL2XTask
+    from experiments.l2x.task import BeerL2XTask, logit_stats
     from tests.conftest import compose_cfg
 
     root = make_tiny_beer(tmp_path / "data")
@@ -128,9 +128,15 @@ def test_length_bucketed_batches(tmp_path, monkeypatch):
         ids, target = next(batches)
         lengths = (ids != PAD_ID).sum(-1)
         spreads.append(int(lengths.max() - lengths.min()))
-    loss, _ = task.training_step((ids, target), 0)
+    loss, logs = task.training_step((ids, target), 0)
     loss.backward()
     assert torch.isfinite(loss)
+    assert "train/unary_logit_sd" in logs and "train/pairwise_logit_mean" not in logs  # ef_topk: no pairwise
+    _, unary, _, mask = task.selector_logits(ids)  # the logged scale is over real words only
+    stats = logit_stats(unary, unary[:, 1:] - 3.0, mask)
+    assert torch.allclose(stats["train/unary_logit_sd"], unary[mask].std(unbiased=False), rtol=1e-4, atol=1e-6)
+    pair_mask = mask[:, 1:] & mask[:, :-1]
+    assert torch.allclose(stats["train/pairwise_logit_mean"], unary[:, 1:][pair_mask].mean() - 3.0, atol=1e-5)
     # 24 training batches of 8 from reviews of 11 to 70 tokens: sorted buckets of 32 leave little spread
     assert sum(spreads) / len(spreads) < 20
 

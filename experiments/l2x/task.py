@@ -35,6 +35,25 @@ def subset_precision(selected: Tensor, rationale: Tensor, k: int) -> Tensor:
     return (selected.float() * rationale.float()).sum(-1) / k
 
 
+def _masked_mean_sd(x: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
+    w = m.to(x.dtype)
+    count = w.sum().clamp_min(1.0)
+    mean = (x * w).sum() / count
+    return mean, (((x - mean) ** 2 * w).sum() / count).sqrt()
+
+
+def logit_stats(unary: Tensor, pairwise: Tensor | None, mask: Tensor) -> dict[str, Tensor]:
+    """Scale of the selector's logits over real words (no host sync), logged every step: a run whose logits run
+    away (the relaxation saturates and training stalls) shows it in its history. unary (B, n), pairwise (B, n-1)
+    or None, mask (B, n)."""
+    mean, sd = _masked_mean_sd(unary, mask)
+    out = {"train/unary_logit_mean": mean, "train/unary_logit_sd": sd}
+    if pairwise is not None:
+        out["train/pairwise_logit_mean"], out["train/pairwise_logit_sd"] = _masked_mean_sd(
+            pairwise, mask[:, 1:] & mask[:, :-1])
+    return out
+
+
 class Sampler:
     """The selection distribution of one relaxation over a review's tokens.
 
@@ -150,9 +169,14 @@ class BeerL2XTask(Task):
         """ids (B, L) -> predicted score (B,), selection (B, n) over the first n = max(longest review, k)
         positions. Cutting the all-padding tail changes nothing (padding gets exactly zero weight everywhere:
         masked convs and pooling, PAD_LOGIT in every structure) but saves up to half the compute."""
+        pred, z, _ = self._run(ids, train)
+        return pred, z
+
+    def _run(self, ids: Tensor, train: bool) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor | None, Tensor]]:
+        """:meth:`forward`, also returning the selector's (unary, pairwise, mask)."""
         emb, unary, pairwise, mask = self.selector_logits(ids)
         z = self.sampler.relaxed(unary, pairwise, mask) if train else self.sampler.mode(unary, pairwise, mask)
-        return self.model.predictor(emb, z.to(emb.dtype), self.k), z
+        return self.model.predictor(emb, z.to(emb.dtype), self.k), z, (unary, pairwise, mask)
 
     def selector_logits(self, ids: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         """ids (B, L) -> embeddings (B, n, d), unary logits (B, n), pairwise logits of adjacent words (B, n-1) or
@@ -166,9 +190,9 @@ class BeerL2XTask(Task):
 
     def training_step(self, batch: Any, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         ids, target = batch
-        pred, _ = self.forward(ids, train=True)
+        pred, _, (unary, pairwise, mask) = self._run(ids, train=True)
         loss = torch.mean((pred - target) ** 2)
-        return loss, {}
+        return loss, logit_stats(unary.detach(), None if pairwise is None else pairwise.detach(), mask)
 
     def predict(self, split: str) -> tuple[Tensor, Tensor]:
         """Test-time (hard) predictions (N,) and selections (N, L) of a split, in eval batches."""
