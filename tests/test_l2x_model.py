@@ -102,6 +102,32 @@ def test_padding_never_selected(name, regularizer, tau):
     assert torch.all(mode[~mask] == 0) and torch.all(mode.sum(-1) == k)
 
 
+def test_chain_padding_is_excluded_exactly():
+    """corr_topk: padding is out of the chain at any logit scale (very negative pairwise logits make swapping a
+    real adjacent pair for padding pay under a merely large negative PAD_LOGIT), and a review shorter than k
+    gets its words plus the first padding positions, with marginals exactly 1 and zero gradient."""
+    from experiments.l2x.task import Sampler, chain_unary
+
+    k = 10
+    emb, mask = _batch(lengths=(24, 15, 11, 6))
+    torch.manual_seed(0)
+    unary = (torch.randn(4, 24) * 50 - 5e3).masked_fill(~mask, PAD_LOGIT).requires_grad_()
+    pairwise = torch.full((4, 23), -1e5).masked_fill(~(mask[:, 1:] & mask[:, :-1]), 0.0)
+    sampler = Sampler("corr_topk", "exp_family_entropy", k, 1.0, hard=False)
+    mode = sampler.mode(unary.detach(), pairwise, mask)
+    assert torch.all(mode.sum(-1) == k)
+    assert torch.all(mode[:3][~mask[:3]] == 0), "padding selected in a review of length >= k"
+    assert torch.equal(mode[3], (torch.arange(24) < k).float()), "a short review: its words, then fillers"
+    z = sampler.relaxed(unary, pairwise, mask)
+    assert float(z.detach()[:3][~mask[:3]].abs().max()) < 1e-30  # exp of "log 0", clipped at exp(-80)
+    torch.testing.assert_close(z.detach()[3], (torch.arange(24) < k).float(), rtol=0, atol=1e-6)
+    (z * torch.randn_like(z)).sum().backward()
+    assert torch.isfinite(unary.grad).all() and float(unary.grad[3].abs().max()) < 1e-6
+    assert torch.all(unary.grad[~mask] == 0)
+    cu = chain_unary(unary.detach(), mask, k)
+    assert torch.all(cu[3, 6:k] == unary[3, :6].detach().max()) and torch.all(cu[3, k:] < -1e30) and torch.all(cu[0] == unary[0].detach())
+
+
 def test_model_extra_state_roundtrip():
     words = ["<pad>", "<unk>", "a", "b"]
     m = L2XModel(torch.randn(4, 5), words, filters=3, hidden=7, pairwise="conv")

@@ -48,8 +48,14 @@ class CorrelatedTopK(Structure):
                              f"dimension 2n - 1 = {size})")
 
     def _split(self, w: Tensor) -> tuple[Tensor, Tensor]:
+        """Unary (..., n) and pairwise (..., n - 1) parts; the unary part shifted to row maximum 0.
+
+        Every vertex has exactly k ones, so a per-row shift of the unary part changes every score by the same
+        amount and neither the argmax nor the marginals; without it the log-space recursion would carry the
+        shift's size (a float32 ulp is 1e-3 at 1e4) into every term."""
         n = (w.shape[-1] + 1) // 2
-        return w[..., :n], w[..., n:]
+        a = w[..., :n]
+        return a - a.detach().amax(-1, keepdim=True), w[..., n:]
 
     def _pairs(self, unary: Tensor) -> Tensor:
         return torch.cat([unary, unary[..., :-1] * unary[..., 1:]], dim=-1)
