@@ -66,9 +66,9 @@ def chain_unary(unary: Tensor, mask: Tensor, k: int) -> Tensor:
     padding into every subset, which puts terms of size |PAD_LOGIT| * (k - length) into the float32 recursion
     (marginal errors ~1e-2, gradients where the true one is 0). So: positions at or after max(length, k) get
     the chain's "log 0" (no subset selects them, at any logit scale, and exp of their terms is exactly 0);
-    in a review shorter than k the positions length..k-1 get logit 0, which leaves one subset (the review's
-    words and those fillers: marginals exactly 1, zero gradient; padding embeds to the zero vector). The
-    fillers' logit is the review's largest word logit (any value gives the same single subset; one of the
+    in a review shorter than k the positions length..k-1 stay in as fillers, which leaves one subset (the
+    review's words and those fillers: marginals exactly 1, zero gradient; padding embeds to the zero vector).
+    The fillers' logit is the review's largest word logit (any value gives the same single subset; one of the
     words' own size keeps the float32 recursion's terms small).
 
     unary (B, n), mask (B, n) bool (True = real word) -> (B, n).
