@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import sst  # noqa: E402
 from bench_training import compose  # noqa: E402
+
+import sst  # noqa: E402
 from experiments.common.runtime import provenance, seed_everything, write_record  # noqa: E402
 from experiments.l2x.task import BeerL2XTask, chain_unary  # noqa: E402
 from sst.structures import correlated_topk  # noqa: E402
