@@ -34,7 +34,7 @@ from bench_training import compose  # noqa: E402
 
 import sst  # noqa: E402
 from experiments.common.runtime import provenance, seed_everything, write_record  # noqa: E402
-from experiments.l2x.task import BeerL2XTask, chain_unary  # noqa: E402
+from experiments.l2x.task import BeerL2XTask  # noqa: E402
 from sst.structures import correlated_topk  # noqa: E402
 
 DTYPES = (torch.float32, torch.float64)
@@ -77,13 +77,13 @@ def first_l2x_batch(task: BeerL2XTask) -> dict[str, float]:
     with torch.no_grad():
         emb, unary, pairwise, mask = task.selector_logits(ids)
     S = sst.CorrelatedTopK(k)
-    w64 = torch.cat([chain_unary(unary.double(), mask, k), pairwise.double()], -1)
+    w64 = S.masked(torch.cat([unary.double(), pairwise.double()], -1), mask)
     noise = sst.noise.gumbel(w64.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     grads = {}
     for dtype in DTYPES:
         u = unary.to(dtype).requires_grad_()
         p = pairwise.to(dtype).requires_grad_()
-        w = torch.cat([chain_unary(u, mask, k), p], -1)
+        w = S.masked(torch.cat([u, p], -1), mask)
         z = S.relax(w + noise.to(dtype), 1.0)[..., : u.shape[-1]]
         pred = task.model.predictor(emb, z.float(), k)
         grads[dtype] = torch.cat(torch.autograd.grad(((pred - target) ** 2).mean(), [u, p]), -1)

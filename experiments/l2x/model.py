@@ -13,7 +13,7 @@ from torch import Tensor, nn
 # Logit given to padding positions before any structure sees them: finite (no inf/NaN anywhere), and so far
 # below any selector logit plus Gumbel noise that neither a hard top-k nor a relaxation puts mass there
 # (exp(-1e4 / tau) underflows to exactly 0 for every tau <= 1e3 in float32). The correlated chain takes padding
-# out exactly instead (experiments.l2x.task.chain_unary): there pairwise terms can outweigh any fixed gap.
+# out exactly instead (sst.CorrelatedTopK.masked): there pairwise terms can outweigh any fixed gap.
 PAD_LOGIT = -1.0e4
 
 

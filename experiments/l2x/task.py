@@ -18,10 +18,6 @@ from experiments.l2x.data import ASPECTS, PAD_ID, BeerData, load_beer
 from experiments.l2x.model import L2XModel
 from sst.subset_baselines import ef_topk_fd_subset, l2x_subset, softsub_subset
 
-# "log 0" for CorrelatedTopK (finite, so w / tau stays finite for tau >= 1e-6): far below every real score, and
-# logaddexp(CHAIN_LOG_ZERO, x) == x exactly.
-CHAIN_LOG_ZERO = -1.0e32
-
 BASELINES = {"l2x": l2x_subset, "softsub": softsub_subset, "ef_topk_fd": ef_topk_fd_subset}
 
 
@@ -58,32 +54,6 @@ def logit_stats(unary: Tensor, pairwise: Tensor | None, mask: Tensor) -> dict[st
     return out
 
 
-def chain_unary(unary: Tensor, mask: Tensor, k: int) -> Tensor:
-    """The unary logits (B, n) that CorrelatedTopK sees: padding taken out of the chain exactly.
-
-    A padding logit of PAD_LOGIT is not enough for the chain: once the selector's pairwise logits fall far below
-    zero, swapping an adjacent real pair for two padding positions pays, and a review shorter than k forces
-    padding into every subset, which puts terms of size |PAD_LOGIT| * (k - length) into the float32 recursion
-    (marginal errors ~1e-2, gradients where the true one is 0). So: positions at or after max(length, k) get
-    the chain's "log 0" (no subset selects them, at any logit scale, and exp of their terms is exactly 0);
-    in a review shorter than k the positions length..k-1 stay in as fillers, which leaves one subset (the
-    review's words and those fillers: marginals exactly 1, zero gradient; padding embeds to the zero vector).
-    The fillers' logit is the review's largest word logit (any value gives the same single subset; one of the
-    words' own size keeps the float32 recursion's terms small).
-
-    unary (B, n), mask (B, n) bool (True = real word) -> (B, n).
-    """
-    n = unary.shape[-1]
-    pos = torch.arange(n, device=unary.device)
-    length = mask.sum(-1, keepdim=True)
-    excluded = pos >= length.clamp_min(k)
-    filler = (pos >= length) & ~excluded
-    top = unary.detach().masked_fill(~mask, torch.finfo(unary.dtype).min).amax(-1, keepdim=True)
-    top = torch.where(mask.any(-1, keepdim=True), top, torch.zeros_like(top))
-    out = torch.where(filler, top.expand_as(unary), unary)
-    return out.masked_fill(excluded, CHAIN_LOG_ZERO)
-
-
 class Sampler:
     """The selection distribution of one relaxation over a review's tokens.
 
@@ -109,7 +79,8 @@ class Sampler:
         if self.correlated:
             if pairwise is None:
                 raise ValueError("corr_topk needs pairwise logits from the selector")
-            return torch.cat([chain_unary(unary, mask, self.k), pairwise], dim=-1)
+            # padding out of the chain exactly (a review shorter than k: its words, then filler positions)
+            return self.structure.masked(torch.cat([unary, pairwise], dim=-1), mask)
         return unary
 
     def relaxed(self, unary: Tensor, pairwise: Tensor | None, mask: Tensor) -> Tensor:

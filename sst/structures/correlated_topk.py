@@ -11,7 +11,11 @@ from sst.structures import _chain
 from sst.structures.base import Structure
 from sst.validation import check_k
 
-__all__ = ["CorrelatedTopK"]
+__all__ = ["CorrelatedTopK", "LOG_ZERO"]
+
+# "log 0" for the chain: finite (so ``w / tau`` stays finite for tau >= 1e-6 in float32), far below any real
+# score, and ``logaddexp(LOG_ZERO, x) == x`` exactly, so a position weighted with it is in no subset's sum.
+LOG_ZERO = -1.0e32
 
 
 class CorrelatedTopK(Structure):
@@ -25,6 +29,9 @@ class CorrelatedTopK(Structure):
     - ``exp_family_entropy``: unary and pairwise marginals of ``p(x) ∝ exp(<w, x> / tau)``, the gradient of the
       log-partition computed by the same recursion in the log semiring (k steps, each an O(log n) scan), exact
       autograd.
+
+    Variable-length chains (padded batches): ``S.masked(w, mask)`` takes the padding out of the chain exactly,
+    e.g. ``sst.sample(S, S.masked(w, mask))``.
     """
 
     regularizers = ("exp_family_entropy",)
@@ -56,6 +63,39 @@ class CorrelatedTopK(Structure):
         n = (w.shape[-1] + 1) // 2
         a = w[..., :n]
         return a - a.detach().amax(-1, keepdim=True), w[..., n:]
+
+    def masked(self, w: Tensor, mask: Tensor) -> Tensor:
+        """``w`` with the chain positions where ``mask`` is False taken out of every subset, exactly.
+
+        A large negative weight is not enough for the chain: pairwise weights far below zero can make two
+        masked positions pay for themselves. Here a masked position gets the unary weight :data:`LOG_ZERO`, so
+        no subset selects it at any scale of ``w`` and its terms are exactly 0 in the log-space recursion, in
+        float32 too. A row with fewer than k allowed positions cannot hold a k-subset of them; there the first
+        ``k - count`` masked positions stay in as fillers, leaving a single subset (its marginals are exactly 1,
+        its gradient exactly 0; read the result through ``mask``). The fillers' unary weight is the row's largest
+        allowed one (any value gives the same single subset; one of the row's own size keeps the float32
+        recursion's terms small). Gradients reach ``w`` only at allowed positions and at every pairwise entry.
+
+        Args:
+            w: (..., 2n - 1) weights (n unary, then n - 1 pairwise entries).
+            mask: (..., n) bool, True where the position may be selected.
+
+        Returns:
+            (..., 2n - 1) weights to pass to ``argmax``, ``relax`` or :func:`sst.sample`.
+        """
+        self._check_shape(w)
+        n = (w.shape[-1] + 1) // 2
+        if mask.dtype != torch.bool or mask.shape != w.shape[:-1] + (n,):
+            raise ValueError(f"mask must be a bool tensor of shape {tuple(w.shape[:-1]) + (n,)} (w's batch shape, "
+                             f"then n = {n} chain positions), got {mask.dtype} of shape {tuple(mask.shape)}")
+        a, b = w[..., :n], w[..., n:]
+        count = mask.sum(-1, keepdim=True)
+        rank = torch.cumsum(~mask, -1)  # 1-based rank of each masked position among the masked ones
+        filler = ~mask & (rank <= self.k - count)
+        top = a.detach().masked_fill(~mask, torch.finfo(a.dtype).min).amax(-1, keepdim=True)
+        top = torch.where(count > 0, top, torch.zeros_like(top))
+        a = torch.where(filler, top.expand_as(a), a).masked_fill(~mask & ~filler, LOG_ZERO)
+        return torch.cat([a, b], dim=-1)
 
     def _pairs(self, unary: Tensor) -> Tensor:
         return torch.cat([unary, unary[..., :-1] * unary[..., 1:]], dim=-1)
