@@ -132,12 +132,12 @@ def l2x_embeddings(overrides: list[str], quick: bool) -> tuple[list[str], str]:
     Returns (overrides, note): ``data.embeddings=<cached full-training-set word2vec>``; when that file is missing,
     it is trained first (minutes), or with ``quick`` the tiny :data:`QUICK_W2V` vectors are used instead.
     """
-    from experiments.l2x.data import default_embeddings_path, ensure_embeddings, resolve_files
+    from experiments.l2x.data import default_embeddings_path, ensure_embeddings, resolve_files, word2vec_files
 
     cfg = compose([o for o in overrides if _override_key(o) != "data.limit_train"])
     if cfg.data.get("embeddings"):
         return [], f"given: {cfg.data.embeddings}"
-    train_files, _, _ = resolve_files(cfg)
+    train_files = word2vec_files(cfg, resolve_files(cfg)[0])
     path = default_embeddings_path(cfg, train_files)
     if not path.is_file():
         if quick:

@@ -24,6 +24,7 @@ from experiments.l2x.data import (  # noqa: E402
     load_training_reviews,
     read_annotations,
     resolve_files,
+    word2vec_files,
 )
 
 
@@ -50,14 +51,18 @@ def main(argv: list[str] | None = None) -> None:
     print(f"training files: {', '.join(p.name for p in train_files)}")
     print(f"distinct training reviews: {len(reviews)} ({tokens} tokens), read in {time.perf_counter() - t0:.1f}s")
     print(f"test file: {test_file} ({len(read_annotations(test_file))} annotated reviews)")
+    w2v_files = word2vec_files(cfg, train_files)
+    if w2v_files != train_files:
+        print(f"word2vec text: {', '.join(p.name for p in w2v_files)} (data.w2v_files)")
+        reviews = None
     if not cfg.data.get("embeddings"):
-        path = default_embeddings_path(cfg, train_files)
+        path = default_embeddings_path(cfg, w2v_files)
         if args.force and path.is_file():
             path.unlink()
         if path.is_file():
             print(f"embeddings already cached: {path}")
     t1 = time.perf_counter()
-    path = ensure_embeddings(cfg, train_files, reviews, progress=True)
+    path = ensure_embeddings(cfg, w2v_files, reviews, progress=True)
     print(f"embeddings: {path} ({time.perf_counter() - t1:.1f}s)")
 
 

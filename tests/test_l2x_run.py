@@ -178,3 +178,23 @@ def test_train_fraction_keeps_validation_test_and_embeddings(tmp_path, monkeypat
     assert {tuple(r.tokens) for r in part.train.reviews} <= full_train
     assert torch.equal(part.valid.ids, full.valid.ids) and torch.equal(part.heldout.ids, full.heldout.ids)
     assert torch.equal(part.test.ids, full.test.ids) and part.embeddings_path == full.embeddings_path
+
+
+def test_w2v_files_give_a_subset_of_files_the_embeddings_of_all(tmp_path, monkeypatch):
+    """data.w2v_files: train on one file with the word vectors trained on several (the aspect-1-only runs)."""
+    from experiments.l2x.data import load_beer
+    from tests.conftest import compose_cfg
+
+    root = make_tiny_beer(tmp_path / "data")
+    make_tiny_beer(tmp_path / "other", seed=1)
+    (tmp_path / "other" / "beer" / "train.txt.gz").rename(root / "beer" / "extra.txt.gz")
+    monkeypatch.setenv("SST_CACHE_DIR", str(tmp_path / "cache"))
+    base = ["experiment=l2x", "logger=none", "device=cpu", f"data.root={root}", "data.test_file=beer/annotations.json",
+            "data.embedding_dim=16", "data.w2v.epochs=1", "data.w2v.workers=1"]
+    both = load_beer(compose_cfg(base + ["data.train_files=[beer/train.txt.gz,beer/extra.txt.gz]"]), progress=False)
+    one = load_beer(compose_cfg(base + ["data.train_files=[beer/train.txt.gz]",
+                                        "data.w2v_files=[beer/train.txt.gz,beer/extra.txt.gz]"]), progress=False)
+    alone = load_beer(compose_cfg(base + ["data.train_files=[beer/train.txt.gz]"]), progress=False)
+    assert one.embeddings_path == both.embeddings_path != alone.embeddings_path
+    assert one.info["num_train"] == alone.info["num_train"] < both.info["num_train"]
+    assert [p.rsplit("/", 1)[-1] for p in one.info["w2v_files"]] == ["train.txt.gz", "extra.txt.gz"]

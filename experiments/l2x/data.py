@@ -398,6 +398,18 @@ def resolve_files(cfg: DictConfig) -> tuple[list[Path], list[Path] | None, Path]
     return train, valid, test
 
 
+def word2vec_files(cfg: DictConfig, train_files: Sequence[Path]) -> list[Path]:
+    """The files whose review text trains the word2vec embeddings: ``data.w2v_files``, else the training files.
+
+    Set it to train on a subset of the files with the default embeddings, e.g. the aspect-1 file only with
+    the word vectors of all four files."""
+    files = cfg.data.get("w2v_files")
+    if not files:
+        return list(train_files)
+    root = resolve_data_root(cfg)
+    return [require_file(_path(root, f), source=SOURCE) for f in files]
+
+
 def default_embeddings_path(cfg: DictConfig, train_files: Sequence[Path]) -> Path:
     """Cache file for word2vec trained on ``train_files`` with ``w2v_settings(cfg)``."""
     settings = w2v_settings(cfg)
@@ -453,7 +465,9 @@ def load_beer(cfg: DictConfig, progress: bool = True) -> BeerData:
     tr = subsample(tr, float(cfg.data.get("train_fraction", 1.0)), seed)
     train_reviews, heldout_reviews = [reviews[i] for i in tr], [reviews[i] for i in te]
     test_reviews = read_annotations(test_file)
-    emb_path = ensure_embeddings(cfg, train_files, reviews, progress=progress)
+    w2v_files = word2vec_files(cfg, train_files)
+    emb_path = ensure_embeddings(cfg, w2v_files, reviews if w2v_files == list(train_files) else None,
+                                 progress=progress)
     file_words, vectors = read_word2vec(emb_path)
     words, table = vocabulary(file_words, vectors)
     index = {w: i for i, w in enumerate(words)}
@@ -469,6 +483,7 @@ def load_beer(cfg: DictConfig, progress: bool = True) -> BeerData:
     real = train.ids[train.ids != PAD_ID]
     info = {
         "train_files": [str(p) for p in train_files],
+        "w2v_files": [str(p) for p in w2v_files],
         "valid_files": [str(p) for p in valid_files] if valid_files else None,
         "test_file": str(test_file),
         "num_train": len(train), "num_valid": len(valid), "num_test": len(test),
