@@ -81,13 +81,18 @@ class CorrelatedTopK(Structure):
             mask: (..., n) bool, True where the position may be selected.
 
         Returns:
-            (..., 2n - 1) weights to pass to ``argmax``, ``relax`` or :func:`sst.sample`.
+            (..., 2n - 1) weights to pass to ``argmax``, ``relax`` or :func:`sst.sample`; float16 and bfloat16
+            weights come back as float32 (:data:`LOG_ZERO` needs its range; ``relax`` computes half inputs in
+            float32 anyway).
         """
         self._check_shape(w)
         n = (w.shape[-1] + 1) // 2
-        if mask.dtype != torch.bool or mask.shape != w.shape[:-1] + (n,):
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != w.shape[:-1] + (n,):
+            got = f"{mask.dtype} of shape {tuple(mask.shape)}" if isinstance(mask, Tensor) else type(mask).__name__
             raise ValueError(f"mask must be a bool tensor of shape {tuple(w.shape[:-1]) + (n,)} (w's batch shape, "
-                             f"then n = {n} chain positions), got {mask.dtype} of shape {tuple(mask.shape)}")
+                             f"then n = {n} chain positions), got {got}")
+        if w.dtype in (torch.float16, torch.bfloat16):
+            w = w.float()
         a, b = w[..., :n], w[..., n:]
         count = mask.sum(-1, keepdim=True)
         rank = torch.cumsum(~mask, -1)  # 1-based rank of each masked position among the masked ones
