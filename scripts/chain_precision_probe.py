@@ -8,6 +8,9 @@ Relative error ``|g32 - g64| / |g64|`` of the gradient with respect to the weigh
   batch's MSE with respect to the selector's unary and pairwise logits, through one Gumbel perturbation drawn
   in float64 and shared by both precisions.
 
+- large weights (a saturated selector): unary sd 30, 300, 1500 with pairwise weights around -sd/3, marginal
+  and gradient errors, with the current centring of the unary part and with the earlier row-maximum one.
+
 ``--old-chain`` also measures another implementation of ``sst/structures/_chain.py`` (e.g. the one before the
 per-row rescaling of the backward pass: ``git show 362f20a:sst/structures/_chain.py > /tmp/chain_362f20a.py``).
 """
@@ -44,15 +47,24 @@ def _rel_err(g32: torch.Tensor, g64: torch.Tensor) -> float:
     return float((g32.double() - g64).norm() / g64.norm())
 
 
+def _split_row_max(self: sst.CorrelatedTopK, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CorrelatedTopK's split as of commits 2cdcc2c to b206d85: unary part shifted to row maximum 0."""
+    n = (w.shape[-1] + 1) // 2
+    a = w[..., :n]
+    return a - a.detach().amax(-1, keepdim=True), w[..., n:]
+
+
 @contextlib.contextmanager
 def chain_module(module: ModuleType | None) -> Iterator[None]:
-    """CorrelatedTopK uses ``module`` as its chain solver inside the block (None: the current one)."""
-    current = correlated_topk._chain
-    correlated_topk._chain = module or current
+    """CorrelatedTopK uses ``module`` as its chain solver inside the block, with the row-maximum centring it
+    was measured with in results/bench/chain_backward_precision.json (None: the current solver and split)."""
+    current, split = correlated_topk._chain, correlated_topk.CorrelatedTopK._split
+    if module is not None:
+        correlated_topk._chain, correlated_topk.CorrelatedTopK._split = module, _split_row_max
     try:
         yield
     finally:
-        correlated_topk._chain = current
+        correlated_topk._chain, correlated_topk.CorrelatedTopK._split = current, split
 
 
 def random_weights(scales: tuple[float, ...] = (1.0, 1e-5)) -> dict[str, float]:
@@ -67,6 +79,39 @@ def random_weights(scales: tuple[float, ...] = (1.0, 1e-5)) -> dict[str, float]:
             w = w64.to(dtype).requires_grad_()
             (grads[dtype],) = torch.autograd.grad(S.relax(w, 1.0), w, g64.to(dtype))
         out[f"|g|~{scale:g}"] = _rel_err(grads[torch.float32], grads[torch.float64])
+    return out
+
+
+def _row_max_centred(w: torch.Tensor, k: int) -> torch.Tensor:
+    """CorrelatedTopK's marginals with the unary part shifted to row maximum 0 (its centring before the shift
+    by the mean of the k largest), through the same chain solver."""
+    a, b = _split_row_max(sst.CorrelatedTopK(k), w)
+    return torch.cat(correlated_topk._chain.marginals(a, b, k), -1)
+
+
+def scale_sweep(scales: tuple[float, ...] = (30.0, 300.0, 1500.0)) -> dict[str, dict[str, float]]:
+    """float32 errors at large weights: unary sd ``s``, pairwise N(-s/3, (s/9)^2) (a saturated L2X selector's
+    shape), CorrelatedTopK(10), 8 chains of n = 200, |g| ~ 1e-5: max |marginal error| and gradient relative
+    error, for the current centring (the mean of the k largest) and for the row-maximum one."""
+    k, n = 10, 200
+    S = sst.CorrelatedTopK(k)
+    solvers = {"topk_mean_centring": lambda w: S.relax(w, 1.0), "row_max_centring": lambda w: _row_max_centred(w, k)}
+    out: dict[str, dict[str, float]] = {}
+    for scale in scales:
+        gen = torch.Generator().manual_seed(1)
+        a = torch.randn(8, n, dtype=torch.float64, generator=gen) * scale
+        b = torch.randn(8, n - 1, dtype=torch.float64, generator=gen) * scale / 9 - scale / 3
+        w64 = torch.cat([a, b], -1)
+        g64 = torch.randn(w64.shape, dtype=torch.float64, generator=gen) * 1e-5
+        for name, solve in solvers.items():
+            res = {}
+            for dtype in DTYPES:
+                w = w64.to(dtype).requires_grad_()
+                x = solve(w)
+                res[dtype] = (x.detach(), torch.autograd.grad(x, w, g64.to(dtype))[0])
+            (x32, d32), (x64, d64) = res[torch.float32], res[torch.float64]
+            out[f"unary_sd_{scale:g}/{name}"] = {"marginal_max_abs_error": float((x32.double() - x64).abs().max()),
+                                                 "gradient_relative_error": _rel_err(d32, d64)}
     return out
 
 
@@ -120,6 +165,8 @@ def main(argv: list[str] | None = None) -> dict:
         with chain_module(module):
             rows[name] = {"random_weights": random_weights(), "l2x_first_batch_k15": first_l2x_batch(task)}
         print(name, json.dumps(rows[name]), flush=True)
+    rows["current"]["large_weights"] = scale_sweep()
+    print("large weights", json.dumps(rows["current"]["large_weights"]), flush=True)
     record = {"what": "relative error of CorrelatedTopK's float32 gradient against float64", **rows,
               "old_chain": None if args.old_chain is None else str(args.old_chain),
               **provenance(torch.device("cpu"), time.perf_counter() - t0)}

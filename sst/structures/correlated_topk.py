@@ -55,14 +55,16 @@ class CorrelatedTopK(Structure):
                              f"dimension 2n - 1 = {size})")
 
     def _split(self, w: Tensor) -> tuple[Tensor, Tensor]:
-        """Unary (..., n) and pairwise (..., n - 1) parts; the unary part shifted to row maximum 0.
+        """Unary (..., n) and pairwise (..., n - 1) parts; the unary part shifted by the mean of its k largest.
 
         Every vertex has exactly k ones, so a per-row shift of the unary part changes every score by the same
-        amount and neither the argmax nor the marginals; without it the log-space recursion would carry the
-        shift's size (a float32 ulp is 1e-3 at 1e4) into every term."""
+        amount and neither the argmax nor the marginals. The log-space recursion's rounding error grows with the
+        size of its values (a float32 ulp is 1e-3 at 1e4); with this shift the likely configurations' partial
+        scores stay near 0 (against the row maximum: 6 to 20 times smaller float32 errors at logit scales 30 to
+        1500, `scripts/chain_precision_probe.py`)."""
         n = (w.shape[-1] + 1) // 2
         a = w[..., :n]
-        return a - a.detach().amax(-1, keepdim=True), w[..., n:]
+        return a - a.detach().topk(self.k, dim=-1).values.mean(-1, keepdim=True), w[..., n:]
 
     def masked(self, w: Tensor, mask: Tensor) -> Tensor:
         """``w`` with the chain positions where ``mask`` is False taken out of every subset, exactly.
