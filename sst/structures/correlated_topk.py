@@ -73,10 +73,10 @@ class CorrelatedTopK(Structure):
         masked positions pay for themselves. Here a masked position gets the unary weight :data:`LOG_ZERO`, so
         no subset selects it at any scale of ``w`` and its terms are exactly 0 in the log-space recursion, in
         float32 too. A row with fewer than k allowed positions cannot hold a k-subset of them; there the first
-        ``k - count`` masked positions stay in as fillers, leaving a single subset (its marginals are exactly 1,
-        its gradient exactly 0; read the result through ``mask``). The fillers' unary weight is the row's largest
-        allowed one (any value gives the same single subset; one of the row's own size keeps the float32
-        recursion's terms small). Gradients reach ``w`` only at allowed positions and at every pairwise entry.
+        ``k - count`` masked positions stay in as fillers (read the result through ``mask``). A row with at most
+        k allowed positions has a single subset whatever its weights, so its weights are replaced by zeros:
+        marginals 1 on the subset (to float rounding once noise is added), gradient exactly 0. Otherwise
+        gradients reach ``w`` at the allowed positions and at every pairwise entry.
 
         Args:
             w: (..., 2n - 1) weights (n unary, then n - 1 pairwise entries).
@@ -99,9 +99,11 @@ class CorrelatedTopK(Structure):
         count = mask.sum(-1, keepdim=True)
         rank = torch.cumsum(~mask, -1)  # 1-based rank of each masked position among the masked ones
         filler = ~mask & (rank <= self.k - count)
-        top = a.detach().masked_fill(~mask, torch.finfo(a.dtype).min).amax(-1, keepdim=True)
-        top = torch.where(count > 0, top, torch.zeros_like(top))
-        a = torch.where(filler, top.expand_as(a), a).masked_fill(~mask & ~filler, LOG_ZERO)
+        # at most k allowed positions: one feasible subset, whatever the weights; zero weights give its
+        # marginals (and their zero gradient) exactly, where large ones would leave float32 rounding in them
+        single = count <= self.k
+        a = torch.where(single, torch.zeros_like(a), a).masked_fill(~mask & ~filler, LOG_ZERO)
+        b = torch.where(single, torch.zeros_like(b), b)
         return torch.cat([a, b], dim=-1)
 
     def _pairs(self, unary: Tensor) -> Tensor:
