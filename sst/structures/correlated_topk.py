@@ -89,10 +89,12 @@ class CorrelatedTopK(Structure):
         """
         self._check_shape(w)
         n = (w.shape[-1] + 1) // 2
-        if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != w.shape[:-1] + (n,):
-            got = f"{mask.dtype} of shape {tuple(mask.shape)}" if isinstance(mask, Tensor) else type(mask).__name__
+        if (not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != w.shape[:-1] + (n,)
+                or mask.device != w.device):
+            got = (f"{mask.dtype} of shape {tuple(mask.shape)} on {mask.device}" if isinstance(mask, Tensor)
+                   else type(mask).__name__)
             raise ValueError(f"mask must be a bool tensor of shape {tuple(w.shape[:-1]) + (n,)} (w's batch shape, "
-                             f"then n = {n} chain positions), got {got}")
+                             f"then n = {n} chain positions) on w's device {w.device}, got {got}")
         if w.dtype in (torch.float16, torch.bfloat16):
             w = w.float()
         a, b = w[..., :n], w[..., n:]
