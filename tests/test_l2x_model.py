@@ -126,6 +126,28 @@ def test_chain_padding_is_excluded_exactly():
     assert torch.all(unary.grad[~mask] == 0)
 
 
+@pytest.mark.parametrize("regularizer", ["exp_family_entropy", "euclidean", "categorical_entropy", "binary_entropy"])
+def test_topk_rows_keep_padding_out_when_logits_drift_below_pad_logit(regularizer):
+    """The top-k rows mask padding relative to each review's logits (sst.TopK.masked): selector logits far
+    below PAD_LOGIT still select no padding in a review of at least k words, and a shorter review gets its
+    words plus the first padding positions, with zero gradient."""
+    from experiments.l2x.task import Sampler
+
+    k = 10
+    _, mask = _batch(lengths=(24, 15, 11, 6))
+    torch.manual_seed(0)
+    unary = (torch.randn(4, 24) * 50 + 10 * PAD_LOGIT).masked_fill(~mask, PAD_LOGIT).requires_grad_()
+    sampler = Sampler("ef_topk", regularizer, k, 1.0, hard=False)
+    mode = sampler.mode(unary.detach(), None, mask)
+    assert torch.all(mode.sum(-1) == k) and torch.all(mode[:3][~mask[:3]] == 0)
+    assert torch.equal(mode[3], (torch.arange(24) < k).float()), "a short review: its words, then fillers"
+    z = sampler.relaxed(unary, None, mask)
+    assert float(z.detach()[:3][~mask[:3]].abs().max()) < 1e-30
+    torch.testing.assert_close(z.detach()[3], (torch.arange(24) < k).float(), rtol=0, atol=1e-6)
+    (z * torch.randn_like(z)).sum().backward()
+    assert torch.isfinite(unary.grad).all() and torch.all(unary.grad[3] == 0) and torch.all(unary.grad[~mask] == 0)
+
+
 def test_model_extra_state_roundtrip():
     words = ["<pad>", "<unk>", "a", "b"]
     m = L2XModel(torch.randn(4, 5), words, filters=3, hidden=7, pairwise="conv")

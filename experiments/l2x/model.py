@@ -10,10 +10,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-# Logit given to padding positions before any structure sees them: finite (no inf/NaN anywhere), and so far
-# below any selector logit plus Gumbel noise that neither a hard top-k nor a relaxation puts mass there
-# (exp(-1e4 / tau) underflows to exactly 0 for every tau <= 1e3 in float32). The correlated chain takes padding
-# out exactly instead (sst.CorrelatedTopK.masked): there pairwise terms can outweigh any fixed gap.
+# Logit given to padding positions by the selector: finite (no inf/NaN anywhere) and far below any selector
+# logit. The structures do not rely on it: the top-k rows take padding out through ``masked``
+# (sst.TopK.masked, sst.CorrelatedTopK.masked: relative to each row's logits, so also when they drift far below
+# this value), and the L2X and SoftSub baselines read the mask themselves.
 PAD_LOGIT = -1.0e4
 
 

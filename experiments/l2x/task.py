@@ -76,12 +76,13 @@ class Sampler:
             )
 
     def _weights(self, unary: Tensor, pairwise: Tensor | None, mask: Tensor) -> Tensor:
+        """The structure's weights with padding taken out of every subset (``masked``; a review shorter than k:
+        its words, then the first padding positions as fillers)."""
         if self.correlated:
             if pairwise is None:
                 raise ValueError("corr_topk needs pairwise logits from the selector")
-            # padding out of the chain exactly (a review shorter than k: its words, then filler positions)
             return self.structure.masked(torch.cat([unary, pairwise], dim=-1), mask)
-        return unary
+        return self.structure.masked(unary, mask)
 
     def relaxed(self, unary: Tensor, pairwise: Tensor | None, mask: Tensor) -> Tensor:
         L = unary.shape[-1]

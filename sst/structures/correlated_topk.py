@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from sst.structures import _chain
+from sst.structures._masking import check_mask, subset_plan
 from sst.structures.base import Structure
 from sst.validation import check_k
 
@@ -89,22 +90,14 @@ class CorrelatedTopK(Structure):
         """
         self._check_shape(w)
         n = (w.shape[-1] + 1) // 2
-        if (not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != w.shape[:-1] + (n,)
-                or mask.device != w.device):
-            got = (f"{mask.dtype} of shape {tuple(mask.shape)} on {mask.device}" if isinstance(mask, Tensor)
-                   else type(mask).__name__)
-            raise ValueError(f"mask must be a bool tensor of shape {tuple(w.shape[:-1]) + (n,)} (w's batch shape, "
-                             f"then n = {n} chain positions) on w's device {w.device}, got {got}")
+        check_mask(mask, w, n, "chain positions")
         if w.dtype in (torch.float16, torch.bfloat16):
             w = w.float()
         a, b = w[..., :n], w[..., n:]
-        count = mask.sum(-1, keepdim=True)
-        rank = torch.cumsum(~mask, -1)  # 1-based rank of each masked position among the masked ones
-        filler = ~mask & (rank <= self.k - count)
+        keep, single = subset_plan(mask, self.k)
         # at most k allowed positions: one feasible subset, whatever the weights; zero weights give its
         # marginals (and their zero gradient) exactly, where large ones would leave float32 rounding in them
-        single = count <= self.k
-        a = torch.where(single, torch.zeros_like(a), a).masked_fill(~mask & ~filler, LOG_ZERO)
+        a = torch.where(single, torch.zeros_like(a), a).masked_fill(~keep, LOG_ZERO)
         b = torch.where(single, torch.zeros_like(b), b)
         return torch.cat([a, b], dim=-1)
 

@@ -10,10 +10,17 @@ from torch import Tensor
 from sst.structures import _ksubset
 from sst.structures._backend import check_backend
 from sst.structures._capped import capped_simplex
+from sst.structures._masking import check_mask, subset_plan
 from sst.structures.base import Structure
 from sst.validation import check_k
 
-__all__ = ["TopK"]
+__all__ = ["MASK_GAP", "TopK"]
+
+# How far below a row's smallest allowed weight ``TopK.masked`` puts the masked positions: exp(-MASK_GAP / tau)
+# and sigmoid(-MASK_GAP / tau) underflow in float32 and float64 for every tau <= 1e3, Gumbel noise (|G| < 50)
+# cannot close the gap, and the capped-simplex bisection (float64, 60 halvings, then an exact polish) still
+# brackets nu finely.
+MASK_GAP = 1.0e6
 
 
 class TopK(Structure):
@@ -26,6 +33,9 @@ class TopK(Structure):
     - ``euclidean``: projection of ``w / tau`` onto ``{0 <= x <= 1, sum x = k}``;
     - ``categorical_entropy``: ``min(1, exp((w - nu) / tau))``; ``binary_entropy``: ``sigmoid((w - nu) / tau)``;
       nu by bisection so that ``sum x = k``, gradients by implicit differentiation (:mod:`sst.structures._capped`).
+
+    Variable-length rows (padded batches): ``S.masked(w, mask)`` keeps the masked positions out of every subset
+    and out of every relaxation, e.g. ``sst.sample(S, S.masked(w, mask))``.
 
     ``backend`` chooses the ``exp_family_entropy`` implementation: ``"auto"`` (numba kernels for CPU tensors
     when numba is installed, else PyTorch), ``"torch"`` or ``"numba"``; they agree to float rounding.
@@ -46,6 +56,39 @@ class TopK(Structure):
         n = w.shape[-1]
         if self.k > n:
             raise ValueError(f"k={self.k} must be <= n, the last dimension of {name}, which is {n}")
+
+    def masked(self, w: Tensor, mask: Tensor) -> Tensor:
+        """``w`` with the positions where ``mask`` is False taken out of every subset.
+
+        A masked position gets the row's smallest allowed weight minus :data:`MASK_GAP` (1e6), so a hard top-k
+        (with or without Gumbel noise) never picks it and every relaxation gives it 0 for tau <= 1e3, at any
+        scale of ``w`` (a fixed "very negative" logit fails once the real logits drift below it): exactly 0 for
+        the capped-simplex regularizers, below 1e-34 (float32) or 1e-300 (float64) for ``exp_family_entropy``,
+        whose weights are clipped at exp(-80) / exp(-700) for speed; its gradient is exactly 0.
+
+        A row with fewer than k allowed positions cannot hold a k-subset of them; there the first
+        ``k - count`` masked positions stay in as fillers (read the result through ``mask``). A row with at most
+        k allowed positions has a single subset whatever its weights, so its weights are replaced by zeros (kept
+        positions) and ``-MASK_GAP`` (the others): marginals 1 and 0 (to float rounding once noise is added),
+        gradient exactly 0. Otherwise gradients reach ``w`` at the allowed positions only.
+
+        Args:
+            w: (..., n) weights.
+            mask: (..., n) bool, True where the position may be selected.
+
+        Returns:
+            (..., n) weights to pass to ``argmax``, ``relax`` or :func:`sst.sample`; float16 and bfloat16 weights
+            come back as float32 (the gap needs its range; ``relax`` computes half inputs in float32 anyway).
+        """
+        self._check_shape(w)
+        check_mask(mask, w, w.shape[-1], "items")
+        if w.dtype in (torch.float16, torch.bfloat16):
+            w = w.float()
+        keep, single = subset_plan(mask, self.k)
+        w = torch.where(single, torch.zeros_like(w), w)
+        low = w.detach().masked_fill(~mask, float("inf")).amin(-1, keepdim=True)
+        low = torch.where(single, torch.zeros_like(low), low)  # also every row without an allowed position
+        return torch.where(keep, w, low - MASK_GAP)
 
     def _argmax(self, w: Tensor) -> Tensor:
         idx = torch.topk(w, self.k, dim=-1).indices
