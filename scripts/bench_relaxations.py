@@ -25,12 +25,8 @@ baseline-vs-sst comparisons interleave the two sides call by call (`time_pair`),
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sst  # noqa: E402
+from experiments.common.runtime import git_commit, hardware, write_bench_record  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------------- baselines
 
@@ -308,26 +305,6 @@ def bench_spanning_tree(device: torch.device, quick: bool, repeats: int) -> tupl
 # ---------------------------------------------------------------------------------------------------- report
 
 
-def hardware(device: torch.device) -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device)}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    try:
-        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                        text=True, check=False).stdout.strip()
-    except OSError:
-        pass
-    return info
-
-
 def markdown(comparisons: list[dict], scaling: list[dict]) -> str:
     lines = ["| benchmark | shape | baseline | baseline (ms) | sst (ms) | speed-up |", "|---|---|---|---:|---:|---:|"]
     for c in comparisons:
@@ -359,15 +336,11 @@ def main(argv: list[str] | None = None) -> dict:
     comparisons, scaling = comp_topk + comp_st, scale_topk + scale_st
     table = markdown(comparisons, scaling)
     print(table)
-    record = {"command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
+    record = {"command": "python " + shlex.join([sys.argv[0], *(argv or sys.argv[1:])]), "commit": git_commit(),
               "quick": args.quick, "repeats": repeats, "hardware": hardware(device),
               "wall_time_s": time.perf_counter() - t0, "comparisons": comparisons, "scaling": scaling,
               "markdown": table}
-    out = Path(args.out) if args.out else ROOT / "results" / "bench" / f"relaxations_{device.type}.json"
-    if not args.quick or args.out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(record, indent=2) + "\n")
-        print(f"\nwrote {out}")
+    write_bench_record(args.out, ROOT / "results" / "bench" / f"relaxations_{device.type}.json", record, args.quick)
     return record
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import os
 import shlex
@@ -56,7 +55,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from experiments.common.loggers import RunningMeans  # noqa: E402
-from experiments.common.runtime import git_commit, hardware, resolve_device, seed_everything  # noqa: E402
+from experiments.common.runtime import (  # noqa: E402
+    git_commit,
+    hardware,
+    resolve_device,
+    seed_everything,
+    write_bench_record,
+)
 from experiments.common.trainer import train_step  # noqa: E402
 
 EXPERIMENTS = ("nri", "vae", "l2x")
@@ -399,11 +404,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "results": rows,
         "markdown": table,
     }
-    out = Path(args.out) if args.out else ROOT / "results" / "bench" / f"training_{device.type}.json"
-    if not args.quick or args.out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(record, indent=2) + "\n")
-        print(f"\nwrote {out}")
+    write_bench_record(args.out, ROOT / "results" / "bench" / f"training_{device.type}.json", record, args.quick)
     return record
 
 

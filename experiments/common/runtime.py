@@ -102,3 +102,13 @@ def write_record(path: Path | None, record: dict[str, Any]) -> None:
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def write_bench_record(out: str | Path | None, default: Path, record: dict[str, Any], quick: bool) -> None:
+    """A benchmark script's record: to ``out`` when given, else to ``default`` unless the run was ``--quick``
+    (a smoke test that must not overwrite the committed numbers)."""
+    if out is None and quick:
+        return
+    path = Path(out) if out is not None else default
+    write_record(path, record)
+    print(f"\nwrote {path}")
