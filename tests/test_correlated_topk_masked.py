@@ -70,26 +70,3 @@ def test_masked_gradcheck():
     w = random_weights(S, (3,), 5, generator=gen).requires_grad_()
     mask = torch.tensor([[True, True, False, True, True], [False, True, True, False, True], [True] * 5])
     torch.autograd.gradcheck(lambda v: S.relax(S.masked(v, mask), 0.8), (w,))
-
-
-def test_masked_validates_the_mask():
-    S = sst.CorrelatedTopK(2)
-    w = torch.randn(3, 9)
-    with pytest.raises(ValueError, match="mask must be a bool tensor of shape \\(3, 5\\)"):
-        S.masked(w, torch.ones(3, 4, dtype=torch.bool))
-    with pytest.raises(ValueError, match="mask must be a bool"):
-        S.masked(w, torch.ones(3, 5))
-    with pytest.raises(ValueError, match="mask must be a bool.*got list"):
-        S.masked(w, [[True] * 5] * 3)
-    with pytest.raises(ValueError, match="2n - 1"):
-        S.masked(torch.randn(3, 8), torch.ones(3, 4, dtype=torch.bool))
-
-
-def test_masked_half_precision_comes_back_as_float32():
-    S = sst.CorrelatedTopK(2)
-    mask = torch.tensor([[True, True, False, True, False]])
-    for dtype in (torch.float16, torch.bfloat16):
-        wm = S.masked(torch.randn(1, 9).to(dtype), mask)
-        assert wm.dtype == torch.float32 and torch.isfinite(wm).all()
-        x = S.relax(wm, 0.5)[0, :5]
-        assert float(x[~mask[0]].abs().max()) < 1e-30 and abs(float(x.sum()) - 2) < 1e-5

@@ -1,4 +1,5 @@
-"""TopK.masked: variable-length rows (padding out of every subset and every relaxation)."""
+"""TopK.masked: variable-length rows (padding out of every subset and every relaxation); the mask checks and
+half-precision handling it shares with CorrelatedTopK.masked (whose own tests are in test_correlated_topk_masked.py)."""
 
 from __future__ import annotations
 
@@ -90,25 +91,34 @@ def test_masked_gradcheck(regularizer):
     torch.autograd.gradcheck(lambda v: S.relax(S.masked(v, mask), 0.8, regularizer), (w,))
 
 
-def test_masked_validates_the_mask():
-    S = sst.TopK(2)
-    w = torch.randn(3, 5)
+SHARED = [pytest.param(sst.TopK(2), 5, id="TopK"), pytest.param(sst.CorrelatedTopK(2), 9, id="CorrelatedTopK")]
+
+
+@pytest.mark.parametrize("S,width", SHARED)
+def test_masked_validates_the_mask(S, width):
+    """Both structures' ``masked``: n = 5 positions (w of width 5, or 2 * 5 - 1 for the chain)."""
+    w = torch.randn(3, width)
     with pytest.raises(ValueError, match="mask must be a bool tensor of shape \\(3, 5\\)"):
         S.masked(w, torch.ones(3, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="mask must be a bool"):
         S.masked(w, torch.ones(3, 5))
     with pytest.raises(ValueError, match="mask must be a bool.*got list"):
         S.masked(w, [[True] * 5] * 3)
+
+
+def test_masked_validates_w():
     with pytest.raises(ValueError, match="k=2 must be <= n"):
-        S.masked(torch.randn(3, 1), torch.ones(3, 1, dtype=torch.bool))
+        sst.TopK(2).masked(torch.randn(3, 1), torch.ones(3, 1, dtype=torch.bool))
+    with pytest.raises(ValueError, match="2n - 1"):
+        sst.CorrelatedTopK(2).masked(torch.randn(3, 8), torch.ones(3, 4, dtype=torch.bool))
 
 
-def test_masked_half_precision_comes_back_as_float32():
-    S = sst.TopK(2)
+@pytest.mark.parametrize("S,width", SHARED)
+def test_masked_half_precision_comes_back_as_float32(S, width):
     mask = torch.tensor([[True, True, False, True, False]])
     for dtype in (torch.float16, torch.bfloat16):
-        wm = S.masked(torch.randn(1, 5).to(dtype), mask)
+        wm = S.masked(torch.randn(1, width).to(dtype), mask)
         assert wm.dtype == torch.float32 and torch.isfinite(wm).all()
-        for regularizer in REGULARIZERS:
-            x = S.relax(wm, 0.5, regularizer)[0]
-            assert float(x[~mask[0]].abs().max()) < 1e-34 and abs(float(x.sum()) - 2) < 1e-5
+        for regularizer in S.regularizers:
+            x = S.relax(wm, 0.5, regularizer)[0, :5]
+            assert float(x[~mask[0]].abs().max()) < 1e-30 and abs(float(x.sum()) - 2) < 1e-5
