@@ -2,11 +2,13 @@
 
     python scripts/plot_l2x.py                                   # results/l2x/*.json -> results/l2x/table.png
     python scripts/plot_l2x.py --results results --out fig.png
+    python scripts/plot_l2x.py --w2v-epochs 5 -o results/l2x/table_w2v5.png   # the previous default embeddings
 
 Ours: solid lines, the mean over seeds (error bars: one standard deviation when there are several); the paper's:
 dashed, with its reported standard deviations. The MSE panel plots our ``test/mse_heldout_aspect_file`` (MSE on
 held-out reviews of the aspect-1 file, the paper's kind of test review; ``test/mse`` on the annotated reviews is
-not comparable, see the README). Records marked ``"table": false`` are left out, as in make_tables.py.
+not comparable, see the README). Records marked ``"table": false`` are left out, and only the runs on the chosen
+word2vec embeddings (``--w2v-epochs``, default the current default's) are plotted, as in make_tables.py.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from make_tables import L2X_KS, L2X_ROWS, PAPER_L2X, REPO, _group, load_records  # noqa: E402
+from make_tables import L2X_KS, L2X_ROWS, L2X_W2V_EPOCHS, PAPER_L2X, REPO, l2x_groups, load_records  # noqa: E402
 
 MSE_METRIC = "test/mse_heldout_aspect_file"
 
@@ -29,10 +31,11 @@ def _paper(cell: str) -> tuple[float, float]:
     return float(mean), float(sd)
 
 
-def series(records: list[dict], aspect: int = 1) -> dict[str, dict[str, list[tuple[int, float, float]]]]:
+def series(records: list[dict], aspect: int = 1,
+           w2v_epochs: int = L2X_W2V_EPOCHS) -> dict[str, dict[str, list[tuple[int, float, float]]]]:
     """{relaxation: {"precision"|"mse"|"paper_precision"|"paper_mse": [(k, mean, sd), ...]}}, in % and MSE x100;
-    our entries only where a record exists."""
-    groups = _group(records, "l2x", lambda r: (r["relaxation"], int(r.get("k") or 10), int(r.get("aspect", 1))))
+    our entries only where a record on word2vec embeddings of ``w2v_epochs`` exists."""
+    groups = l2x_groups(records, w2v_epochs)
     out: dict[str, dict[str, list[tuple[int, float, float]]]] = {}
     for rel, _ in L2X_ROWS:
         s: dict[str, list[tuple[int, float, float]]] = {"precision": [], "mse": [], "paper_precision": [],
@@ -50,14 +53,14 @@ def series(records: list[dict], aspect: int = 1) -> dict[str, dict[str, list[tup
     return out
 
 
-def plot(records: list[dict], out: Path, aspect: int = 1) -> Path:
+def plot(records: list[dict], out: Path, aspect: int = 1, w2v_epochs: int = L2X_W2V_EPOCHS) -> Path:
     """Write the two-panel figure to ``out`` and return it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = series(records, aspect)
+    data = series(records, aspect, w2v_epochs)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     colors = plt.get_cmap("tab10")
     for i, (rel, label) in enumerate(L2X_ROWS):
@@ -73,7 +76,7 @@ def plot(records: list[dict], out: Path, aspect: int = 1) -> Path:
             ax.set_xlabel("k (words selected)")
             ax.set_ylabel(ylabel)
             ax.set_xticks(list(L2X_KS))
-    axes[0].set_title("Subset precision (solid: ours, dashed: paper)")
+    axes[0].set_title(f"Subset precision (solid: ours, word2vec {w2v_epochs} epochs; dashed: paper)", fontsize=10)
     axes[1].set_title("Aroma-score MSE (solid: ours, dashed: paper)")
     axes[0].legend(fontsize=8, loc="best")
     fig.tight_layout()
@@ -87,9 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", type=Path, default=REPO / "results" / "l2x", help="folder of JSON records")
     ap.add_argument("--aspect", type=int, default=1)
+    ap.add_argument("--w2v-epochs", type=int, default=L2X_W2V_EPOCHS,
+                    help="runs on word2vec embeddings of this many epochs (default: the current default's)")
     ap.add_argument("-o", "--out", type=Path, default=REPO / "results" / "l2x" / "table.png")
     args = ap.parse_args(argv)
-    print(plot(load_records([args.results]), args.out, args.aspect))
+    print(plot(load_records([args.results]), args.out, args.aspect, args.w2v_epochs))
     return 0
 
 

@@ -81,6 +81,30 @@ def test_side_runs_are_left_out():
     assert make_tables._is_record(rec) and not make_tables._is_record({**rec, "table": False})
 
 
+def test_l2x_tables_split_by_embeddings(tmp_path: Path):
+    res = tmp_path / "results"
+    for name, data in (("cur", {"w2v": {"epochs": make_tables.L2X_W2V_EPOCHS}}),
+                       ("old", {"w2v": {"epochs": make_tables.L2X_PREVIOUS_W2V_EPOCHS}}),
+                       ("own", {"w2v": {"epochs": make_tables.L2X_W2V_EPOCHS}, "embeddings": "/x/emb.txt"})):
+        _write(res / f"{name}.json", experiment="l2x", relaxation="corr_topk", estimator="relaxed", k=10, aspect=1,
+               metrics={"test/mse": 0.01, "test/subset_precision": {"cur": 0.5, "old": 0.4, "own": 0.9}[name]},
+               config={"data": data})
+    records = make_tables.load_records([res])
+    assert [make_tables.l2x_w2v_epochs(r) for r in records] == [20, 5, None]  # cur, old, own
+    tables = {n: make_tables.markdown(*t) for n, (_, t) in make_tables.all_tables(records).items()}
+    corr = {n: next(line for line in tables[n].splitlines() if line.startswith("| Corr.")) for n in ("l2x", "l2x_w2v5")}
+    assert "/ 50.0 (n=1)" in corr["l2x"] and "/ 40.0 (n=1)" in corr["l2x_w2v5"]  # supplied embeddings: neither
+    assert plot_l2x.series(records)["corr_topk"]["precision"] == [(10, 50.0, 0.0)]
+    assert plot_l2x.series(records, w2v_epochs=5)["corr_topk"]["precision"] == [(10, 40.0, 0.0)]
+
+
+def test_l2x_table_follows_the_default_embeddings():
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "configs" / "experiment" / "l2x.yaml").read_text())
+    assert cfg["data"]["w2v"]["epochs"] == make_tables.L2X_W2V_EPOCHS != make_tables.L2X_PREVIOUS_W2V_EPOCHS
+
+
 def test_plot_l2x(tmp_path: Path):
     res = _records(tmp_path) / "l2x"
     _write(res / "c2.json", experiment="l2x", relaxation="corr_topk", estimator="relaxed", k=10, aspect=1,
