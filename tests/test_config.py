@@ -91,6 +91,8 @@ def test_bad_batch_settings_rejected():
     with pytest.raises(ConfigError, match="data.train_fraction"):
         validate_config(compose_cfg(["experiment=l2x", "data.train_fraction=1.5"]))
     validate_config(compose_cfg(["experiment=l2x", "data.train_fraction=0.5"]))
+    with pytest.raises(ConfigError, match="data.w2v.epochs"):
+        validate_config(compose_cfg(["experiment=l2x", "data.w2v.epochs=0"]))
 
 
 def test_bad_lr_schedule_rejected():

@@ -80,6 +80,9 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"data.batch_size must be a positive integer, got {data.batch_size}")
     if data.get("train_fraction") is not None and not 0.0 < float(data.train_fraction) <= 1.0:
         raise ConfigError(f"data.train_fraction must lie in (0, 1], got {data.train_fraction}")
+    epochs = (data.get("w2v") or {}).get("epochs")
+    if epochs is not None and int(epochs) < 1:
+        raise ConfigError(f"data.w2v.epochs (word2vec training epochs) must be a positive integer, got {epochs}")
     if data.get("bucket_batches") is not None and int(data.bucket_batches) < 1:
         raise ConfigError(f"data.bucket_batches must be null (no length bucketing) or a positive integer, "
                           f"got {data.bucket_batches}")

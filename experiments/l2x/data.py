@@ -308,7 +308,7 @@ def w2v_settings(cfg: DictConfig) -> dict:
         "min_count": int(w.get("min_count", 2)),
         "sg": int(w.get("sg", 1)),
         "negative": int(w.get("negative", 5)),
-        "epochs": int(w.get("epochs", 5)),
+        "epochs": int(w.get("epochs", 20)),
         "workers": int(w.get("workers", 2)),
         "seed": int(w.get("seed", 0)),
     }
