@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -14,3 +15,16 @@ def run_experiment(cfg: DictConfig) -> dict:
     validate_config(cfg)
     module = importlib.import_module(f"experiments.{cfg.experiment.name}")
     return module.train(cfg)
+
+
+# The Task class each experiment's ``train`` hands to the shared trainer, as "module:Class".
+TASKS = {"nri": "experiments.nri.task:NRITask", "vae": "experiments.vae.task:VAETask",
+         "l2x": "experiments.l2x.task:BeerL2XTask"}
+
+
+def task_class(name: str) -> Any:
+    """The Task class of experiment ``name`` (for tools that build a task outside ``train``: benchmarks, probes)."""
+    if name not in TASKS:
+        raise ValueError(f"experiment must be one of {', '.join(TASKS)}, got {name!r}")
+    module, cls = TASKS[name].split(":")
+    return getattr(importlib.import_module(module), cls)

@@ -43,7 +43,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,10 @@ from torch import Tensor
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from experiments import task_class  # noqa: E402
 from experiments.common.loggers import RunningMeans  # noqa: E402
 from experiments.common.runtime import (  # noqa: E402
+    flush_denormal,
     git_commit,
     hardware,
     resolve_device,
@@ -195,27 +197,18 @@ class LogSums:
                 raise FloatingPointError(f"non-finite training loss at step {step}")
 
 
-def task_class(name: str) -> Callable[[DictConfig, torch.device], Any]:
-    """The experiment's Task class (the one its ``train(cfg)`` hands to the trainer)."""
-    if name == "nri":
-        from experiments.nri.task import NRITask
-
-        return NRITask
-    if name == "vae":
-        from experiments.vae.task import VAETask
-
-        return VAETask
-    from experiments.l2x.task import BeerL2XTask
-
-    return BeerL2XTask
-
-
 def time_training(cfg: DictConfig, iters: int, warmup: int, log_reps: int = 200) -> dict[str, Any]:
-    """Build the task as the trainer does and time ``iters`` whole training iterations after ``warmup`` ones.
+    """Build the task as the trainer does and time ``iters`` whole training iterations after ``warmup`` ones,
+    with ``trainer.flush_denormal`` as the trainer sets it.
 
     Returns batch size, set-up seconds, ms/iter, steps/s, the logging bookkeeping's ms per step (timed alone over
     ``log_reps`` steps) and, on CUDA, the peak memory.
     """
+    with flush_denormal(bool(cfg.trainer.get("flush_denormal", True))):
+        return _time_training(cfg, iters, warmup, log_reps)
+
+
+def _time_training(cfg: DictConfig, iters: int, warmup: int, log_reps: int) -> dict[str, Any]:
     name = str(cfg.experiment.name)
     tcfg = cfg.trainer
     grad_clip = tcfg.get("grad_clip")

@@ -64,8 +64,14 @@ def _perturb(theta: Tensor, generator: torch.Generator | None) -> Tensor:
     return theta + gumbel_like(theta, generator=generator)
 
 
-def _straight_through(soft: Tensor, k: int) -> Tensor:
-    idx = soft.detach().topk(k, dim=-1).indices
+def _straight_through(soft: Tensor, k: int, mask: Tensor | None) -> Tensor:
+    """k-hot of the k largest entries of ``soft`` forward, ``soft``'s gradient backward. Masked items rank below
+    every allowed one, also below allowed entries that are exactly 0 (at a low temperature a relaxed entry can
+    underflow to 0, and a plain top-k would then break the tie among zeros with padding)."""
+    key = soft.detach()
+    if mask is not None:
+        key = key.masked_fill(~mask, -1.0)
+    idx = key.topk(k, dim=-1).indices
     return straight_through(torch.zeros_like(soft).scatter_(-1, idx, 1.0), soft)
 
 
@@ -89,7 +95,7 @@ def l2x_subset(theta: Tensor, k: int, tau: float = 0.1, mask: Tensor | None = No
     u = _perturb(draws, generator)  # (..., k, n): k independent Gumbel perturbations
     m = None if mask is None else mask.unsqueeze(-2).expand_as(u)
     soft = _masked_softmax(u / tau, m).amax(dim=-2)
-    return _straight_through(soft, int(k)) if hard else soft
+    return _straight_through(soft, int(k), mask) if hard else soft
 
 
 def softsub_subset(theta: Tensor, k: int, tau: float = 0.5, mask: Tensor | None = None, hard: bool = False,
@@ -119,7 +125,7 @@ def softsub_subset(theta: Tensor, k: int, tau: float = 0.5, mask: Tensor | None 
         w = w + torch.log(torch.clamp(1.0 - p, min=eps))
         p = _masked_softmax(w / tau, mask)
         total = total + p
-    return _straight_through(total, int(k)) if hard else total
+    return _straight_through(total, int(k), mask) if hard else total
 
 
 def _ef_marginals(theta: Tensor, k: int) -> Tensor:
@@ -171,4 +177,4 @@ def ef_topk_fd_subset(theta: Tensor, k: int, tau: float = 1.0, mask: Tensor | No
     soft = _FiniteDifferenceMarginals.apply(w, int(k), float(eps))
     if mask is not None:
         soft = soft * mask.to(soft.dtype)
-    return _straight_through(soft, int(k)) if hard else soft
+    return _straight_through(soft, int(k), mask) if hard else soft

@@ -117,6 +117,9 @@ def test_bad_loss_limit_and_stray_pairwise_offset_rejected():
     with pytest.raises(ConfigError, match="trainer.loss_limit"):
         validate_config(compose_cfg(["trainer.loss_limit=-1"]))
     validate_config(compose_cfg(["trainer.loss_limit=null"]))
+    with pytest.raises(ConfigError, match="trainer.flush_denormal"):
+        validate_config(compose_cfg(["trainer.flush_denormal=sometimes"]))
+    validate_config(compose_cfg(["trainer.flush_denormal=false"]))
     with pytest.raises(ConfigError, match="pairwise_offset"):
         validate_config(compose_cfg(["experiment=l2x", "relaxation=ef_topk", "model.pairwise_offset=4"]))
     validate_config(compose_cfg(["experiment=l2x", "relaxation=corr_topk", "model.pairwise_offset=4"]))

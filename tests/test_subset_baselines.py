@@ -99,3 +99,15 @@ def test_ef_topk_fd_forward_is_exact_and_backward_is_the_released_finite_differe
         assert (err < 1e-4) if close else (err > 1e-2), (scale, err)
     with pytest.raises(ValueError, match="eps"):
         ef_topk_fd_subset(theta, k, tau, eps=0.0)
+
+
+@pytest.mark.parametrize("fn, tau", FUNCS)
+def test_hard_never_picks_padding_when_relaxed_entries_underflow(fn, tau):
+    # One allowed item dominates so much that every other allowed item's relaxed value is exactly 0, as is the
+    # padding's: the straight-through top-k must still break that tie in favour of allowed items.
+    theta = torch.zeros(2, 30)
+    mask = torch.arange(30).unsqueeze(0) >= torch.tensor([[22], [10]])  # padding first: 8 and 20 items allowed
+    theta[:, -1] = 1.0e3
+    theta[~mask] = 100.0
+    z = fn(theta, 5, tau, mask=mask, hard=True, generator=torch.Generator().manual_seed(0))
+    assert torch.all(z.sum(-1) == 5) and torch.all(z[~mask] == 0) and torch.all(z[:, -1] == 1)

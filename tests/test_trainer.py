@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.common.data import TensorBatches
+from experiments.common.runtime import flush_denormal, flush_denormal_enabled
 from experiments.common.task import Task, adam, lr_scheduler
 from experiments.common.trainer import fit
 from tests.conftest import compose_cfg
@@ -181,3 +182,31 @@ def test_cosine_schedule_is_checkpointed_and_resumed(tmp_path: Path):
     assert lr_in_last() == pytest.approx(0.005 + (0.05 - 0.005) / 2)  # halfway down the cosine
     fit(cfg, Regression, out_dir=tmp_path)  # a fresh scheduler would be halfway again at step 40
     assert lr_in_last() == pytest.approx(0.005)
+
+
+class FlushProbe(Regression):
+    """Records, at every training step, whether subnormal floats are flushed to zero."""
+
+    seen: list[bool] = []
+
+    def training_step(self, batch, step):
+        FlushProbe.seen.append(flush_denormal_enabled())
+        return super().training_step(batch, step)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_flush_denormal_holds_during_fit_and_is_restored(tmp_path: Path, enabled: bool):
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormal floats")
+    cfg = _cfg(10)
+    cfg.trainer.flush_denormal = enabled
+    FlushProbe.seen = []
+    fit(cfg, FlushProbe, out_dir=tmp_path)
+    assert FlushProbe.seen and all(seen == enabled for seen in FlushProbe.seen)
+    assert not flush_denormal_enabled()
+    with flush_denormal(True) as active:
+        assert active and flush_denormal_enabled()
+        with flush_denormal(False) as inner:
+            assert not inner and not flush_denormal_enabled()
+        assert flush_denormal_enabled()
+    assert not flush_denormal_enabled()

@@ -56,6 +56,9 @@ def validate_config(cfg: DictConfig) -> None:
     limit = cfg.trainer.get("loss_limit")
     if limit is not None and not float(limit) > 0:
         raise ConfigError(f"trainer.loss_limit must be null (non-finite losses only) or > 0, got {limit}")
+    flush = cfg.trainer.get("flush_denormal", True)
+    if not isinstance(flush, bool):
+        raise ConfigError(f"trainer.flush_denormal must be true or false, got {flush!r}")
     model = cfg.get("model") or {}
     if float(model.get("pairwise_offset", 0.0) or 0.0) != 0.0 and cfg.relaxation.structure != "corr_topk":
         raise ConfigError(f"model.pairwise_offset acts on Corr. Top k's pairwise logits only; relaxation={relax} "

@@ -15,7 +15,14 @@ from tqdm.auto import tqdm
 
 from experiments.common.checkpoint import TrainState, load_best, load_last, save_best, save_last
 from experiments.common.loggers import RunningMeans, build_logger
-from experiments.common.runtime import command_line, git_commit, hardware, resolve_device, seed_everything
+from experiments.common.runtime import (
+    command_line,
+    flush_denormal,
+    git_commit,
+    hardware,
+    resolve_device,
+    seed_everything,
+)
 from experiments.common.task import Task
 
 METRICS_FILE = "metrics.json"
@@ -71,8 +78,16 @@ def fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Task
 
     Seeds everything, resolves the device, evaluates on validation every ``trainer.eval_every`` steps, keeps
     ``best.pt`` (by ``task.monitor``) and ``last.pt``, resumes from ``last.pt`` when restarted in the same
-    folder, evaluates the best weights on test and writes ``metrics.json``.
+    folder, evaluates the best weights on test and writes ``metrics.json``. With ``trainer.flush_denormal``
+    (default true) CPU arithmetic treats subnormal floats as zero for the whole run (see
+    :func:`experiments.common.runtime.flush_denormal`); the setting is restored afterwards.
     """
+    with flush_denormal(bool(cfg.trainer.get("flush_denormal", True))):
+        return _fit(cfg, task_factory, out_dir)
+
+
+def _fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Task],
+         out_dir: Path | None) -> dict[str, float]:
     out_dir = Path(out_dir) if out_dir is not None else output_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     tcfg = cfg.trainer
