@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = []
     for run in args.runs:
         row = time_run(run, args.blocks, args.steps)
-        print(f"{row['relaxation']:>12} k={row['k']}: {row['median_off']:.2f} -> {row['median_on']:.2f} steps/s "
-              f"(x{row['speedup']:.2f})")
+        label = f"{row['experiment']} {row['relaxation']}" + (f" k={row['k']}" if row["k"] is not None else "")
+        print(f"{label}: {row['median_off']:.2f} -> {row['median_on']:.2f} steps/s (x{row['speedup']:.2f})")
         rows.append(row)
     record = {"rows": rows, **provenance(torch.device("cpu"), time.perf_counter() - t0)}
     write_record(args.out, record)

@@ -32,3 +32,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def fake_mnist(monkeypatch):
+    """The VAE task reads 200 random training and 30 test images instead of MNIST."""
+    from experiments.vae import task as vtask
+
+    g = torch.Generator().manual_seed(0)
+    train = torch.randint(0, 256, (200, 784), generator=g, dtype=torch.uint8)
+    test = torch.randint(0, 256, (30, 784), generator=g, dtype=torch.uint8)
+    monkeypatch.setattr(vtask, "load_mnist_images", lambda root, allow_download=False: (train, test))

@@ -28,14 +28,6 @@ def _cfg(relaxation: str, estimator: str, *extra: str):
         ])
 
 
-@pytest.fixture
-def fake_mnist(monkeypatch):
-    g = torch.Generator().manual_seed(0)
-    train = torch.randint(0, 256, (200, 784), generator=g, dtype=torch.uint8)
-    test = torch.randint(0, 256, (30, 784), generator=g, dtype=torch.uint8)
-    monkeypatch.setattr(vtask, "load_mnist_images", lambda root, allow_download=False: (train, test))
-
-
 @pytest.mark.parametrize("relaxation", ["gumbel_softmax", "binary_concrete"])
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_every_estimator_trains(fake_mnist, relaxation, estimator):
