@@ -1,13 +1,13 @@
 """Subnormal floats on the CPU: training steps of trained models with ``trainer.flush_denormal`` on and off.
 
 Subnormal (denormal) floats, below 1.2e-38 in float32, are slow on x86 CPUs. A freshly initialised model makes
-few; a trained one at a low temperature makes many (L2X's t = 0.1 and SoftSub's t = 0.5 saturate their
-softmaxes, and the tiny gradients behind them flow into the selector's convolutions). So the script loads
-finished runs: for each run folder it rebuilds the run's task from the config kept in its ``metrics.json``,
-restores ``last.pt`` (weights and optimizer state) and times training iterations exactly as the trainer takes
-them (``experiments.common.trainer.train_step``), in blocks that alternate the flag off and on so that both
-settings see the same mix of batch lengths and the same machine load. The numbers are steps/s per block and the
-ratio of the medians.
+few; a trained one at a low temperature can make many (presumably saturated softmaxes, L2X's t = 0.1 and SoftSub's
+t = 0.5, and the tiny gradients behind them; not located). So the script loads finished runs: for each run folder
+it rebuilds the run's task from the config kept in its ``metrics.json``, restores ``last.pt`` (weights and
+optimizer state) and times training iterations exactly as the trainer takes them
+(``experiments.common.trainer.train_step``), in blocks that alternate the flag off and on so that both settings
+see the same mix of batch lengths and the same machine load. The numbers are steps/s per block and the ratio of
+the medians.
 
     python scripts/bench_flush_denormal.py outputs/l2x/l2x-relaxed/<date> outputs/l2x/softsub-relaxed/<date>
     python scripts/bench_flush_denormal.py <run> --blocks 4 --steps 25 --threads 1 --out /tmp/flush.json
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from experiments import task_class  # noqa: E402
 from experiments.common.checkpoint import load_last  # noqa: E402
 from experiments.common.runtime import flush_denormal, provenance, write_record  # noqa: E402
-from experiments.common.trainer import train_step  # noqa: E402
+from experiments.common.trainer import batch_generator, train_step  # noqa: E402
 
 DEFAULT_OUT = ROOT / "results" / "bench" / "flush_denormal_cpu.json"
 
@@ -52,8 +52,7 @@ def time_run(run: Path, blocks: int, steps: int) -> dict[str, Any]:
     state = load_last(run, module, optimizer, scheduler)
     if state is None:
         raise FileNotFoundError(f"{run / 'last.pt'} is missing: the script needs a finished run's checkpoint")
-    generator = torch.Generator().manual_seed(int(cfg.seed) * 1_000_003 + state.step)
-    batches = iter(task.train_batches(generator))
+    batches = iter(task.train_batches(batch_generator(int(cfg.seed), state.step, device)))
     module.train()
     rates: dict[str, list[float]] = {"off": [], "on": []}
     step = state.step

@@ -64,7 +64,7 @@ from experiments.common.runtime import (  # noqa: E402
     seed_everything,
     write_bench_record,
 )
-from experiments.common.trainer import train_step  # noqa: E402
+from experiments.common.trainer import batch_generator, train_step  # noqa: E402
 
 EXPERIMENTS = ("nri", "vae", "l2x")
 DEFAULT_RELAXATIONS: dict[str, tuple[str, ...]] = {
@@ -219,9 +219,7 @@ def _time_training(cfg: DictConfig, iters: int, warmup: int, log_reps: int) -> d
     task = task_class(name)(cfg, device)
     module = task.module().to(device)
     optimizer, scheduler = task.configure_optimizers()
-    generator = torch.Generator(device=device)
-    generator.manual_seed(int(cfg.seed) * 1_000_003)
-    batches: Iterator[Any] = iter(task.train_batches(generator))
+    batches: Iterator[Any] = iter(task.train_batches(batch_generator(int(cfg.seed), 0, device)))
     setup_s = time.perf_counter() - t0
     module.train()
     if device.type == "cuda":

@@ -37,6 +37,7 @@ from bench_training import compose  # noqa: E402
 
 import sst  # noqa: E402
 from experiments.common.runtime import provenance, seed_everything, write_record  # noqa: E402
+from experiments.common.trainer import batch_generator  # noqa: E402
 from experiments.l2x.task import BeerL2XTask  # noqa: E402
 from sst.structures import correlated_topk  # noqa: E402
 
@@ -117,7 +118,7 @@ def scale_sweep(scales: tuple[float, ...] = (30.0, 300.0, 1500.0)) -> dict[str, 
 
 def first_l2x_batch(task: BeerL2XTask) -> dict[str, float]:
     """Gradient error on the first training batch of ``task`` (its model as built, eval-mode selector)."""
-    ids, target = next(iter(task.train_batches(torch.Generator().manual_seed(int(task.cfg.seed) * 1_000_003))))
+    ids, target = next(iter(task.train_batches(batch_generator(int(task.cfg.seed), 0))))
     k = task.k
     with torch.no_grad():
         emb, unary, pairwise, mask = task.selector_logits(ids)

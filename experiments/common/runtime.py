@@ -47,11 +47,11 @@ def flush_denormal_enabled() -> bool:
 def flush_denormal(enabled: bool) -> Iterator[bool]:
     """Within the block, CPU float arithmetic treats subnormal numbers (below 1.2e-38 in float32) as zero when
     ``enabled`` (``torch.set_flush_denormal``); the previous setting comes back on exit. Yields whether the flag
-    is on inside (False also where the CPU does not support it). Subnormals are slow on x86 CPUs, and at a low
-    temperature a trained model's gradients are full of them (trained L2X models of the L2X (t = 0.1) and SoftSub
-    (t = 0.5) rows take 1.4 to 2.4 times as many steps per second with the flag on, the top-k rows at t = 1 1.04
-    to 1.13 times, the VAE at t = 0.5 1.5 to 1.9 times; ``scripts/bench_flush_denormal.py``). CUDA kernels are
-    not affected."""
+    is on inside (False also where the CPU does not support it). Subnormals are slow on x86 CPUs, and trained
+    models at a low temperature make many of them (trained L2X models of the L2X (t = 0.1) and SoftSub (t = 0.5)
+    rows take 1.5 to 2.4 times as many steps per second with the flag on, the top-k rows at t = 1 1.04 to 1.11
+    times, the VAE at t = 0.5 1.45 to 1.85 times; ``scripts/bench_flush_denormal.py``). CUDA kernels are not
+    affected."""
     before = flush_denormal_enabled()
     active = bool(torch.set_flush_denormal(bool(enabled))) and bool(enabled)
     try:

@@ -66,6 +66,14 @@ def train_step(task: Task, module: torch.nn.Module, optimizer: torch.optim.Optim
     return loss, logs
 
 
+def batch_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The generator ``task.train_batches`` draws from when training (re)starts at ``step``: seeded from the run's
+    seed and the step, so a resumed run draws fresh batches rather than replaying its first ones."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(seed) * 1_000_003 + int(step))
+    return generator
+
+
 def _improved(value: float, best: float | None, mode: str) -> bool:
     if best is None:
         return True
@@ -114,9 +122,7 @@ def _fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Tas
     logger = build_logger(cfg, out_dir, run_id=state.logger_run_id)
     state.logger_run_id = getattr(logger, "run_id", None)
 
-    generator = torch.Generator(device=device)
-    generator.manual_seed(int(cfg.seed) * 1_000_003 + state.step)
-    batches = iter(task.train_batches(generator))
+    batches = iter(task.train_batches(batch_generator(int(cfg.seed), state.step, device)))
     meter = RunningMeans()
     t_start = time.perf_counter()
     elapsed_before = state.elapsed_s
