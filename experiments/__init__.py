@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from experiments.common.config import validate_config
+from experiments.common.config import EXPERIMENTS, validate_config
 
 
 def run_experiment(cfg: DictConfig) -> dict:
@@ -17,14 +17,8 @@ def run_experiment(cfg: DictConfig) -> dict:
     return module.train(cfg)
 
 
-# The Task class each experiment's ``train`` hands to the shared trainer, as "module:Class".
-TASKS = {"nri": "experiments.nri.task:NRITask", "vae": "experiments.vae.task:VAETask",
-         "l2x": "experiments.l2x.task:BeerL2XTask"}
-
-
 def task_class(name: str) -> Any:
     """The Task class of experiment ``name`` (for tools that build a task outside ``train``: benchmarks, probes)."""
-    if name not in TASKS:
-        raise ValueError(f"experiment must be one of {', '.join(TASKS)}, got {name!r}")
-    module, cls = TASKS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    if name not in EXPERIMENTS:
+        raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {name!r}")
+    return importlib.import_module(f"experiments.{name}").task_class()

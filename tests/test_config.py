@@ -155,3 +155,18 @@ def test_cli_illegal_combination_fails_fast(tmp_path: Path):
     assert out.returncode != 0
     assert "legal choices" in out.stderr and "corr_topk" in out.stderr
     assert not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_task_class_names_each_experiments_task(name):
+    from experiments import task_class
+    from experiments.common.task import Task
+
+    assert issubclass(task_class(name), Task)
+
+
+def test_task_class_rejects_an_unknown_experiment_listing_the_choices():
+    from experiments import task_class
+
+    with pytest.raises(ValueError, match="experiment must be one of vae, l2x, nri"):
+        task_class("mnist")

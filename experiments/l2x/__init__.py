@@ -8,9 +8,15 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 
+def task_class() -> type:
+    """The Task class this experiment hands to the shared trainer (imported on demand: torch)."""
+    from experiments.l2x.task import BeerL2XTask
+
+    return BeerL2XTask
+
+
 def train(cfg: DictConfig) -> dict:
     """Train and evaluate the L2X model of ``cfg``; returns the test metrics (also in metrics.json)."""
     from experiments.common.trainer import fit
-    from experiments.l2x.task import BeerL2XTask
 
-    return fit(cfg, BeerL2XTask)
+    return fit(cfg, task_class())

@@ -5,9 +5,15 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 
+def task_class() -> type:
+    """The Task class this experiment hands to the shared trainer (imported on demand: torch)."""
+    from experiments.nri.task import NRITask
+
+    return NRITask
+
+
 def train(cfg: DictConfig) -> dict:
     """Train and evaluate one NRI model; writes metrics.json, checkpoints and a PNG in the run folder."""
     from experiments.common.trainer import fit
-    from experiments.nri.task import NRITask
 
-    return fit(cfg, NRITask)
+    return fit(cfg, task_class())

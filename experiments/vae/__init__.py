@@ -5,9 +5,15 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 
+def task_class() -> type:
+    """The Task class this experiment hands to the shared trainer (imported on demand: torch)."""
+    from experiments.vae.task import VAETask
+
+    return VAETask
+
+
 def train(cfg: DictConfig) -> dict:
     """Train and evaluate the discrete VAE with the shared trainer; returns the final metrics."""
     from experiments.common.trainer import fit
-    from experiments.vae.task import VAETask
 
-    return fit(cfg, VAETask)
+    return fit(cfg, task_class())
