@@ -1,9 +1,8 @@
-"""Experiments reproducing Paulus et al. (2020); each package exposes `train(cfg) -> dict`."""
+"""Experiments reproducing Paulus et al. (2020); each package exposes `task_class()` and `train(cfg) -> dict`."""
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 from omegaconf import DictConfig
 
@@ -17,7 +16,7 @@ def run_experiment(cfg: DictConfig) -> dict:
     return module.train(cfg)
 
 
-def task_class(name: str) -> Any:
+def task_class(name: str) -> type:
     """The Task class of experiment ``name`` (for tools that build a task outside ``train``: benchmarks, probes)."""
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {name!r}")
