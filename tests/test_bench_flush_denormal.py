@@ -27,7 +27,7 @@ def test_bench_times_a_finished_run_both_ways(fake_mnist, tmp_path: Path):
     if not torch.set_flush_denormal(False):
         pytest.skip("this CPU cannot flush subnormal floats")
     cfg = _cfg("gumbel_softmax", "relaxed", "model.hidden=[32,16]", "trainer.max_steps=4", "trainer.eval_every=2",
-               "trainer.progress=false", "eval.artifacts=false")
+               "trainer.progress=false", "eval.artifacts=false", "anneal.rate=1.0", "anneal.every=1")
     run = tmp_path / "run"
     fit(cfg, vtask.VAETask, out_dir=run)
     out = tmp_path / "bench.json"
@@ -35,6 +35,7 @@ def test_bench_times_a_finished_run_both_ways(fake_mnist, tmp_path: Path):
     assert json.loads(out.read_text()) == record
     (row,) = record["rows"]
     assert row["experiment"] == "vae" and row["from_step"] == 4
+    assert row["tau"] == 0.5  # annealed to tau_min by step 4 at this rate, not the configured initial 1.0
     assert len(row["steps_per_s_off"]) == len(row["steps_per_s_on"]) == 2
     assert row["speedup"] == pytest.approx(row["median_on"] / row["median_off"], rel=1e-2)
     for key in ("command", "commit", "hardware", "wall_time_s"):
