@@ -67,8 +67,7 @@ def time_run(run: Path, blocks: int, steps: int) -> dict[str, Any]:
                 step += 1
             rates[key].append(round(steps / (time.perf_counter() - t), 3))
     off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
-    # the temperature of the timed steps (the VAE anneals it; the config holds only the initial one)
-    tau = task.set_temperature(state.step) if hasattr(task, "set_temperature") else cfg.relaxation.get("tau")
+    tau = task.temperature_at(state.step)  # of the timed steps (the VAE anneals it; the config holds the initial one)
     return {"run": str(run), "experiment": record["experiment"], "relaxation": record["relaxation"],
             "k": record.get("k"), "tau": tau, "from_step": state.step,
             "steps_per_block": steps, "steps_per_s_off": rates["off"], "steps_per_s_on": rates["on"],

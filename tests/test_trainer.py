@@ -210,3 +210,11 @@ def test_flush_denormal_holds_during_fit_and_is_restored(tmp_path: Path, enabled
             assert not inner and not flush_denormal_enabled()
         assert flush_denormal_enabled()
     assert not flush_denormal_enabled()
+
+
+def test_temperature_at_is_the_configured_tau_unless_the_task_anneals():
+    cfg = _cfg(10)
+    task = Regression(cfg, torch.device("cpu"))
+    assert task.temperature_at(0) == task.temperature_at(10_000) == float(cfg.relaxation.tau)
+    cfg.relaxation.tau = None
+    assert Regression(cfg, torch.device("cpu")).temperature_at(5) is None

@@ -90,6 +90,12 @@ class Task(abc.ABC):
     def evaluate(self, split: str) -> dict[str, float]:
         """Metrics on ``split`` in {"valid", "test"}, keys prefixed by the split. Runs under no_grad, eval mode."""
 
+    def temperature_at(self, step: int) -> float | None:
+        """The relaxation's temperature at training step ``step``: ``cfg.relaxation.tau`` (None where the
+        relaxation has none); a task that anneals it overrides this."""
+        tau = self.cfg.relaxation.get("tau")
+        return None if tau is None else float(tau)
+
     def record_extras(self) -> dict[str, Any]:
         """Extra top-level keys for metrics.json (e.g. ``{"k": 10, "aspect": 1}``)."""
         return {}

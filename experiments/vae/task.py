@@ -106,9 +106,13 @@ class VAETask(Task):
         for (x,) in TensorBatches([self.train_data], int(self.cfg.data.batch_size), gen):
             yield binarize(x, "dynamic", gen) if self.mode == "dynamic" else x
 
+    def temperature_at(self, step: int) -> float:
+        """The annealed temperature max(tau_min, tau0 exp(-rate t)) at ``step`` (see ``temperature``)."""
+        return temperature(step, **self.anneal)
+
     def set_temperature(self, step: int) -> float:
         """Anneal the estimator's temperature for ``step`` and return it."""
-        self.tau = temperature(step, **self.anneal)
+        self.tau = self.temperature_at(step)
         if hasattr(self.estimator, "tau"):
             self.estimator.tau = self.tau
         return self.tau
