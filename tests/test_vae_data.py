@@ -155,6 +155,7 @@ def test_split_and_binarize():
     assert set(b.unique().tolist()) <= {0.0, 1.0}
     assert b[:, 0].sum() == 0 and b[:, 1].sum() == 2000 and abs(b[:, 2].mean() - 128 / 255) < 0.05
     assert binarize(full[:1], "threshold").tolist() == [[0.0, 1.0, 1.0]]
+    assert torch.allclose(binarize(full[:1], "grey"), torch.tensor([[0.0, 1.0, 128 / 255]]))
     with pytest.raises(ValueError, match="binarize"):
         binarize(full, "otsu")
 

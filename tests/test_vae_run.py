@@ -73,6 +73,19 @@ def test_annealing_sets_estimator_temperature(fake_mnist):
     assert t.set_temperature(10**6) == 0.3
 
 
+def test_grey_mode_trains_on_grey_levels(fake_mnist):
+    t = vtask.VAETask(_cfg("binary_concrete", "relaxed", "model.hidden=[32,16]", "data.binarize=grey"),
+                      torch.device("cpu"))
+    x = next(iter(t.train_batches(torch.Generator().manual_seed(1))))
+    assert x.shape == (16, 784) and 0.0 <= x.min() and x.max() <= 1.0
+    assert not set(x.unique().tolist()) <= {0.0, 1.0}  # unbinarised
+    assert torch.equal(t.eval_data["test"], t.eval_data["test"].clamp(0, 1))
+    loss, _ = t.training_step(x, 0)
+    assert math.isfinite(loss.item())
+    with torch.no_grad():
+        assert math.isfinite(t.evaluate("test")["test/neg_elbo"])
+
+
 def test_bad_binarize_mode(fake_mnist):
     with pytest.raises(ValueError, match="data.binarize"):
         vtask.VAETask(_cfg("gumbel_softmax", "relaxed", "data.binarize=otsu"), torch.device("cpu"))

@@ -223,16 +223,20 @@ def split_train_valid(images: Tensor, num_valid: int, seed: int) -> tuple[Tensor
     return images[perm[num_valid:]], images[perm[:num_valid]]
 
 
-BINARIZE = ("dynamic", "fixed", "threshold")
+BINARIZE = ("dynamic", "fixed", "threshold", "grey")
 
 
 def binarize(grey: Tensor, mode: str, generator: torch.Generator | None = None) -> Tensor:
-    """Binary pixels (float 0/1) from uint8 grey levels.
+    """Pixels as float tensors of the shape of ``grey``, from uint8 grey levels: binary (0/1) except for ``grey``.
 
     ``dynamic`` and ``fixed`` draw Bernoulli(grey / 255) (fixed: the caller draws once and keeps the result);
-    ``threshold`` is grey / 255 > 0.5.
+    ``threshold`` is grey / 255 > 0.5; ``grey`` keeps grey / 255 in [0, 1] unbinarised, the encoder's input and
+    the Bernoulli cross-entropy's target (as Jang et al.'s released notebook does; the "-ELBO" is then a
+    cross-entropy, not the likelihood bound of binary images).
     """
     p = grey.float() / 255.0
+    if mode == "grey":
+        return p
     if mode == "threshold":
         return (p > 0.5).float()
     if mode in ("dynamic", "fixed"):
