@@ -231,8 +231,8 @@ def binarize(grey: Tensor, mode: str, generator: torch.Generator | None = None) 
 
     ``dynamic`` and ``fixed`` draw Bernoulli(grey / 255) (fixed: the caller draws once and keeps the result);
     ``threshold`` is grey / 255 > 0.5; ``grey`` keeps grey / 255 in [0, 1] unbinarised, the encoder's input and
-    the Bernoulli cross-entropy's target (as Jang et al.'s released notebook does; the "-ELBO" is then a
-    cross-entropy, not the likelihood bound of binary images).
+    the Bernoulli cross-entropy's target (as the first notebook Jang released with the Gumbel-softmax paper does;
+    the "-ELBO" is then a cross-entropy, not a bound on the likelihood of binary images).
     """
     p = grey.float() / 255.0
     if mode == "grey":
