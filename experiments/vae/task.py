@@ -47,7 +47,8 @@ class VAETask(Task):
         if self.mode not in BINARIZE:
             raise ValueError(f"data.binarize must be one of {', '.join(BINARIZE)}, got {self.mode!r}")
 
-        # data: uint8 grey levels for dynamic binarisation, fixed 0/1 floats otherwise; eval sets fixed once
+        # data: uint8 grey levels for dynamic binarisation, fixed floats otherwise (0/1, or grey/255 for grey);
+        # eval sets fixed once
         train, test = load_mnist_images(resolve_data_root(cfg), bool(cfg.data.get("download", True)))
         split_seed = int(cfg.data.get("split_seed", 0))
         train, valid = split_train_valid(train, int(cfg.data.num_valid), split_seed)
