@@ -121,3 +121,24 @@ def test_plot_l2x(tmp_path: Path):
     out = tmp_path / "table.png"
     assert plot_l2x.main(["--results", str(res), "-o", str(out)]) == 0
     assert out.stat().st_size > 1000
+
+
+def test_goals_table(tmp_path: Path):
+    records = make_tables.load_records([_records(tmp_path)])
+    rows = {r[0]: r[1:] for r in make_tables.goals_table(records)[1]}
+    assert rows["NRI, T = 10, spanning tree: test ELBO"] == ["≥ -1080", "-1050 ± 71 (n=2)", "met"]
+    assert rows["NRI, T = 10, spanning tree: edge precision %"][2] == "not met, by 1.0"
+    assert rows["NRI, T = 10, indep. edges: test ELBO"] == ["≥ -1370", make_tables.MISSING, "no run"]
+    assert rows["L2X, aroma, k = 10, Corr. Top k: subset precision %"][1:] == ["60.0 (n=1)", "met"]
+    assert rows["L2X, aroma, k = 10, Corr. Top k: MSE ×100 (held-out aspect-file reviews)"][2] == "no run"
+    assert rows["VAE, categorical, Gumbel-softmax: test -ELBO"][2] == "met"
+    order = "L2X, aroma: Corr. Top k first in subset precision at every k"
+    assert rows[order][1:] == [make_tables.MISSING, "no run"]  # Corr. Top k alone: no ordering to judge
+    for rel, k, prec in (("ef_topk", 10, 0.5), ("ef_topk", 5, 0.7), ("corr_topk", 5, 0.65)):
+        _write(tmp_path / "results" / "l2x" / f"{rel}{k}.json", experiment="l2x", relaxation=rel,
+               estimator="relaxed", k=k, aspect=1, metrics={"test/subset_precision": prec})
+    rows = {r[0]: r[1:] for r in make_tables.goals_table(make_tables.load_records([tmp_path / "results"]))[1]}
+    assert rows[order][1:] == ["k = 5: 2nd of 2, -5.0 to E.F. Ent. Top k; k = 10: 1st of 2, +10.0 to E.F. Ent. Top k",
+                               "not met"]
+    assert [make_tables._ordinal(n) for n in (1, 2, 3, 4, 11, 12, 23)] == ["1st", "2nd", "3rd", "4th", "11th", "12th",
+                                                                           "23rd"]
