@@ -244,7 +244,6 @@ def vae_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-
 def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
@@ -299,6 +298,7 @@ def goals_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     if exp_rows := [r for r in rows if r[0].startswith("L2X")]:
         rows.insert(rows.index(exp_rows[-1]) + 1, _l2x_order_row(records))
     return header, rows
+
 
 # --------------------------------------------------------------------------- rendering
 
