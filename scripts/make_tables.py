@@ -178,8 +178,13 @@ def _values(metrics: list[dict], name: str) -> list[float]:
     return [m[name] for m in metrics if name in m]
 
 
+def nri_groups(records: list[dict]) -> dict:
+    """{(relaxation, timesteps, estimator): [metrics, ...]} of the NRI runs."""
+    return _group(records, "nri", lambda r: (r["relaxation"], int(r.get("timesteps") or 10), r.get("estimator")))
+
+
 def nri_table(records: list[dict], timesteps: int = 10) -> tuple[list[str], list[list[str]]]:
-    groups = _group(records, "nri", lambda r: (r["relaxation"], int(r.get("timesteps") or 10), r.get("estimator")))
+    groups = nri_groups(records)
     header = ["edge distribution", "ELBO (ours)", "ELBO (paper)", "precision % (ours)", "precision % (paper)",
               "recall % (ours)", "recall % (paper)"]
     rows = []
@@ -229,8 +234,13 @@ def l2x_table(records: list[dict], aspect: int = 1,
     return header, rows
 
 
+def vae_groups(records: list[dict]) -> dict:
+    """{(estimator, relaxation): [metrics, ...]} of the VAE runs."""
+    return _group(records, "vae", lambda r: (r["estimator"], r["relaxation"]))
+
+
 def vae_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
-    groups = _group(records, "vae", lambda r: (r["estimator"], r["relaxation"]))
+    groups = vae_groups(records)
     header = ["estimator"]
     for _, label in VAE_LATENTS:
         header += [f"{label} (ours)", f"{label} (paper)"]
@@ -278,11 +288,7 @@ def _l2x_order_row(records: list[dict], aspect: int = 1) -> list[str]:
 
 def goals_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Each goal of :data:`GOALS`: the paper's target, our cell (mean ± sd over seeds) and whether its mean meets it."""
-    groups = {
-        "nri": _group(records, "nri", lambda r: (r["relaxation"], int(r.get("timesteps") or 10), r.get("estimator"))),
-        "l2x": l2x_groups(records),
-        "vae": _group(records, "vae", lambda r: (r["estimator"], r["relaxation"])),
-    }
+    groups = {"nri": nri_groups(records), "l2x": l2x_groups(records), "vae": vae_groups(records)}
     header = ["goal", "paper", "ours", "status"]
     rows = []
     for label, exp, key, metric, scale, digits, target, higher in GOALS:
