@@ -104,9 +104,11 @@ GOALS = [
 
 # --------------------------------------------------------------------------- loading
 
-def _is_record(obj: object) -> bool:
-    """A run record meant for the tables; ``"table": false`` marks a side run (an ablation, a check) to leave out."""
-    return isinstance(obj, dict) and {"experiment", "relaxation", "metrics"} <= obj.keys() and obj.get("table", True)
+def _is_record(obj: object, side: bool = False) -> bool:
+    """A run record meant for the tables; ``"table": false`` marks a side run (an ablation, a check) to leave out
+    of them. ``side=True``: a side run's record instead."""
+    return (isinstance(obj, dict) and {"experiment", "relaxation", "metrics"} <= obj.keys()
+            and obj.get("table", True) is not side)
 
 
 def _from_wandb_run(run_dir: Path) -> dict | None:
@@ -131,8 +133,9 @@ def _from_wandb_run(run_dir: Path) -> dict | None:
     return record
 
 
-def load_records(paths: Iterable[Path]) -> list[dict]:
-    """Every record found under ``paths``: *.json records, metrics.json in run folders, W&B offline runs."""
+def load_records(paths: Iterable[Path], side: bool = False) -> list[dict]:
+    """Every record found under ``paths``: *.json records, metrics.json in run folders, W&B offline runs.
+    ``side=True``: the side runs' records (``"table": false``) instead, which no table cell uses."""
     records, seen = [], set()
     for root in paths:
         root = Path(root)
@@ -142,10 +145,10 @@ def load_records(paths: Iterable[Path]) -> list[dict]:
                 obj = json.loads(f.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError, OSError):
                 continue
-            if _is_record(obj) and f.resolve() not in seen:
+            if _is_record(obj, side) and f.resolve() not in seen:
                 seen.add(f.resolve())
                 records.append(obj)
-        if root.is_dir():
+        if root.is_dir() and not side:
             for run in sorted(root.rglob("offline-run-*")):
                 if not (run.parent.parent / "metrics.json").exists():
                     rec = _from_wandb_run(run)
@@ -231,6 +234,75 @@ def l2x_table(records: list[dict], aspect: int = 1,
             pm, pp = PAPER_L2X[rel][k]
             row += [ours if ms else MISSING, f"{pm} / {pp}"]
         rows.append(row)
+    return header, rows
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+# Settings in which a temperature probe may differ from the table run it is paired with (besides the temperature,
+# nothing that changes the training).
+_PAIR_FREE = {"seed", "experiment.tau", "relaxation.tau", "device", "trainer.progress", "trainer.resume"}
+
+
+def l2x_tau_pairs(records: list[dict], side_records: list[dict]) -> dict:
+    """{(relaxation, k, tau): [(seed, probe metrics, table metrics), ...]}: each side run on the default embeddings
+    whose temperature (``relaxation.tau``) differs from that of a table run with the same relaxation, k and seed and
+    otherwise the same config (every setting both records have, but those of ``_PAIR_FREE``)."""
+    def key(r: dict) -> tuple:
+        return r["relaxation"], int(r.get("k") or 10), int(r.get("aspect", 1)), r.get("seed")
+
+    table = defaultdict(list)
+    for r in records:
+        if r.get("experiment") == "l2x" and isinstance(r.get("config"), dict):
+            table[key(r)].append(r)
+    pairs: dict = defaultdict(list)
+    for probe in side_records:
+        if (probe.get("experiment") != "l2x" or not isinstance(probe.get("config"), dict)
+                or l2x_w2v_epochs(probe) != L2X_W2V_EPOCHS):
+            continue
+        flat = _flatten(probe["config"])
+        for run in table.get(key(probe), []):
+            other = _flatten(run["config"])
+            same = all(flat[n] == other[n] for n in flat.keys() & other.keys() - _PAIR_FREE)
+            if same and flat.get("relaxation.tau") != other.get("relaxation.tau"):
+                pairs[(probe["relaxation"], int(probe.get("k") or 10), float(flat["relaxation.tau"]))].append(
+                    (probe.get("seed"), probe["metrics"], run["metrics"]))
+                break
+    return pairs
+
+
+def l2x_tau_table(records: list[dict], side_records: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The L2X temperature probes against the table runs of the same seeds (:func:`l2x_tau_pairs`): subset
+    precision and validation MSE (the model-selection criterion) at the probe's temperature and at the table's."""
+    def mean(values: list[float], scale: float, digits: int) -> str:
+        vals = [v * scale for v in values]
+        if len(vals) == 1:
+            return f"{vals[0]:.{digits}f}"
+        return f"{statistics.fmean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
+
+    pairs = l2x_tau_pairs(records, side_records)
+    labels, order = dict(L2X_ROWS), {rel: i for i, (rel, _) in enumerate(L2X_ROWS)}
+    header = ["relaxation", "k", "tau", "seeds", "precision % at tau", "at the table's tau", "higher at tau",
+              "valid MSE ×100 at tau", "at the table's tau", "lower at tau"]
+    rows = []
+    for rel, k, tau in sorted(pairs, key=lambda x: (x[1], order.get(x[0], len(order)), x[2])):
+        runs = sorted(pairs[(rel, k, tau)], key=lambda p: p[0])
+        prec = [(p["test/subset_precision"], t["test/subset_precision"]) for _, p, t in runs]
+        mse = [(p["best/valid/mse"], t["best/valid/mse"]) for _, p, t in runs]
+        rows.append([labels.get(rel, rel), str(k), f"{tau:g}", ", ".join(str(s) for s, _, _ in runs),
+                     mean([a for a, _ in prec], 100, 1), mean([b for _, b in prec], 100, 1),
+                     f"{sum(a > b for a, b in prec)} of {len(prec)}",
+                     mean([a for a, _ in mse], 100, 2), mean([b for _, b in mse], 100, 2),
+                     f"{sum(a < b for a, b in mse)} of {len(mse)}"])
     return header, rows
 
 
@@ -329,7 +401,10 @@ def latex(header: list[str], rows: list[list[str]], caption: str) -> str:
                       r"\end{table}"])
 
 
-def all_tables(records: list[dict]) -> dict[str, tuple[str, tuple[list[str], list[list[str]]]]]:
+def all_tables(records: list[dict],
+               side_records: list[dict] = ()) -> dict[str, tuple[str, tuple[list[str], list[list[str]]]]]:
+    """Every table: name -> (caption, (header, rows)); ``side_records`` (``"table": false``) feed only the
+    temperature probes' table."""
     return {
         "nri": ("NRI graph layout, T = 10: test ELBO and edge precision/recall of hard samples",
                 nri_table(records, 10)),
@@ -337,6 +412,8 @@ def all_tables(records: list[dict]) -> dict[str, tuple[str, tuple[list[str], lis
         "l2x": ("L2X on BeerAdvocate, aroma: test MSE ×100 / subset precision %", l2x_table(records)),
         "l2x_w2v5": (f"L2X, aroma, on the previous default embeddings (word2vec {L2X_PREVIOUS_W2V_EPOCHS} epochs)",
                      l2x_table(records, w2v_epochs=L2X_PREVIOUS_W2V_EPOCHS)),
+        "l2x_tau": ("L2X, aroma: temperature probes against the table's runs of the same seeds",
+                    l2x_tau_table(records, list(side_records))),
         "vae": ("Discrete VAE on MNIST: test negative ELBO (nats)", vae_table(records)),
         "goals": ("The issues' goals (the paper's numbers) against the mean of our cells", goals_table(records)),
     }
@@ -359,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, help="rewrite the tables between this file's markers")
     args = parser.parse_args(argv)
     records = load_records([args.results, *args.runs])
-    tables = all_tables(records)
+    tables = all_tables(records, load_records([args.results, *args.runs], side=True))
     if args.readme:
         update_readme(args.readme, {n: markdown(*t) for n, (_, t) in tables.items()})
         print(f"updated {args.readme} from {len(records)} records")

@@ -142,3 +142,29 @@ def test_goals_table(tmp_path: Path):
                                "not met"]
     assert [make_tables._ordinal(n) for n in (1, 2, 3, 4, 11, 12, 23)] == ["1st", "2nd", "3rd", "4th", "11th", "12th",
                                                                            "23rd"]
+
+
+def test_l2x_tau_table_pairs_probes_with_the_same_seeds_table_runs(tmp_path: Path):
+    res = tmp_path / "results"
+    data = {"w2v": {"epochs": make_tables.L2X_W2V_EPOCHS}, "bucket_batches": 50, "train_fraction": 1.0}
+
+    def run(name: str, seed: int, tau: float, prec: float, mse: float, table: bool = True, **data_extra) -> None:
+        _write(res / f"{name}.json", experiment="l2x", relaxation="corr_topk", estimator="relaxed", k=10, aspect=1,
+               seed=seed, table=table, metrics={"test/subset_precision": prec, "best/valid/mse": mse},
+               config={"seed": seed, "relaxation": {"tau": tau}, "experiment": {"tau": tau},
+                       "data": {**data, **data_extra}})
+
+    run("t0", 0, 1.0, 0.50, 0.020)
+    run("t1", 1, 1.0, 0.52, 0.019)
+    run("p0", 0, 3.0, 0.56, 0.021, table=False)
+    run("p1", 1, 3.0, 0.50, 0.018, table=False)
+    run("p2", 2, 3.0, 0.60, 0.020, table=False)  # no table run of seed 2: unpaired
+    run("p0_half", 0, 3.0, 0.70, 0.020, table=False, train_fraction=0.5)  # another setting too: unpaired
+    records, side = make_tables.load_records([res]), make_tables.load_records([res], side=True)
+    assert len(records) == 2 and len(side) == 4
+    pairs = make_tables.l2x_tau_pairs(records, side)
+    assert list(pairs) == [("corr_topk", 10, 3.0)] and [s for s, _, _ in pairs[("corr_topk", 10, 3.0)]] == [0, 1]
+    header, rows = make_tables.l2x_tau_table(records, side)
+    assert rows == [["Corr. Top k", "10", "3", "0, 1", "53.0 ± 4.2", "51.0 ± 1.4", "1 of 2", "1.95 ± 0.21",
+                     "1.95 ± 0.07", "1 of 2"]]
+    assert "l2x_tau" in make_tables.all_tables(records, side)
