@@ -108,7 +108,7 @@ def _is_record(obj: object, side: bool = False) -> bool:
     """A run record meant for the tables; ``"table": false`` marks a side run (an ablation, a check) to leave out
     of them. ``side=True``: a side run's record instead."""
     return (isinstance(obj, dict) and {"experiment", "relaxation", "metrics"} <= obj.keys()
-            and obj.get("table", True) is not side)
+            and bool(obj.get("table", True)) != side)
 
 
 def _from_wandb_run(run_dir: Path) -> dict | None:
@@ -251,6 +251,8 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
 # Settings in which a temperature probe may differ from the table run it is paired with (besides the temperature,
 # nothing that changes the training).
 _PAIR_FREE = {"seed", "experiment.tau", "relaxation.tau", "device", "trainer.progress", "trainer.resume"}
+# What the table compares; a pair needs both in both records.
+_PAIR_METRICS = {"test/subset_precision", "best/valid/mse"}
 
 
 def l2x_tau_pairs(records: list[dict], side_records: list[dict]) -> dict:
@@ -273,7 +275,8 @@ def l2x_tau_pairs(records: list[dict], side_records: list[dict]) -> dict:
         for run in table.get(key(probe), []):
             other = _flatten(run["config"])
             same = all(flat[n] == other[n] for n in flat.keys() & other.keys() - _PAIR_FREE)
-            if same and flat.get("relaxation.tau") != other.get("relaxation.tau"):
+            measured = all(_PAIR_METRICS <= m.keys() for m in (probe["metrics"], run["metrics"]))
+            if same and measured and flat.get("relaxation.tau") != other.get("relaxation.tau"):
                 pairs[(probe["relaxation"], int(probe.get("k") or 10), float(flat["relaxation.tau"]))].append(
                     (probe.get("seed"), probe["metrics"], run["metrics"]))
                 break
