@@ -159,14 +159,16 @@ def load_records(paths: Iterable[Path], side: bool = False) -> list[dict]:
 
 # --------------------------------------------------------------------------- cells
 
-def _cell(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
+def _cell(values: list[float], scale: float = 1.0, digits: int = 1, count: bool = True) -> str:
+    """Mean ± sd of the finite values times ``scale`` (the mean alone for one value), with " (n=N)" if ``count``."""
     vals = [v * scale for v in values if v is not None and math.isfinite(v)]
     if not vals:
         return MISSING
+    n = f" (n={len(vals)})" if count else ""
     mean = statistics.fmean(vals)
     if len(vals) == 1:
-        return f"{mean:.{digits}f} (n=1)"
-    return f"{mean:.{digits}f} ± {statistics.stdev(vals):.{digits}f} (n={len(vals)})"
+        return f"{mean:.{digits}f}{n}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(vals):.{digits}f}{n}"
 
 
 def _group(records: list[dict], experiment: str, key) -> dict:
@@ -256,7 +258,8 @@ _PAIR_METRICS = {"test/subset_precision", "best/valid/mse"}
 
 
 def l2x_tau_pairs(records: list[dict], side_records: list[dict]) -> dict:
-    """{(relaxation, k, tau): [(seed, probe metrics, table metrics), ...]}: each side run on the default embeddings
+    """{(relaxation, k, aspect, tau): [(seed, probe metrics, table metrics), ...]}: each side run on the default
+    embeddings
     whose temperature (``relaxation.tau``) differs from that of a table run with the same relaxation, k and seed and
     otherwise the same config (every setting both records have, but those of ``_PAIR_FREE``)."""
     def key(r: dict) -> tuple:
@@ -277,22 +280,19 @@ def l2x_tau_pairs(records: list[dict], side_records: list[dict]) -> dict:
             same = all(flat[n] == other[n] for n in flat.keys() & other.keys() - _PAIR_FREE)
             measured = all(_PAIR_METRICS <= m.keys() for m in (probe["metrics"], run["metrics"]))
             if same and measured and flat.get("relaxation.tau") != other.get("relaxation.tau"):
-                pairs[(probe["relaxation"], int(probe.get("k") or 10), float(flat["relaxation.tau"]))].append(
+                pairs[(*key(probe)[:3], float(flat["relaxation.tau"]))].append(
                     (probe.get("seed"), probe["metrics"], run["metrics"]))
                 break
     return pairs
 
 
-def l2x_tau_table(records: list[dict], side_records: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """The L2X temperature probes against the table runs of the same seeds (:func:`l2x_tau_pairs`): subset
-    precision and validation MSE (the model-selection criterion) at the probe's temperature and at the table's."""
-    def mean(values: list[float], scale: float, digits: int) -> str:
-        vals = [v * scale for v in values]
-        if len(vals) == 1:
-            return f"{vals[0]:.{digits}f}"
-        return f"{statistics.fmean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
-
-    pairs = l2x_tau_pairs(records, side_records)
+def l2x_tau_table(records: list[dict], side_records: list[dict],
+                  aspect: int = 1) -> tuple[list[str], list[list[str]]]:
+    """The L2X temperature probes of ``aspect`` against the table runs of the same seeds (:func:`l2x_tau_pairs`):
+    subset precision and validation MSE (the model-selection criterion) at the probe's temperature and at the
+    table's."""
+    pairs = {(rel, k, tau): v for (rel, k, asp, tau), v in l2x_tau_pairs(records, side_records).items()
+             if asp == aspect}
     labels, order = dict(L2X_ROWS), {rel: i for i, (rel, _) in enumerate(L2X_ROWS)}
     header = ["relaxation", "k", "tau", "seeds", "precision % at tau", "at the table's tau", "higher at tau",
               "valid MSE ×100 at tau", "at the table's tau", "lower at tau"]
@@ -302,9 +302,9 @@ def l2x_tau_table(records: list[dict], side_records: list[dict]) -> tuple[list[s
         prec = [(p["test/subset_precision"], t["test/subset_precision"]) for _, p, t in runs]
         mse = [(p["best/valid/mse"], t["best/valid/mse"]) for _, p, t in runs]
         rows.append([labels.get(rel, rel), str(k), f"{tau:g}", ", ".join(str(s) for s, _, _ in runs),
-                     mean([a for a, _ in prec], 100, 1), mean([b for _, b in prec], 100, 1),
+                     _cell([a for a, _ in prec], 100, 1, count=False), _cell([b for _, b in prec], 100, 1, count=False),
                      f"{sum(a > b for a, b in prec)} of {len(prec)}",
-                     mean([a for a, _ in mse], 100, 2), mean([b for _, b in mse], 100, 2),
+                     _cell([a for a, _ in mse], 100, 2, count=False), _cell([b for _, b in mse], 100, 2, count=False),
                      f"{sum(a < b for a, b in mse)} of {len(mse)}"])
     return header, rows
 

@@ -163,7 +163,8 @@ def test_l2x_tau_table_pairs_probes_with_the_same_seeds_table_runs(tmp_path: Pat
     records, side = make_tables.load_records([res]), make_tables.load_records([res], side=True)
     assert len(records) == 2 and len(side) == 4
     pairs = make_tables.l2x_tau_pairs(records, side)
-    assert list(pairs) == [("corr_topk", 10, 3.0)] and [s for s, _, _ in pairs[("corr_topk", 10, 3.0)]] == [0, 1]
+    assert list(pairs) == [("corr_topk", 10, 1, 3.0)]
+    assert [s for s, _, _ in pairs[("corr_topk", 10, 1, 3.0)]] == [0, 1]
     header, rows = make_tables.l2x_tau_table(records, side)
     assert rows == [["Corr. Top k", "10", "3", "0, 1", "53.0 ± 4.2", "51.0 ± 1.4", "1 of 2", "1.95 ± 0.21",
                      "1.95 ± 0.07", "1 of 2"]]
