@@ -279,8 +279,9 @@ def l2x_tau_pairs(records: list[dict], side_records: list[dict]) -> dict:
             other = _flatten(run["config"])
             same = all(flat[n] == other[n] for n in flat.keys() & other.keys() - _PAIR_FREE)
             measured = all(_PAIR_METRICS <= m.keys() for m in (probe["metrics"], run["metrics"]))
-            if same and measured and flat.get("relaxation.tau") != other.get("relaxation.tau"):
-                pairs[(*key(probe)[:3], float(flat["relaxation.tau"]))].append(
+            tau = flat.get("relaxation.tau")
+            if same and measured and tau is not None and tau != other.get("relaxation.tau"):
+                pairs[(*key(probe)[:3], float(tau))].append(
                     (probe.get("seed"), probe["metrics"], run["metrics"]))
                 break
     return pairs
