@@ -259,11 +259,14 @@ _PAIR_METRICS = {"test/subset_precision", "best/valid/mse"}
 
 def l2x_tau_pairs(records: list[dict], side_records: list[dict]) -> dict:
     """{(relaxation, k, aspect, tau): [(seed, probe metrics, table metrics), ...]}: each side run on the default
-    embeddings
-    whose temperature (``relaxation.tau``) differs from that of a table run with the same relaxation, k and seed and
+    embeddings whose temperature (``relaxation.tau``) differs from that of a table run with the same relaxation, k
+    and seed, on the same build of the embeddings (``data.embeddings_sha256``, where both records have it) and
     otherwise the same config (every setting both records have, but those of ``_PAIR_FREE``)."""
     def key(r: dict) -> tuple:
         return r["relaxation"], int(r.get("k") or 10), int(r.get("aspect", 1)), r.get("seed")
+
+    def build(r: dict) -> str | None:
+        return (r.get("data") or {}).get("embeddings_sha256")
 
     table = defaultdict(list)
     for r in records:
@@ -277,7 +280,8 @@ def l2x_tau_pairs(records: list[dict], side_records: list[dict]) -> dict:
         flat = _flatten(probe["config"])
         for run in table.get(key(probe), []):
             other = _flatten(run["config"])
-            same = all(flat[n] == other[n] for n in flat.keys() & other.keys() - _PAIR_FREE)
+            same = (all(flat[n] == other[n] for n in flat.keys() & other.keys() - _PAIR_FREE)
+                    and (None in (build(probe), build(run)) or build(probe) == build(run)))
             measured = all(_PAIR_METRICS <= m.keys() for m in (probe["metrics"], run["metrics"]))
             tau = flat.get("relaxation.tau")
             if same and measured and tau is not None and tau != other.get("relaxation.tau"):

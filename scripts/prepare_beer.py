@@ -4,9 +4,10 @@
     python scripts/prepare_beer.py data.embedding_dim=50    # any l2x config override
 
 Verifies the checksums of the default files (../shared/data/beer), reads and deduplicates the training reviews,
-and trains 200-d gensim word2vec on their text (skip-gram, window 5, min_count 2, 20 epochs, 2 workers), written
-in word2vec text format under data/cache (or $SST_CACHE_DIR). A run of the task finds the file there; it would
-also build it itself when missing. Prints the split sizes, vocabulary and embedding file.
+and trains 200-d gensim word2vec on their text (skip-gram, window 5, min_count 2, 20 epochs, one worker thread
+so that every build is the same file), written in word2vec text format under data/cache (or $SST_CACHE_DIR). A
+run of the task finds the file there; it would also build it itself when missing. Prints the split sizes,
+vocabulary and embedding file.
 """
 
 from __future__ import annotations

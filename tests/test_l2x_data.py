@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from experiments.l2x.data import (
     PAD_ID,
     UNK_ID,
     Review,
     deduplicate,
+    default_embeddings_path,
     encode,
     read_annotations,
     read_reviews,
@@ -124,6 +130,41 @@ def test_word2vec_corrupt_line(tmp_path):
     path = _write(tmp_path / "w.txt", ["a 1 2 3", "b 1 zz 3"])
     with pytest.raises(ValueError, match=f"{path}:2"):
         read_word2vec(path)
+
+
+_BUILD = """
+import random, sys
+from experiments.l2x.data import train_word2vec
+rng = random.Random(0)
+words = [f"w{i}" for i in range(300)]
+texts = [[rng.choice(words[: rng.randint(5, 300)]) for _ in range(rng.randint(3, 40))] for _ in range(2000)]
+settings = dict(vector_size=16, window=5, min_count=2, sg=1, negative=5, epochs=2, workers=1, seed=0)
+train_word2vec(texts, sys.argv[1], settings, progress=False)
+"""
+
+
+def test_word2vec_one_worker_build_is_bit_reproducible(tmp_path):
+    """Two builds with one worker, in interpreters with different hash seeds, write the same file."""
+    repo = Path(__file__).resolve().parents[1]
+    files = []
+    for hash_seed in ("1", "2"):
+        files.append(tmp_path / f"v{hash_seed}.txt")
+        subprocess.run([sys.executable, "-c", _BUILD, str(files[-1])], cwd=repo, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": hash_seed})
+    assert files[0].read_bytes() == files[1].read_bytes()
+    words, vecs = read_word2vec(files[0])
+    assert vecs.shape == (len(words), 16) and len(words) > 250
+
+
+def test_word2vec_cache_keeps_reproducible_builds_apart(tmp_path, monkeypatch):
+    """The cached file of a one-worker (reproducible) build is not the one of a multi-worker build."""
+    monkeypatch.setenv("SST_CACHE_DIR", str(tmp_path))
+    train = [_write(tmp_path / "r.txt", ["0.1 0.2 0.3 0.4 0.5\ta b"])]
+
+    def path(workers: int) -> Path:
+        return default_embeddings_path(OmegaConf.create({"data": {"w2v": {"workers": workers}}}), train)
+
+    assert path(1) != path(2) and path(2) == path(4)
 
 
 def test_dedup_split_encode_spans():

@@ -148,9 +148,11 @@ def test_l2x_tau_table_pairs_probes_with_the_same_seeds_table_runs(tmp_path: Pat
     res = tmp_path / "results"
     data = {"w2v": {"epochs": make_tables.L2X_W2V_EPOCHS}, "bucket_batches": 50, "train_fraction": 1.0}
 
-    def run(name: str, seed: int, tau: float, prec: float, mse: float, table: bool = True, **data_extra) -> None:
+    def run(name: str, seed: int, tau: float, prec: float, mse: float, table: bool = True, build: str = "aaa",
+            **data_extra) -> None:
         _write(res / f"{name}.json", experiment="l2x", relaxation="corr_topk", estimator="relaxed", k=10, aspect=1,
                seed=seed, table=table, metrics={"test/subset_precision": prec, "best/valid/mse": mse},
+               data={"embeddings_sha256": build},
                config={"seed": seed, "relaxation": {"tau": tau}, "experiment": {"tau": tau},
                        "data": {**data, **data_extra}})
 
@@ -160,8 +162,9 @@ def test_l2x_tau_table_pairs_probes_with_the_same_seeds_table_runs(tmp_path: Pat
     run("p1", 1, 3.0, 0.50, 0.018, table=False)
     run("p2", 2, 3.0, 0.60, 0.020, table=False)  # no table run of seed 2: unpaired
     run("p0_half", 0, 3.0, 0.70, 0.020, table=False, train_fraction=0.5)  # another setting too: unpaired
+    run("p1_build", 1, 3.0, 0.90, 0.010, table=False, build="bbb")  # another build of the embeddings: unpaired
     records, side = make_tables.load_records([res]), make_tables.load_records([res], side=True)
-    assert len(records) == 2 and len(side) == 4
+    assert len(records) == 2 and len(side) == 5
     pairs = make_tables.l2x_tau_pairs(records, side)
     assert list(pairs) == [("corr_topk", 10, 1, 3.0)]
     assert [s for s, _, _ in pairs[("corr_topk", 10, 1, 3.0)]] == [0, 1]
