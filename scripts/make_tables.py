@@ -19,7 +19,7 @@ import re
 import statistics
 import sys
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -250,18 +250,30 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-# Settings in which a temperature probe may differ from the table run it is paired with (besides the temperature,
-# nothing that changes the training).
-_PAIR_FREE = {"seed", "experiment.tau", "relaxation.tau", "device", "trainer.progress", "trainer.resume"}
-# What the table compares; a pair needs both in both records.
-_PAIR_METRICS = {"test/subset_precision", "best/valid/mse"}
+# Settings in which a side run may differ from the table run it is paired with, besides the one it probes (nothing
+# that changes the training).
+_PAIR_FREE = {"seed", "device", "trainer.progress", "trainer.resume"}
+# The settings a side run may probe, each with the config keys that carry it (``experiment.tau`` sets the
+# relaxation's temperature).
+_PAIR_SETTINGS = {"relaxation.tau": {"experiment.tau", "relaxation.tau"}, "trainer.max_steps": {"trainer.max_steps"}}
+# (metric, column label, scale, digits, True when higher is better) of the paired tables; a pair needs the first two
+# in both records.
+_PRECISION = ("test/subset_precision", "precision %", 100, 1, True)
+_VALID_MSE = ("best/valid/mse", "valid MSE ×100", 100, 2, False)
+_ASPECT_MSE = ("test/mse_heldout_aspect_file", "aspect-file MSE ×100", 100, 2, False)
+_PAIR_METRICS = {_PRECISION[0], _VALID_MSE[0]}
 
 
-def l2x_tau_pairs(records: list[dict], side_records: list[dict]) -> dict:
-    """{(relaxation, k, aspect, tau): [(seed, probe metrics, table metrics), ...]}: each side run on the default
-    embeddings whose temperature (``relaxation.tau``) differs from that of a table run with the same relaxation, k
-    and seed, on the same build of the embeddings (``data.embeddings_sha256``, where both records have it) and
-    otherwise the same config (every setting both records have, but those of ``_PAIR_FREE``)."""
+def l2x_side_pairs(records: list[dict], side_records: list[dict], setting: str = "relaxation.tau") -> dict:
+    """{(relaxation, k, aspect, value): [(seed, side metrics, table metrics), ...]}: each side run on the default
+    embeddings whose ``setting`` (a key of ``_PAIR_SETTINGS``: ``relaxation.tau`` or ``trainer.max_steps``) has a
+    value other than that of a table run with the same relaxation, k and seed, on the same build of the embeddings
+    (``data.embeddings_sha256``, where both records have it) and otherwise the same config (every setting both
+    records have, but those of ``_PAIR_FREE``)."""
+    if setting not in _PAIR_SETTINGS:
+        raise ValueError(f"setting must be one of {sorted(_PAIR_SETTINGS)}, got {setting!r}")
+    free = _PAIR_FREE | _PAIR_SETTINGS[setting]
+
     def key(r: dict) -> tuple:
         return r["relaxation"], int(r.get("k") or 10), int(r.get("aspect", 1)), r.get("seed")
 
@@ -280,38 +292,60 @@ def l2x_tau_pairs(records: list[dict], side_records: list[dict]) -> dict:
         flat = _flatten(probe["config"])
         for run in table.get(key(probe), []):
             other = _flatten(run["config"])
-            same = (all(flat[n] == other[n] for n in flat.keys() & other.keys() - _PAIR_FREE)
+            same = (all(flat[n] == other[n] for n in flat.keys() & other.keys() - free)
                     and (None in (build(probe), build(run)) or build(probe) == build(run)))
             measured = all(_PAIR_METRICS <= m.keys() for m in (probe["metrics"], run["metrics"]))
-            tau = flat.get("relaxation.tau")
-            if same and measured and tau is not None and tau != other.get("relaxation.tau"):
-                pairs[(*key(probe)[:3], float(tau))].append(
+            value = flat.get(setting)
+            if same and measured and value is not None and value != other.get(setting):
+                pairs[(*key(probe)[:3], float(value))].append(
                     (probe.get("seed"), probe["metrics"], run["metrics"]))
                 break
     return pairs
 
 
+def l2x_tau_pairs(records: list[dict], side_records: list[dict]) -> dict:
+    """The temperature probes' pairs: :func:`l2x_side_pairs` on ``relaxation.tau``."""
+    return l2x_side_pairs(records, side_records, "relaxation.tau")
+
+
+def l2x_side_table(records: list[dict], side_records: list[dict], setting: str, label: str,
+                   metrics: Sequence[tuple] = (_PRECISION, _VALID_MSE),
+                   aspect: int = 1) -> tuple[list[str], list[list[str]]]:
+    """The side runs of ``aspect`` that probe ``setting`` (column ``label``) against the table runs of the same seeds
+    (:func:`l2x_side_pairs`): each of ``metrics`` at the side run's value and at the table's (means ± sd over the
+    pairs, over the pairs that have the metric) and in how many pairs the side run is the better."""
+    pairs = {(rel, k, v): runs for (rel, k, asp, v), runs in l2x_side_pairs(records, side_records, setting).items()
+             if asp == aspect}
+    names, order = dict(L2X_ROWS), {rel: i for i, (rel, _) in enumerate(L2X_ROWS)}
+    header = ["relaxation", "k", label, "seeds"]
+    for _, name, _, _, higher in metrics:
+        header += [f"{name} at {label}", f"at the table's {label}", f"{'higher' if higher else 'lower'} at {label}"]
+    rows = []
+    for rel, k, value in sorted(pairs, key=lambda x: (x[1], order.get(x[0], len(order)), x[2])):
+        runs = sorted(pairs[(rel, k, value)], key=lambda p: p[0])
+        row = [names.get(rel, rel), str(k), f"{value:g}", ", ".join(str(s) for s, _, _ in runs)]
+        for metric, _, scale, digits, higher in metrics:
+            both = [(p[metric], t[metric]) for _, p, t in runs if metric in p and metric in t]
+            better = sum((a > b) if higher else (a < b) for a, b in both)
+            row += [_cell([a for a, _ in both], scale, digits, count=False),
+                    _cell([b for _, b in both], scale, digits, count=False), f"{better} of {len(both)}"]
+        rows.append(row)
+    return header, rows
+
+
 def l2x_tau_table(records: list[dict], side_records: list[dict],
                   aspect: int = 1) -> tuple[list[str], list[list[str]]]:
-    """The L2X temperature probes of ``aspect`` against the table runs of the same seeds (:func:`l2x_tau_pairs`):
-    subset precision and validation MSE (the model-selection criterion) at the probe's temperature and at the
-    table's."""
-    pairs = {(rel, k, tau): v for (rel, k, asp, tau), v in l2x_tau_pairs(records, side_records).items()
-             if asp == aspect}
-    labels, order = dict(L2X_ROWS), {rel: i for i, (rel, _) in enumerate(L2X_ROWS)}
-    header = ["relaxation", "k", "tau", "seeds", "precision % at tau", "at the table's tau", "higher at tau",
-              "valid MSE ×100 at tau", "at the table's tau", "lower at tau"]
-    rows = []
-    for rel, k, tau in sorted(pairs, key=lambda x: (x[1], order.get(x[0], len(order)), x[2])):
-        runs = sorted(pairs[(rel, k, tau)], key=lambda p: p[0])
-        prec = [(p["test/subset_precision"], t["test/subset_precision"]) for _, p, t in runs]
-        mse = [(p["best/valid/mse"], t["best/valid/mse"]) for _, p, t in runs]
-        rows.append([labels.get(rel, rel), str(k), f"{tau:g}", ", ".join(str(s) for s, _, _ in runs),
-                     _cell([a for a, _ in prec], 100, 1, count=False), _cell([b for _, b in prec], 100, 1, count=False),
-                     f"{sum(a > b for a, b in prec)} of {len(prec)}",
-                     _cell([a for a, _ in mse], 100, 2, count=False), _cell([b for _, b in mse], 100, 2, count=False),
-                     f"{sum(a < b for a, b in mse)} of {len(mse)}"])
-    return header, rows
+    """The L2X temperature probes of ``aspect`` against the table runs of the same seeds: subset precision and
+    validation MSE (the model-selection criterion) at the probe's temperature and at the table's."""
+    return l2x_side_table(records, side_records, "relaxation.tau", "tau", aspect=aspect)
+
+
+def l2x_steps_table(records: list[dict], side_records: list[dict],
+                    aspect: int = 1) -> tuple[list[str], list[list[str]]]:
+    """The L2X runs trained for more (or fewer) steps than the table's run of the same seed: subset precision,
+    validation MSE and the held-out aspect-file MSE (the one comparable with the paper's) at both."""
+    return l2x_side_table(records, side_records, "trainer.max_steps", "steps",
+                          (_PRECISION, _VALID_MSE, _ASPECT_MSE), aspect)
 
 
 def vae_groups(records: list[dict]) -> dict:
@@ -412,7 +446,7 @@ def latex(header: list[str], rows: list[list[str]], caption: str) -> str:
 def all_tables(records: list[dict],
                side_records: list[dict] = ()) -> dict[str, tuple[str, tuple[list[str], list[list[str]]]]]:
     """Every table: name -> (caption, (header, rows)); ``side_records`` (``"table": false``) feed only the
-    temperature probes' table."""
+    tables of side runs paired with table runs (temperature, training steps)."""
     return {
         "nri": ("NRI graph layout, T = 10: test ELBO and edge precision/recall of hard samples",
                 nri_table(records, 10)),
@@ -422,6 +456,8 @@ def all_tables(records: list[dict],
                      l2x_table(records, w2v_epochs=L2X_PREVIOUS_W2V_EPOCHS)),
         "l2x_tau": ("L2X, aroma: temperature probes against the table's runs of the same seeds",
                     l2x_tau_table(records, list(side_records))),
+        "l2x_steps": ("L2X, aroma: longer training against the table's runs of the same seeds",
+                      l2x_steps_table(records, list(side_records))),
         "vae": ("Discrete VAE on MNIST: test negative ELBO (nats)", vae_table(records)),
         "goals": ("The issues' goals (the paper's numbers) against the mean of our cells", goals_table(records)),
     }

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -172,3 +174,30 @@ def test_l2x_tau_table_pairs_probes_with_the_same_seeds_table_runs(tmp_path: Pat
     assert rows == [["Corr. Top k", "10", "3", "0, 1", "53.0 ± 4.2", "51.0 ± 1.4", "1 of 2", "1.95 ± 0.21",
                      "1.95 ± 0.07", "1 of 2"]]
     assert "l2x_tau" in make_tables.all_tables(records, side)
+
+
+def test_l2x_steps_table_pairs_longer_runs_and_not_temperature_probes(tmp_path: Path):
+    res = tmp_path / "results"
+
+    def run(name: str, seed: int, steps: int, tau: float, metrics: dict, table: bool = True) -> None:
+        _write(res / f"{name}.json", experiment="l2x", relaxation="ef_topk", estimator="relaxed", k=5, aspect=1,
+               seed=seed, table=table, metrics=metrics,
+               config={"seed": seed, "relaxation": {"tau": tau}, "trainer": {"max_steps": steps},
+                       "data": {"w2v": {"epochs": make_tables.L2X_W2V_EPOCHS}}})
+
+    run("t0", 0, 100, 1.0, {"test/subset_precision": 0.5, "best/valid/mse": 0.02, "test/mse_heldout_aspect_file": 0.03})
+    run("t1", 1, 100, 1.0, {"test/subset_precision": 0.6, "best/valid/mse": 0.02})
+    run("s0", 0, 200, 1.0, {"test/subset_precision": 0.6, "best/valid/mse": 0.01, "test/mse_heldout_aspect_file": 0.02},
+        table=False)
+    run("s1", 1, 200, 1.0, {"test/subset_precision": 0.5, "best/valid/mse": 0.03}, table=False)
+    run("tau0", 0, 100, 3.0, {"test/subset_precision": 0.9, "best/valid/mse": 0.01}, table=False)
+    records, side = make_tables.load_records([res]), make_tables.load_records([res], side=True)
+    header, rows = make_tables.l2x_steps_table(records, side)
+    assert header[2] == "steps" and len(header) == 4 + 3 * 3
+    # the aspect-file MSE is in seed 0's pair only; the temperature probe is not a steps pair
+    assert rows == [["E.F. Ent. Top k", "5", "200", "0, 1", "55.0 ± 7.1", "55.0 ± 7.1", "1 of 2", "2.00 ± 1.41",
+                     "2.00 ± 0.00", "1 of 2", "2.00", "3.00", "1 of 1"]]
+    assert list(make_tables.l2x_tau_pairs(records, side)) == [("ef_topk", 5, 1, 3.0)]
+    assert "l2x_steps" in make_tables.all_tables(records, side)
+    with pytest.raises(ValueError, match="relaxation.tau"):
+        make_tables.l2x_side_pairs(records, side, "optim.lr")
