@@ -309,17 +309,20 @@ def l2x_tau_pairs(records: list[dict], side_records: list[dict]) -> dict:
 
 
 def l2x_side_table(records: list[dict], side_records: list[dict], setting: str, label: str,
-                   metrics: Sequence[tuple] = (_PRECISION, _VALID_MSE),
+                   metrics: Sequence[tuple] = (_PRECISION, _VALID_MSE), listed: tuple[str, str] | None = None,
                    aspect: int = 1) -> tuple[list[str], list[list[str]]]:
     """The side runs of ``aspect`` that probe ``setting`` (column ``label``) against the table runs of the same seeds
     (:func:`l2x_side_pairs`): each of ``metrics`` at the side run's value and at the table's (means ± sd over the
-    pairs, over the pairs that have the metric) and in how many pairs the side run is the better."""
+    pairs, over the pairs that have the metric) and in how many pairs the side run is the better; ``listed``
+    (metric, column label): a last column with that metric of each side run, in seed order."""
     pairs = {(rel, k, v): runs for (rel, k, asp, v), runs in l2x_side_pairs(records, side_records, setting).items()
              if asp == aspect}
     names, order = dict(L2X_ROWS), {rel: i for i, (rel, _) in enumerate(L2X_ROWS)}
     header = ["relaxation", "k", label, "seeds"]
     for _, name, _, _, higher in metrics:
         header += [f"{name} at {label}", f"at the table's {label}", f"{'higher' if higher else 'lower'} at {label}"]
+    if listed:
+        header.append(listed[1])
     rows = []
     for rel, k, value in sorted(pairs, key=lambda x: (x[1], order.get(x[0], len(order)), x[2])):
         runs = sorted(pairs[(rel, k, value)], key=lambda p: p[0])
@@ -329,6 +332,8 @@ def l2x_side_table(records: list[dict], side_records: list[dict], setting: str, 
             better = sum((a > b) if higher else (a < b) for a, b in both)
             row += [_cell([a for a, _ in both], scale, digits, count=False),
                     _cell([b for _, b in both], scale, digits, count=False), f"{better} of {len(both)}"]
+        if listed:
+            row.append(", ".join(f"{p[listed[0]]:g}" if listed[0] in p else MISSING for _, p, _ in runs))
         rows.append(row)
     return header, rows
 
@@ -343,9 +348,10 @@ def l2x_tau_table(records: list[dict], side_records: list[dict],
 def l2x_steps_table(records: list[dict], side_records: list[dict],
                     aspect: int = 1) -> tuple[list[str], list[list[str]]]:
     """The L2X runs trained for more (or fewer) steps than the table's run of the same seed: subset precision,
-    validation MSE and the held-out aspect-file MSE (the one comparable with the paper's) at both."""
+    validation MSE and the held-out aspect-file MSE (the one comparable with the paper's) at both, and the step of
+    each longer run's best checkpoint (by validation MSE)."""
     return l2x_side_table(records, side_records, "trainer.max_steps", "steps",
-                          (_PRECISION, _VALID_MSE, _ASPECT_MSE), aspect)
+                          (_PRECISION, _VALID_MSE, _ASPECT_MSE), ("best/step", "best step at steps"), aspect)
 
 
 def vae_groups(records: list[dict]) -> dict:

@@ -187,16 +187,16 @@ def test_l2x_steps_table_pairs_longer_runs_and_not_temperature_probes(tmp_path: 
 
     run("t0", 0, 100, 1.0, {"test/subset_precision": 0.5, "best/valid/mse": 0.02, "test/mse_heldout_aspect_file": 0.03})
     run("t1", 1, 100, 1.0, {"test/subset_precision": 0.6, "best/valid/mse": 0.02})
-    run("s0", 0, 200, 1.0, {"test/subset_precision": 0.6, "best/valid/mse": 0.01, "test/mse_heldout_aspect_file": 0.02},
-        table=False)
+    run("s0", 0, 200, 1.0, {"test/subset_precision": 0.6, "best/valid/mse": 0.01, "test/mse_heldout_aspect_file": 0.02,
+                            "best/step": 150}, table=False)
     run("s1", 1, 200, 1.0, {"test/subset_precision": 0.5, "best/valid/mse": 0.03}, table=False)
     run("tau0", 0, 100, 3.0, {"test/subset_precision": 0.9, "best/valid/mse": 0.01}, table=False)
     records, side = make_tables.load_records([res]), make_tables.load_records([res], side=True)
     header, rows = make_tables.l2x_steps_table(records, side)
-    assert header[2] == "steps" and len(header) == 4 + 3 * 3
+    assert header[2] == "steps" and len(header) == 4 + 3 * 3 + 1
     # the aspect-file MSE is in seed 0's pair only; the temperature probe is not a steps pair
     assert rows == [["E.F. Ent. Top k", "5", "200", "0, 1", "55.0 ± 7.1", "55.0 ± 7.1", "1 of 2", "2.00 ± 1.41",
-                     "2.00 ± 0.00", "1 of 2", "2.00", "3.00", "1 of 1"]]
+                     "2.00 ± 0.00", "1 of 2", "2.00", "3.00", "1 of 1", "150, —"]]
     assert list(make_tables.l2x_tau_pairs(records, side)) == [("ef_topk", 5, 1, 3.0)]
     assert "l2x_steps" in make_tables.all_tables(records, side)
     with pytest.raises(ValueError, match="relaxation.tau"):
