@@ -264,7 +264,7 @@ _ASPECT_MSE = ("test/mse_heldout_aspect_file", "aspect-file MSE ×100", 100, 2, 
 _PAIR_METRICS = {_PRECISION[0], _VALID_MSE[0]}
 
 
-def l2x_side_pairs(records: list[dict], side_records: list[dict], setting: str = "relaxation.tau") -> dict:
+def l2x_side_pairs(records: list[dict], side_records: list[dict], setting: str) -> dict:
     """{(relaxation, k, aspect, value): [(seed, side metrics, table metrics), ...]}: each side run on the default
     embeddings whose ``setting`` (a key of ``_PAIR_SETTINGS``: ``relaxation.tau`` or ``trainer.max_steps``) has a
     value other than that of a table run with the same relaxation, k and seed, on the same build of the embeddings
@@ -301,11 +301,6 @@ def l2x_side_pairs(records: list[dict], side_records: list[dict], setting: str =
                     (probe.get("seed"), probe["metrics"], run["metrics"]))
                 break
     return pairs
-
-
-def l2x_tau_pairs(records: list[dict], side_records: list[dict]) -> dict:
-    """The temperature probes' pairs: :func:`l2x_side_pairs` on ``relaxation.tau``."""
-    return l2x_side_pairs(records, side_records, "relaxation.tau")
 
 
 def l2x_side_table(records: list[dict], side_records: list[dict], setting: str, label: str,

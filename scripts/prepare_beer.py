@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     t1 = time.perf_counter()
     path = ensure_embeddings(cfg, w2v_files, reviews, progress=True)
     print(f"embeddings: {path} ({time.perf_counter() - t1:.1f}s)")
-    print(f"sha256: {sha256sum(path)} (README, L2X section: the default build's)")
+    print(f"sha256: {sha256sum(path)} (the README's L2X section gives the default build's)")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from experiments.l2x.data import (
     vocabulary,
     write_word2vec,
 )
+from tests.conftest import REPO
 
 
 def _write(path, lines, gz=False):
@@ -145,11 +146,10 @@ train_word2vec(texts, sys.argv[1], settings, progress=False)
 
 def test_word2vec_one_worker_build_is_bit_reproducible(tmp_path):
     """Two builds with one worker, in interpreters with different hash seeds, write the same file."""
-    repo = Path(__file__).resolve().parents[1]
     files = []
     for hash_seed in ("1", "2"):
         files.append(tmp_path / f"v{hash_seed}.txt")
-        subprocess.run([sys.executable, "-c", _BUILD, str(files[-1])], cwd=repo, check=True,
+        subprocess.run([sys.executable, "-c", _BUILD, str(files[-1])], cwd=REPO, check=True,
                        env={**os.environ, "PYTHONHASHSEED": hash_seed})
     assert files[0].read_bytes() == files[1].read_bytes()
     words, vecs = read_word2vec(files[0])

@@ -167,7 +167,7 @@ def test_l2x_tau_table_pairs_probes_with_the_same_seeds_table_runs(tmp_path: Pat
     run("p1_build", 1, 3.0, 0.90, 0.010, table=False, build="bbb")  # another build of the embeddings: unpaired
     records, side = make_tables.load_records([res]), make_tables.load_records([res], side=True)
     assert len(records) == 2 and len(side) == 5
-    pairs = make_tables.l2x_tau_pairs(records, side)
+    pairs = make_tables.l2x_side_pairs(records, side, "relaxation.tau")
     assert list(pairs) == [("corr_topk", 10, 1, 3.0)]
     assert [s for s, _, _ in pairs[("corr_topk", 10, 1, 3.0)]] == [0, 1]
     header, rows = make_tables.l2x_tau_table(records, side)
@@ -197,7 +197,7 @@ def test_l2x_steps_table_pairs_longer_runs_and_not_temperature_probes(tmp_path: 
     # the aspect-file MSE is in seed 0's pair only; the temperature probe is not a steps pair
     assert rows == [["E.F. Ent. Top k", "5", "200", "0, 1", "55.0 ± 7.1", "55.0 ± 7.1", "1 of 2", "2.00 ± 1.41",
                      "2.00 ± 0.00", "1 of 2", "2.00", "3.00", "1 of 1", "150, —"]]
-    assert list(make_tables.l2x_tau_pairs(records, side)) == [("ef_topk", 5, 1, 3.0)]
+    assert list(make_tables.l2x_side_pairs(records, side, "relaxation.tau")) == [("ef_topk", 5, 1, 3.0)]
     assert "l2x_steps" in make_tables.all_tables(records, side)
     with pytest.raises(ValueError, match="relaxation.tau"):
         make_tables.l2x_side_pairs(records, side, "optim.lr")
