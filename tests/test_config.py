@@ -113,6 +113,18 @@ def test_bad_lr_schedule_rejected():
     validate_config(compose_cfg(["experiment=vae", "optim.schedule=step", "optim.lr_decay_steps=1000"]))
 
 
+def test_bad_pairwise_head_rejected():
+    from experiments.common.config import PAIRWISE_HEADS
+    from experiments.l2x.model import PAIRWISE_KINDS
+
+    assert PAIRWISE_HEADS == tuple(kind for kind in PAIRWISE_KINDS if kind is not None)
+    with pytest.raises(ConfigError, match="conv, attract, scalar"):
+        validate_config(compose_cfg(["experiment=l2x", "model.pairwise=repel"]))
+    for head in PAIRWISE_HEADS:
+        validate_config(compose_cfg(["experiment=l2x", f"model.pairwise={head}"]))
+    validate_config(compose_cfg(["experiment=l2x", "relaxation=ef_topk", "model.pairwise=repel"]))  # unused there
+
+
 def test_bad_loss_limit_and_stray_pairwise_offset_rejected():
     with pytest.raises(ConfigError, match="trainer.loss_limit"):
         validate_config(compose_cfg(["trainer.loss_limit=-1"]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from experiments.l2x.model import PAD_LOGIT, L2XModel, Selector
+from experiments.l2x.model import PAD_LOGIT, PAIRWISE_KINDS, L2XModel, Selector
 from experiments.l2x.task import subset_precision
 
 RELAXATIONS = [
@@ -37,7 +37,7 @@ def _batch(B=4, L=24, d=8, lengths=(24, 15, 11, 12), seed=0):
     return emb, mask
 
 
-@pytest.mark.parametrize("pairwise", [None, "conv", "scalar"])
+@pytest.mark.parametrize("pairwise", PAIRWISE_KINDS)
 def test_selector_shapes_and_padding_logits(pairwise):
     torch.manual_seed(0)
     emb, mask = _batch()
@@ -51,7 +51,23 @@ def test_selector_shapes_and_padding_logits(pairwise):
         assert torch.all(pw[~(mask[:, 1:] & mask[:, :-1])] == 0)
 
 
-@pytest.mark.parametrize("pairwise", ["conv", "scalar"])
+def test_attract_head_is_the_conv_head_through_a_softplus():
+    """Same weights: the attract head's pairwise logits are softplus of the conv head's, so all positive."""
+    emb, mask = _batch()
+    torch.manual_seed(0)
+    conv = Selector(8, filters=6, pairwise="conv").eval()
+    torch.manual_seed(0)
+    attract = Selector(8, filters=6, pairwise="attract").eval()
+    (u0, p0), (u1, p1) = conv(emb, mask), attract(emb, mask)
+    both = mask[:, 1:] & mask[:, :-1]
+    torch.testing.assert_close(u1, u0)
+    torch.testing.assert_close(p1[both], torch.nn.functional.softplus(p0[both]))
+    assert torch.all(p1[both] > 0) and torch.all(p1[~both] == 0)
+    with pytest.raises(ValueError, match="pairwise must be one of"):
+        Selector(8, filters=6, pairwise="repel")
+
+
+@pytest.mark.parametrize("pairwise", ["conv", "attract", "scalar"])
 def test_pairwise_offset_shifts_real_pairs_only(pairwise):
     emb, mask = _batch()
     torch.manual_seed(0)

@@ -8,6 +8,7 @@ EXPERIMENTS = ("vae", "l2x", "nri")
 DEVICES = ("auto", "cpu", "cuda")
 LOGGERS = ("wandb", "none")
 SCHEDULES = ("constant", "cosine", "step")  # experiments.common.task.LR_SCHEDULES (kept torch-free here)
+PAIRWISE_HEADS = ("conv", "attract", "scalar")  # experiments.l2x.model.PAIRWISE_KINDS less None (torch-free here)
 
 
 class ConfigError(ValueError):
@@ -60,6 +61,8 @@ def validate_config(cfg: DictConfig) -> None:
     if not isinstance(flush, bool):
         raise ConfigError(f"trainer.flush_denormal must be true or false, got {flush!r}")
     model = cfg.get("model") or {}
+    if cfg.relaxation.structure == "corr_topk" and "pairwise" in model and model.pairwise not in PAIRWISE_HEADS:
+        raise ConfigError(f"model.pairwise={model.pairwise!r} is unknown; legal choices: {_choices(PAIRWISE_HEADS)}")
     if float(model.get("pairwise_offset", 0.0) or 0.0) != 0.0 and cfg.relaxation.structure != "corr_topk":
         raise ConfigError(f"model.pairwise_offset acts on Corr. Top k's pairwise logits only; relaxation={relax} "
                           f"has none (use relaxation=corr_topk or leave the offset at 0)")

@@ -16,6 +16,9 @@ from torch import Tensor, nn
 # this value), and the L2X and SoftSub baselines read the mask themselves.
 PAD_LOGIT = -1.0e4
 
+# Pairwise heads of the selector (model.pairwise), None for the rows without pairwise logits.
+PAIRWISE_KINDS = (None, "conv", "attract", "scalar")
+
 
 class Selector(nn.Module):
     """L2X's convolutional selector (Chen et al. 2018, their IMDB explainer, on frozen embeddings).
@@ -24,7 +27,9 @@ class Selector(nn.Module):
     broadcast to every position; local branch: two more convs (k=3, ReLU); concatenate (2 * filters) ->
     dropout -> 1x1 conv (``filters``, ReLU) -> 1x1 conv to one unary logit per token.
     With ``pairwise="conv"`` a second head (a conv with kernel 2 over the last hidden features, so one output
-    per adjacent pair (i, i+1)) gives the pairwise logits of CorrelatedTopK; ``"scalar"``: one learned scalar
+    per adjacent pair (i, i+1)) gives the pairwise logits of CorrelatedTopK; ``"attract"``: the same head through
+    a softplus, so every pairwise logit is positive (adjacent words can only attract each other; the model can
+    still switch a pair off, towards 0, but not learn to keep neighbours apart); ``"scalar"``: one learned scalar
     shared by all pairs; ``None``: no pairwise output. ``pairwise_offset`` is a constant added to every real
     pair's logit (a fixed prior towards contiguous selections when positive; 0 by default).
     Inputs and features at padding positions are zeroed before each conv, so whatever the padding holds never
@@ -34,8 +39,8 @@ class Selector(nn.Module):
     def __init__(self, emb_dim: int, filters: int = 100, kernel_size: int = 3, dropout: float = 0.2,
                  pairwise: str | None = None, pairwise_offset: float = 0.0):
         super().__init__()
-        if pairwise not in (None, "conv", "scalar"):
-            raise ValueError(f"pairwise must be None, 'conv' or 'scalar', got {pairwise!r}")
+        if pairwise not in PAIRWISE_KINDS:
+            raise ValueError(f"pairwise must be one of {PAIRWISE_KINDS}, got {pairwise!r}")
         pad = kernel_size // 2
         self.conv1 = nn.Conv1d(emb_dim, filters, kernel_size, padding=pad)
         self.global_dense = nn.Linear(filters, filters)
@@ -46,7 +51,7 @@ class Selector(nn.Module):
         self.unary = nn.Conv1d(filters, 1, 1)
         self.pairwise_kind = pairwise
         self.pairwise_offset = float(pairwise_offset)
-        if pairwise == "conv":
+        if pairwise in ("conv", "attract"):
             self.pairwise = nn.Conv1d(filters, 1, 2)
         elif pairwise == "scalar":
             self.pairwise = nn.Parameter(torch.zeros(()))
@@ -67,6 +72,8 @@ class Selector(nn.Module):
             both = mask[:, 1:] & mask[:, :-1]
             if self.pairwise_kind == "conv":
                 pairwise = self.pairwise(h).squeeze(1)
+            elif self.pairwise_kind == "attract":
+                pairwise = nn.functional.softplus(self.pairwise(h).squeeze(1))
             else:
                 pairwise = self.pairwise.expand(both.shape)
             pairwise = (pairwise + self.pairwise_offset).masked_fill(~both, 0.0)
