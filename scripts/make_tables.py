@@ -255,7 +255,8 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
 _PAIR_FREE = {"seed", "device", "trainer.progress", "trainer.resume"}
 # The settings a side run may probe, each with the config keys that carry it (``experiment.tau`` sets the
 # relaxation's temperature).
-_PAIR_SETTINGS = {"relaxation.tau": {"experiment.tau", "relaxation.tau"}, "trainer.max_steps": {"trainer.max_steps"}}
+_PAIR_SETTINGS = {"relaxation.tau": {"experiment.tau", "relaxation.tau"}, "trainer.max_steps": {"trainer.max_steps"},
+                  "model.pairwise": {"model.pairwise"}}
 # (metric, column label, scale, digits, True when higher is better) of the paired tables; a pair needs the first two
 # in both records.
 _PRECISION = ("test/subset_precision", "precision %", 100, 1, True)
@@ -264,12 +265,18 @@ _ASPECT_MSE = ("test/mse_heldout_aspect_file", "aspect-file MSE ×100", 100, 2, 
 _PAIR_METRICS = {_PRECISION[0], _VALID_MSE[0]}
 
 
+def _setting_value(value: object) -> float | str:
+    """A paired setting's value as a key: numbers as floats (1 and 1.0 alike), anything else as its string."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
 def l2x_side_pairs(records: list[dict], side_records: list[dict], setting: str) -> dict:
     """{(relaxation, k, aspect, value): [(seed, side metrics, table metrics), ...]}: each side run on the default
-    embeddings whose ``setting`` (a key of ``_PAIR_SETTINGS``: ``relaxation.tau`` or ``trainer.max_steps``) has a
-    value other than that of a table run with the same relaxation, k and seed, on the same build of the embeddings
-    (``data.embeddings_sha256``, where both records have it) and otherwise the same config (every setting both
-    records have, but those of ``_PAIR_FREE``)."""
+    embeddings whose ``setting`` (a key of ``_PAIR_SETTINGS``: ``relaxation.tau``, ``trainer.max_steps`` or
+    ``model.pairwise``) has a value other than that of a table run with the same relaxation, k and seed, on the same
+    build of the embeddings (``data.embeddings_sha256``, where both records have it) and otherwise the same config
+    (every setting both records have, but those of ``_PAIR_FREE``). Numeric values are keyed as floats, others
+    (``model.pairwise``'s head) as strings."""
     if setting not in _PAIR_SETTINGS:
         raise ValueError(f"setting must be one of {sorted(_PAIR_SETTINGS)}, got {setting!r}")
     free = _PAIR_FREE | _PAIR_SETTINGS[setting]
@@ -297,7 +304,7 @@ def l2x_side_pairs(records: list[dict], side_records: list[dict], setting: str) 
             measured = all(_PAIR_METRICS <= m.keys() for m in (probe["metrics"], run["metrics"]))
             value = flat.get(setting)
             if same and measured and value is not None and value != other.get(setting):
-                pairs[(*key(probe)[:3], float(value))].append(
+                pairs[(*key(probe)[:3], _setting_value(value))].append(
                     (probe.get("seed"), probe["metrics"], run["metrics"]))
                 break
     return pairs
@@ -321,7 +328,8 @@ def l2x_side_table(records: list[dict], side_records: list[dict], setting: str, 
     rows = []
     for rel, k, value in sorted(pairs, key=lambda x: (x[1], order.get(x[0], len(order)), x[2])):
         runs = sorted(pairs[(rel, k, value)], key=lambda p: p[0])
-        row = [names.get(rel, rel), str(k), f"{value:g}", ", ".join(str(s) for s, _, _ in runs)]
+        shown = f"{value:g}" if isinstance(value, float) else value
+        row = [names.get(rel, rel), str(k), shown, ", ".join(str(s) for s, _, _ in runs)]
         for metric, _, scale, digits, higher in metrics:
             both = [(p[metric], t[metric]) for _, p, t in runs if metric in p and metric in t]
             better = sum((a > b) if higher else (a < b) for a, b in both)
@@ -347,6 +355,14 @@ def l2x_steps_table(records: list[dict], side_records: list[dict],
     each longer run's best checkpoint (by validation MSE)."""
     return l2x_side_table(records, side_records, "trainer.max_steps", "steps",
                           (_PRECISION, _VALID_MSE, _ASPECT_MSE), ("best/step", "best step at steps"), aspect)
+
+
+def l2x_pairwise_table(records: list[dict], side_records: list[dict],
+                       aspect: int = 1) -> tuple[list[str], list[list[str]]]:
+    """Corr. Top k with another pairwise head (``model.pairwise``) than the table run of the same seed: subset
+    precision, validation MSE and the held-out aspect-file MSE with both heads."""
+    return l2x_side_table(records, side_records, "model.pairwise", "head",
+                          (_PRECISION, _VALID_MSE, _ASPECT_MSE), aspect=aspect)
 
 
 def vae_groups(records: list[dict]) -> dict:
@@ -447,7 +463,7 @@ def latex(header: list[str], rows: list[list[str]], caption: str) -> str:
 def all_tables(records: list[dict],
                side_records: list[dict] = ()) -> dict[str, tuple[str, tuple[list[str], list[list[str]]]]]:
     """Every table: name -> (caption, (header, rows)); ``side_records`` (``"table": false``) feed only the
-    tables of side runs paired with table runs (temperature, training steps)."""
+    tables of side runs paired with table runs (temperature, training steps, pairwise head)."""
     return {
         "nri": ("NRI graph layout, T = 10: test ELBO and edge precision/recall of hard samples",
                 nri_table(records, 10)),
@@ -459,6 +475,8 @@ def all_tables(records: list[dict],
                     l2x_tau_table(records, list(side_records))),
         "l2x_steps": ("L2X, aroma: longer training against the table's runs of the same seeds",
                       l2x_steps_table(records, list(side_records))),
+        "l2x_pairwise": ("L2X, aroma: Corr. Top k with another pairwise head against the table's runs of the same "
+                         "seeds", l2x_pairwise_table(records, list(side_records))),
         "vae": ("Discrete VAE on MNIST: test negative ELBO (nats)", vae_table(records)),
         "goals": ("The issues' goals (the paper's numbers) against the mean of our cells", goals_table(records)),
     }
