@@ -118,7 +118,7 @@ def test_bad_pairwise_head_rejected():
     from experiments.l2x.model import PAIRWISE_KINDS
 
     assert PAIRWISE_HEADS == tuple(kind for kind in PAIRWISE_KINDS if kind is not None)
-    with pytest.raises(ConfigError, match="conv, attract, scalar"):
+    with pytest.raises(ConfigError, match="conv, attract, scalar, fixed"):
         validate_config(compose_cfg(["experiment=l2x", "model.pairwise=repel"]))
     for head in PAIRWISE_HEADS:
         validate_config(compose_cfg(["experiment=l2x", f"model.pairwise={head}"]))

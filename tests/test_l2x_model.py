@@ -67,7 +67,18 @@ def test_attract_head_is_the_conv_head_through_a_softplus():
         Selector(8, filters=6, pairwise="repel")
 
 
-@pytest.mark.parametrize("pairwise", ["conv", "attract", "scalar"])
+def test_fixed_head_gives_the_offset_and_learns_nothing():
+    emb, mask = _batch()
+    sel = Selector(8, filters=6, pairwise="fixed", pairwise_offset=3.0)
+    _, pw = sel(emb, mask)
+    both = mask[:, 1:] & mask[:, :-1]
+    assert torch.all(pw[both] == 3.0) and torch.all(pw[~both] == 0)
+    assert not pw.requires_grad
+    plain = Selector(8, filters=6, pairwise=None)
+    assert sum(p.numel() for p in sel.parameters()) == sum(p.numel() for p in plain.parameters())
+
+
+@pytest.mark.parametrize("pairwise", ["conv", "attract", "scalar", "fixed"])
 def test_pairwise_offset_shifts_real_pairs_only(pairwise):
     emb, mask = _batch()
     torch.manual_seed(0)

@@ -8,7 +8,8 @@ EXPERIMENTS = ("vae", "l2x", "nri")
 DEVICES = ("auto", "cpu", "cuda")
 LOGGERS = ("wandb", "none")
 SCHEDULES = ("constant", "cosine", "step")  # experiments.common.task.LR_SCHEDULES (kept torch-free here)
-PAIRWISE_HEADS = ("conv", "attract", "scalar")  # experiments.l2x.model.PAIRWISE_KINDS less None (torch-free here)
+# experiments.l2x.model.PAIRWISE_KINDS less None (kept torch-free here)
+PAIRWISE_HEADS = ("conv", "attract", "scalar", "fixed")
 
 
 class ConfigError(ValueError):

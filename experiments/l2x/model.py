@@ -17,7 +17,7 @@ from torch import Tensor, nn
 PAD_LOGIT = -1.0e4
 
 # Pairwise heads of the selector (model.pairwise), None for the rows without pairwise logits.
-PAIRWISE_KINDS = (None, "conv", "attract", "scalar")
+PAIRWISE_KINDS = (None, "conv", "attract", "scalar", "fixed")
 
 
 class Selector(nn.Module):
@@ -30,8 +30,10 @@ class Selector(nn.Module):
     per adjacent pair (i, i+1)) gives the pairwise logits of CorrelatedTopK; ``"attract"``: the same head through
     a softplus, so every pairwise logit is positive (adjacent words can only attract each other; the model can
     still switch a pair off, towards 0, but not learn to keep neighbours apart); ``"scalar"``: one learned scalar
-    shared by all pairs; ``None``: no pairwise output. ``pairwise_offset`` is a constant added to every real
-    pair's logit (a fixed prior towards contiguous selections when positive; 0 by default).
+    shared by all pairs; ``"fixed"``: no learned pairwise parameter, every real pair's logit is ``pairwise_offset``
+    (a fixed attraction between adjacent words when positive); ``None``: no pairwise output. ``pairwise_offset``
+    is a constant added to every real pair's logit (a fixed prior towards contiguous selections when positive; 0
+    by default).
     Inputs and features at padding positions are zeroed before each conv, so whatever the padding holds never
     reaches a real position.
     """
@@ -74,8 +76,10 @@ class Selector(nn.Module):
                 pairwise = self.pairwise(h).squeeze(1)
             elif self.pairwise_kind == "attract":
                 pairwise = nn.functional.softplus(self.pairwise(h).squeeze(1))
-            else:
+            elif self.pairwise_kind == "scalar":
                 pairwise = self.pairwise.expand(both.shape)
+            else:  # fixed: the offset alone
+                pairwise = unary.new_zeros(both.shape)
             pairwise = (pairwise + self.pairwise_offset).masked_fill(~both, 0.0)
         return unary, pairwise
 
