@@ -256,7 +256,7 @@ _PAIR_FREE = {"seed", "device", "trainer.progress", "trainer.resume"}
 # The settings a side run may probe, each with the config keys that carry it (``experiment.tau`` sets the
 # relaxation's temperature).
 _PAIR_SETTINGS = {"relaxation.tau": {"experiment.tau", "relaxation.tau"}, "trainer.max_steps": {"trainer.max_steps"},
-                  "model.pairwise": {"model.pairwise"}}
+                  "model.pairwise": {"model.pairwise", "model.pairwise_offset"}}
 # (metric, column label, scale, digits, True when higher is better) of the paired tables; a pair needs the first two
 # in both records.
 _PRECISION = ("test/subset_precision", "precision %", 100, 1, True)
@@ -265,8 +265,16 @@ _ASPECT_MSE = ("test/mse_heldout_aspect_file", "aspect-file MSE ×100", 100, 2, 
 _PAIR_METRICS = {_PRECISION[0], _VALID_MSE[0]}
 
 
-def _setting_value(value: object) -> float | str:
-    """A paired setting's value as a key: numbers as floats (1 and 1.0 alike), anything else as its string."""
+def _setting_value(flat: dict[str, object], setting: str) -> float | str | None:
+    """The value of a paired ``setting`` in a flattened config, as a key: numbers as floats (1 and 1.0 alike),
+    anything else as its string; ``model.pairwise`` names the head and, when not 0, its offset ("fixed, offset 2");
+    None when the config lacks it."""
+    value = flat.get(setting)
+    if value is None:
+        return None
+    if setting == "model.pairwise":
+        offset = float(flat.get("model.pairwise_offset") or 0.0)
+        return f"{value}, offset {offset:g}" if offset else str(value)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
@@ -275,8 +283,8 @@ def l2x_side_pairs(records: list[dict], side_records: list[dict], setting: str) 
     embeddings whose ``setting`` (a key of ``_PAIR_SETTINGS``: ``relaxation.tau``, ``trainer.max_steps`` or
     ``model.pairwise``) has a value other than that of a table run with the same relaxation, k and seed, on the same
     build of the embeddings (``data.embeddings_sha256``, where both records have it) and otherwise the same config
-    (every setting both records have, but those of ``_PAIR_FREE``). Numeric values are keyed as floats, others
-    (``model.pairwise``'s head) as strings."""
+    (every setting both records have, but those of ``_PAIR_FREE``). Values are keyed as :func:`_setting_value`
+    gives them."""
     if setting not in _PAIR_SETTINGS:
         raise ValueError(f"setting must be one of {sorted(_PAIR_SETTINGS)}, got {setting!r}")
     free = _PAIR_FREE | _PAIR_SETTINGS[setting]
@@ -302,9 +310,9 @@ def l2x_side_pairs(records: list[dict], side_records: list[dict], setting: str) 
             same = (all(flat[n] == other[n] for n in flat.keys() & other.keys() - free)
                     and (None in (build(probe), build(run)) or build(probe) == build(run)))
             measured = all(_PAIR_METRICS <= m.keys() for m in (probe["metrics"], run["metrics"]))
-            value = flat.get(setting)
-            if same and measured and value is not None and value != other.get(setting):
-                pairs[(*key(probe)[:3], _setting_value(value))].append(
+            value = _setting_value(flat, setting)
+            if same and measured and value is not None and value != _setting_value(other, setting):
+                pairs[(*key(probe)[:3], value)].append(
                     (probe.get("seed"), probe["metrics"], run["metrics"]))
                 break
     return pairs
@@ -359,8 +367,8 @@ def l2x_steps_table(records: list[dict], side_records: list[dict],
 
 def l2x_pairwise_table(records: list[dict], side_records: list[dict],
                        aspect: int = 1) -> tuple[list[str], list[list[str]]]:
-    """Corr. Top k with another pairwise head (``model.pairwise``) than the table run of the same seed: subset
-    precision, validation MSE and the held-out aspect-file MSE with both heads."""
+    """Corr. Top k with another pairwise head (``model.pairwise`` and its ``model.pairwise_offset``) than the table
+    run of the same seed: subset precision, validation MSE and the held-out aspect-file MSE with both heads."""
     return l2x_side_table(records, side_records, "model.pairwise", "head",
                           (_PRECISION, _VALID_MSE, _ASPECT_MSE), aspect=aspect)
 

@@ -206,11 +206,11 @@ def test_l2x_steps_table_pairs_longer_runs_and_not_temperature_probes(tmp_path: 
 def test_l2x_pairwise_table_pairs_runs_by_their_pairwise_head(tmp_path: Path):
     res = tmp_path / "results"
 
-    def run(name: str, seed: int, head: str, prec: float, table: bool = True) -> None:
+    def run(name: str, seed: int, head: str, prec: float, table: bool = True, offset: float = 0.0) -> None:
         _write(res / f"{name}.json", experiment="l2x", relaxation="corr_topk", estimator="relaxed", k=10, aspect=1,
                seed=seed, table=table,
                metrics={"test/subset_precision": prec, "best/valid/mse": 0.02, "test/mse_heldout_aspect_file": 0.03},
-               config={"seed": seed, "model": {"pairwise": head, "filters": 100},
+               config={"seed": seed, "model": {"pairwise": head, "pairwise_offset": offset, "filters": 100},
                        "data": {"w2v": {"epochs": make_tables.L2X_W2V_EPOCHS}}})
 
     run("t0", 0, "conv", 0.50)
@@ -218,11 +218,16 @@ def test_l2x_pairwise_table_pairs_runs_by_their_pairwise_head(tmp_path: Path):
     run("a0", 0, "attract", 0.60, table=False)
     run("a1", 1, "attract", 0.60, table=False)
     run("s0", 0, "scalar", 0.45, table=False)
+    run("f0", 0, "fixed", 0.70, table=False, offset=2)
+    run("c0", 0, "conv", 0.70, table=False, offset=2)
     records, side = make_tables.load_records([res]), make_tables.load_records([res], side=True)
     pairs = make_tables.l2x_side_pairs(records, side, "model.pairwise")
-    assert sorted(pairs) == [("corr_topk", 10, 1, "attract"), ("corr_topk", 10, 1, "scalar")]
+    assert sorted(pairs) == [("corr_topk", 10, 1, v) for v in ("attract", "conv, offset 2", "fixed, offset 2",
+                                                               "scalar")]
     header, rows = make_tables.l2x_pairwise_table(records, side)
     assert header[2] == "head"
     assert [r[:7] for r in rows] == [["Corr. Top k", "10", "attract", "0, 1", "60.0 ± 0.0", "45.0 ± 7.1", "2 of 2"],
+                                     ["Corr. Top k", "10", "conv, offset 2", "0", "70.0", "50.0", "1 of 1"],
+                                     ["Corr. Top k", "10", "fixed, offset 2", "0", "70.0", "50.0", "1 of 1"],
                                      ["Corr. Top k", "10", "scalar", "0", "45.0", "50.0", "0 of 1"]]
     assert "l2x_pairwise" in make_tables.all_tables(records, side)
