@@ -1,5 +1,5 @@
-"""make_tables.py on hand-made records, including missing cells; plot_l2x.py on them; plot_sweep.py on a fake
-multirun folder."""
+"""make_tables.py on hand-made records, including missing cells; plot_l2x.py and plot_l2x_pairwise.py on them;
+plot_sweep.py on a fake multirun folder."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tests.conftest import REPO
 sys.path.insert(0, str(REPO / "scripts"))
 import make_tables  # noqa: E402
 import plot_l2x  # noqa: E402
+import plot_l2x_pairwise  # noqa: E402
 import plot_sweep  # noqa: E402
 
 
@@ -206,8 +207,9 @@ def test_l2x_steps_table_pairs_longer_runs_and_not_temperature_probes(tmp_path: 
 def test_l2x_pairwise_table_pairs_runs_by_their_pairwise_head(tmp_path: Path):
     res = tmp_path / "results"
 
-    def run(name: str, seed: int, head: str, prec: float, table: bool = True, offset: float = 0.0) -> None:
-        _write(res / f"{name}.json", experiment="l2x", relaxation="corr_topk", estimator="relaxed", k=10, aspect=1,
+    def run(name: str, seed: int, head: str, prec: float, table: bool = True, offset: float = 0.0,
+            relaxation: str = "corr_topk") -> None:
+        _write(res / f"{name}.json", experiment="l2x", relaxation=relaxation, estimator="relaxed", k=10, aspect=1,
                seed=seed, table=table,
                metrics={"test/subset_precision": prec, "best/valid/mse": 0.02, "test/mse_heldout_aspect_file": 0.03},
                config={"seed": seed, "model": {"pairwise": head, "pairwise_offset": offset, "filters": 100},
@@ -231,3 +233,14 @@ def test_l2x_pairwise_table_pairs_runs_by_their_pairwise_head(tmp_path: Path):
                                      ["Corr. Top k", "10", "fixed, offset 2", "0", "70.0", "50.0", "1 of 1"],
                                      ["Corr. Top k", "10", "scalar", "0", "45.0", "50.0", "0 of 1"]]
     assert "l2x_pairwise" in make_tables.all_tables(records, side)
+    # the figure: E.F. Ent. Top k's table runs of the paired seeds first, the table's conv head last
+    run("e0", 0, "conv", 0.55, relaxation="ef_topk")
+    run("e5", 5, "conv", 0.55, relaxation="ef_topk")  # a seed without paired Corr. Top k runs: left out
+    records = make_tables.load_records([res])
+    cols = plot_l2x_pairwise.columns(records, side)
+    assert list(cols) == ["E.F. Ent. Top k", "fixed, offset 2", "attract", "conv, offset 2", "scalar", "conv (table)"]
+    assert sorted(cols["E.F. Ent. Top k"]) == [0] and sorted(cols["conv (table)"]) == [0, 1]
+    out = plot_l2x_pairwise.plot(records, side, tmp_path / "heads.png")
+    assert out.stat().st_size > 1000
+    with pytest.raises(ValueError, match="k=15"):
+        plot_l2x_pairwise.plot(records, side, tmp_path / "none.png", k=15)
