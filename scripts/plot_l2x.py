@@ -79,6 +79,13 @@ def plot(records: list[dict], out: Path, aspect: int = 1, w2v_epochs: int = L2X_
     axes[0].set_title(f"Subset precision (solid: ours, word2vec {w2v_epochs} epochs; dashed: paper)", fontsize=10)
     axes[1].set_title("Aroma-score MSE (solid: ours, dashed: paper)")
     axes[0].legend(fontsize=8, loc="best")
+    return save_figure(fig, out)
+
+
+def save_figure(fig, out: Path) -> Path:
+    """Lay ``fig`` out tightly, write it to ``out`` (folders made as needed) at 120 dpi, close it, return ``out``."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)

@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from make_tables import L2X_W2V_EPOCHS, REPO, l2x_side_pairs, l2x_w2v_epochs, load_records  # noqa: E402
+from plot_l2x import save_figure  # noqa: E402
 
 METRICS = (("test/subset_precision", "subset precision (%)"), ("best/valid/mse", "validation MSE x100 (selection)"))
 TABLE_HEAD = "conv (table)"
@@ -92,11 +93,7 @@ def plot(records: list[dict], side_records: list[dict], out: Path, k: int = 10, 
                       fontsize=10)
     axes[1].set_title("Validation MSE of the best checkpoint (lower is better)", fontsize=10)
     axes[0].legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def main(argv: list[str] | None = None) -> int:
