@@ -368,7 +368,9 @@ def l2x_steps_table(records: list[dict], side_records: list[dict],
 def l2x_pairwise_table(records: list[dict], side_records: list[dict],
                        aspect: int = 1) -> tuple[list[str], list[list[str]]]:
     """Corr. Top k with another pairwise head (``model.pairwise`` and its ``model.pairwise_offset``) than the table
-    run of the same seed: subset precision, validation MSE and the held-out aspect-file MSE with both heads."""
+    run of the same seed: subset precision, validation MSE and the held-out aspect-file MSE with both heads. Only
+    Corr. Top k's runs: the other rows have no pairwise logits, whatever their config names."""
+    side_records = [r for r in side_records if r.get("relaxation") == "corr_topk"]
     return l2x_side_table(records, side_records, "model.pairwise", "head",
                           (_PRECISION, _VALID_MSE, _ASPECT_MSE), aspect=aspect)
 

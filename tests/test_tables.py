@@ -222,10 +222,12 @@ def test_l2x_pairwise_table_pairs_runs_by_their_pairwise_head(tmp_path: Path):
     run("s0", 0, "scalar", 0.45, table=False)
     run("f0", 0, "fixed", 0.70, table=False, offset=2)
     run("c0", 0, "conv", 0.70, table=False, offset=2)
+    run("et0", 0, "conv", 0.50, relaxation="ef_topk")
+    run("ea0", 0, "attract", 0.90, table=False, relaxation="ef_topk")  # no pairwise logits there: not in the table
     records, side = make_tables.load_records([res]), make_tables.load_records([res], side=True)
     pairs = make_tables.l2x_side_pairs(records, side, "model.pairwise")
     assert sorted(pairs) == [("corr_topk", 10, 1, v) for v in ("attract", "conv, offset 2", "fixed, offset 2",
-                                                               "scalar")]
+                                                               "scalar")] + [("ef_topk", 10, 1, "attract")]
     header, rows = make_tables.l2x_pairwise_table(records, side)
     assert header[2] == "head"
     assert [r[:7] for r in rows] == [["Corr. Top k", "10", "attract", "0, 1", "60.0 ± 0.0", "45.0 ± 7.1", "2 of 2"],
@@ -234,7 +236,6 @@ def test_l2x_pairwise_table_pairs_runs_by_their_pairwise_head(tmp_path: Path):
                                      ["Corr. Top k", "10", "scalar", "0", "45.0", "50.0", "0 of 1"]]
     assert "l2x_pairwise" in make_tables.all_tables(records, side)
     # the figure: E.F. Ent. Top k's table runs of the paired seeds first, the table's conv head last
-    run("e0", 0, "conv", 0.55, relaxation="ef_topk")
     run("e5", 5, "conv", 0.55, relaxation="ef_topk")  # a seed without paired Corr. Top k runs: left out
     records = make_tables.load_records([res])
     cols = plot_l2x_pairwise.columns(records, side)
