@@ -202,6 +202,11 @@ def nri_table(records: list[dict], timesteps: int = 10) -> tuple[list[str], list
     return header, rows
 
 
+def l2x_build(record: dict) -> str | None:
+    """The sha256 of the embeddings file an L2X run used (``data.embeddings_sha256``); None in older records."""
+    return (record.get("data") or {}).get("embeddings_sha256")
+
+
 def l2x_w2v_epochs(record: dict) -> int | None:
     """Epochs of the word2vec embeddings an L2X run trained: ``config.data.w2v.epochs``; None for a run on
     supplied embeddings (``data.embeddings``); a record without its config counts as the current default."""
@@ -292,9 +297,6 @@ def l2x_side_pairs(records: list[dict], side_records: list[dict], setting: str) 
     def key(r: dict) -> tuple:
         return r["relaxation"], int(r.get("k") or 10), int(r.get("aspect", 1)), r.get("seed")
 
-    def build(r: dict) -> str | None:
-        return (r.get("data") or {}).get("embeddings_sha256")
-
     table = defaultdict(list)
     for r in records:
         if r.get("experiment") == "l2x" and isinstance(r.get("config"), dict):
@@ -308,7 +310,7 @@ def l2x_side_pairs(records: list[dict], side_records: list[dict], setting: str) 
         for run in table.get(key(probe), []):
             other = _flatten(run["config"])
             same = (all(flat[n] == other[n] for n in flat.keys() & other.keys() - free)
-                    and (None in (build(probe), build(run)) or build(probe) == build(run)))
+                    and (None in (l2x_build(probe), l2x_build(run)) or l2x_build(probe) == l2x_build(run)))
             measured = all(_PAIR_METRICS <= m.keys() for m in (probe["metrics"], run["metrics"]))
             value = _setting_value(flat, setting)
             if same and measured and value is not None and value != _setting_value(other, setting):

@@ -19,7 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from make_tables import L2X_W2V_EPOCHS, REPO, l2x_side_pairs, l2x_w2v_epochs, load_records  # noqa: E402
+from make_tables import (  # noqa: E402
+    L2X_W2V_EPOCHS,
+    REPO,
+    l2x_build,
+    l2x_side_pairs,
+    l2x_w2v_epochs,
+    load_records,
+)
 from plot_l2x import save_figure  # noqa: E402
 
 METRICS = (("test/subset_precision", "subset precision (%)"), ("best/valid/mse", "validation MSE x100 (selection)"))
@@ -49,16 +56,13 @@ def columns(records: list[dict], side_records: list[dict], k: int = 10,
             out.setdefault(TABLE_HEAD, {})[seed] = table
     seeds = set(out.get(TABLE_HEAD, {}))
 
-    def build(r: dict) -> str | None:
-        return (r.get("data") or {}).get("embeddings_sha256")
+    def in_cell(r: dict, relaxation: str) -> bool:
+        return (r.get("experiment") == "l2x" and r.get("relaxation") == relaxation and r.get("k") == k
+                and int(r.get("aspect", 1)) == aspect and l2x_w2v_epochs(r) == L2X_W2V_EPOCHS)
 
-    corr_builds = {r.get("seed"): build(r) for r in records
-                   if r.get("experiment") == "l2x" and r.get("relaxation") == "corr_topk" and r.get("k") == k
-                   and int(r.get("aspect", 1)) == aspect and l2x_w2v_epochs(r) == L2X_W2V_EPOCHS}
+    corr_builds = {r.get("seed"): l2x_build(r) for r in records if in_cell(r, "corr_topk")}
     for r in records:
-        if (r.get("experiment") == "l2x" and r.get("relaxation") == "ef_topk" and r.get("k") == k
-                and int(r.get("aspect", 1)) == aspect and l2x_w2v_epochs(r) == L2X_W2V_EPOCHS
-                and r.get("seed") in seeds and build(r) == corr_builds.get(r.get("seed"))):
+        if in_cell(r, "ef_topk") and r.get("seed") in seeds and l2x_build(r) == corr_builds.get(r.get("seed")):
             out.setdefault(NO_PAIRWISE, {})[r["seed"]] = r["metrics"]
     return dict(sorted(out.items(), key=lambda item: _order(item[0])))
 
