@@ -133,10 +133,11 @@ def _from_wandb_run(run_dir: Path) -> dict | None:
     return record
 
 
-def load_records(paths: Iterable[Path], side: bool = False) -> list[dict]:
-    """Every record found under ``paths``: *.json records, metrics.json in run folders, W&B offline runs.
-    ``side=True``: the side runs' records (``"table": false``) instead, which no table cell uses."""
-    records, seen = [], set()
+def read_records(paths: Iterable[Path]) -> tuple[list[dict], list[dict]]:
+    """(table records, side records) found under ``paths`` in one pass: *.json records, metrics.json in run
+    folders, W&B offline runs (table records). Side records are those marked ``"table": false``, which no table
+    cell uses."""
+    records, side, seen = [], [], set()
     for root in paths:
         root = Path(root)
         files = [root] if root.is_file() else sorted(root.rglob("*.json"))
@@ -145,16 +146,25 @@ def load_records(paths: Iterable[Path], side: bool = False) -> list[dict]:
                 obj = json.loads(f.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError, OSError):
                 continue
-            if _is_record(obj, side) and f.resolve() not in seen:
-                seen.add(f.resolve())
-                records.append(obj)
-        if root.is_dir() and not side:
+            if f.resolve() in seen:
+                continue
+            for kept, is_side in ((records, False), (side, True)):
+                if _is_record(obj, is_side):
+                    seen.add(f.resolve())
+                    kept.append(obj)
+        if root.is_dir():
             for run in sorted(root.rglob("offline-run-*")):
                 if not (run.parent.parent / "metrics.json").exists():
                     rec = _from_wandb_run(run)
                     if rec is not None:
                         records.append(rec)
-    return records
+    return records, side
+
+
+def load_records(paths: Iterable[Path], side: bool = False) -> list[dict]:
+    """Every table record found under ``paths`` (see :func:`read_records`); ``side=True``: the side runs' records
+    (``"table": false``) instead."""
+    return read_records(paths)[int(side)]
 
 
 # --------------------------------------------------------------------------- cells
@@ -169,6 +179,11 @@ def _cell(values: list[float], scale: float = 1.0, digits: int = 1, count: bool 
     if len(vals) == 1:
         return f"{mean:.{digits}f}{n}"
     return f"{mean:.{digits}f} ± {statistics.stdev(vals):.{digits}f}{n}"
+
+
+def _finite(value: object) -> bool:
+    """A number that is neither NaN nor infinite (a record's missing or failed metric is not)."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _group(records: list[dict], experiment: str, key) -> dict:
@@ -341,7 +356,8 @@ def l2x_side_table(records: list[dict], side_records: list[dict], setting: str, 
         shown = f"{value:g}" if isinstance(value, float) else value
         row = [names.get(rel, rel), str(k), shown, ", ".join(str(s) for s, _, _ in runs)]
         for metric, _, scale, digits, higher in metrics:
-            both = [(p[metric], t[metric]) for _, p, t in runs if metric in p and metric in t]
+            both = [(p[metric], t[metric]) for _, p, t in runs
+                    if _finite(p.get(metric)) and _finite(t.get(metric))]
             better = sum((a > b) if higher else (a < b) for a, b in both)
             row += [_cell([a for a, _ in both], scale, digits, count=False),
                     _cell([b for _, b in both], scale, digits, count=False), f"{better} of {len(both)}"]
@@ -510,8 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latex", action="store_true", help="print LaTeX tables")
     parser.add_argument("--readme", type=Path, help="rewrite the tables between this file's markers")
     args = parser.parse_args(argv)
-    records = load_records([args.results, *args.runs])
-    tables = all_tables(records, load_records([args.results, *args.runs], side=True))
+    records, side_records = read_records([args.results, *args.runs])
+    tables = all_tables(records, side_records)
     if args.readme:
         update_readme(args.readme, {n: markdown(*t) for n, (_, t) in tables.items()})
         print(f"updated {args.readme} from {len(records)} records")

@@ -25,7 +25,7 @@ from make_tables import (  # noqa: E402
     l2x_build,
     l2x_side_pairs,
     l2x_w2v_epochs,
-    load_records,
+    read_records,
 )
 from plot_l2x import save_figure  # noqa: E402
 
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--aspect", type=int, default=1)
     ap.add_argument("-o", "--out", type=Path, default=REPO / "results" / "l2x" / "pairwise_heads.png")
     args = ap.parse_args(argv)
-    records, side = load_records([args.results]), load_records([args.results], side=True)
+    records, side = read_records([args.results])
     print(plot(records, side, args.out, args.k, args.aspect))
     return 0
 

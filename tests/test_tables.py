@@ -204,6 +204,26 @@ def test_l2x_steps_table_pairs_longer_runs_and_not_temperature_probes(tmp_path: 
         make_tables.l2x_side_pairs(records, side, "optim.lr")
 
 
+def test_l2x_side_table_leaves_out_pairs_with_a_non_finite_metric(tmp_path: Path):
+    res = tmp_path / "results"
+
+    def run(name: str, seed: int, tau: float, prec: float, mse: float, table: bool = True) -> None:
+        _write(res / f"{name}.json", experiment="l2x", relaxation="ef_topk", estimator="relaxed", k=10, aspect=1,
+               seed=seed, table=table, metrics={"test/subset_precision": prec, "best/valid/mse": mse},
+               config={"seed": seed, "relaxation": {"tau": tau},
+                       "data": {"w2v": {"epochs": make_tables.L2X_W2V_EPOCHS}}})
+
+    run("t0", 0, 1.0, 0.50, 0.020)
+    run("t1", 1, 1.0, 0.50, 0.020)
+    run("p0", 0, 3.0, 0.60, 0.010, table=False)
+    run("p1", 1, 3.0, float("nan"), 0.010, table=False)  # a failed metric: neither better nor counted
+    records, side = make_tables.read_records([res])
+    assert (len(records), len(side)) == (2, 2)
+    _, rows = make_tables.l2x_tau_table(records, side)
+    assert rows == [["E.F. Ent. Top k", "10", "3", "0, 1", "60.0", "50.0", "1 of 1", "1.00 ± 0.00", "2.00 ± 0.00",
+                     "2 of 2"]]
+
+
 def test_l2x_pairwise_table_pairs_runs_by_their_pairwise_head(tmp_path: Path):
     res = tmp_path / "results"
 
