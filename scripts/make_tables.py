@@ -169,9 +169,14 @@ def load_records(paths: Iterable[Path], side: bool = False) -> list[dict]:
 
 # --------------------------------------------------------------------------- cells
 
+def _finite(value: object) -> bool:
+    """A number that is neither NaN nor infinite (a record's missing or failed metric is not)."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _cell(values: list[float], scale: float = 1.0, digits: int = 1, count: bool = True) -> str:
     """Mean ± sd of the finite values times ``scale`` (the mean alone for one value), with " (n=N)" if ``count``."""
-    vals = [v * scale for v in values if v is not None and math.isfinite(v)]
+    vals = [v * scale for v in values if _finite(v)]
     if not vals:
         return MISSING
     n = f" (n={len(vals)})" if count else ""
@@ -179,11 +184,6 @@ def _cell(values: list[float], scale: float = 1.0, digits: int = 1, count: bool 
     if len(vals) == 1:
         return f"{mean:.{digits}f}{n}"
     return f"{mean:.{digits}f} ± {statistics.stdev(vals):.{digits}f}{n}"
-
-
-def _finite(value: object) -> bool:
-    """A number that is neither NaN nor infinite (a record's missing or failed metric is not)."""
-    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _group(records: list[dict], experiment: str, key) -> dict:
