@@ -148,10 +148,13 @@ def read_records(paths: Iterable[Path]) -> tuple[list[dict], list[dict]]:
                 continue
             if f.resolve() in seen:
                 continue
-            for kept, is_side in ((records, False), (side, True)):
-                if _is_record(obj, is_side):
-                    seen.add(f.resolve())
-                    kept.append(obj)
+            if _is_record(obj):
+                records.append(obj)
+            elif _is_record(obj, side=True):
+                side.append(obj)
+            else:
+                continue
+            seen.add(f.resolve())
         if root.is_dir():
             for run in sorted(root.rglob("offline-run-*")):
                 if not (run.parent.parent / "metrics.json").exists():
@@ -220,6 +223,11 @@ def nri_table(records: list[dict], timesteps: int = 10) -> tuple[list[str], list
 def l2x_build(record: dict) -> str | None:
     """The sha256 of the embeddings file an L2X run used (``data.embeddings_sha256``); None in older records."""
     return (record.get("data") or {}).get("embeddings_sha256")
+
+
+def l2x_same_build(a: dict, b: dict) -> bool:
+    """Both runs used the same embeddings file, or at least one record predates ``data.embeddings_sha256``."""
+    return None in (l2x_build(a), l2x_build(b)) or l2x_build(a) == l2x_build(b)
 
 
 def l2x_w2v_epochs(record: dict) -> int | None:
@@ -325,7 +333,7 @@ def l2x_side_pairs(records: list[dict], side_records: list[dict], setting: str) 
         for run in table.get(key(probe), []):
             other = _flatten(run["config"])
             same = (all(flat[n] == other[n] for n in flat.keys() & other.keys() - free)
-                    and (None in (l2x_build(probe), l2x_build(run)) or l2x_build(probe) == l2x_build(run)))
+                    and l2x_same_build(probe, run))
             measured = all(_PAIR_METRICS <= m.keys() for m in (probe["metrics"], run["metrics"]))
             value = _setting_value(flat, setting)
             if same and measured and value is not None and value != _setting_value(other, setting):

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_tables import (  # noqa: E402
     L2X_W2V_EPOCHS,
     REPO,
-    l2x_build,
+    l2x_same_build,
     l2x_side_pairs,
     l2x_w2v_epochs,
     read_records,
@@ -46,7 +46,8 @@ def _order(head: str) -> tuple[int, float]:
 def columns(records: list[dict], side_records: list[dict], k: int = 10,
             aspect: int = 1) -> dict[str, dict[int, dict[str, float]]]:
     """{head: {seed: metrics}} for Corr. Top k at ``k``: each other head paired with a table run, the table's own
-    conv head on those seeds, and E.F. Ent. Top k's table runs on the same seeds and build of the embeddings."""
+    conv head on those seeds, and E.F. Ent. Top k's table runs on the same seeds and build of the embeddings
+    (``l2x_same_build``, the pairing's rule)."""
     out: dict[str, dict[int, dict[str, float]]] = {}
     for (rel, kk, asp, head), runs in l2x_side_pairs(records, side_records, "model.pairwise").items():
         if rel != "corr_topk" or kk != k or asp != aspect:
@@ -60,9 +61,10 @@ def columns(records: list[dict], side_records: list[dict], k: int = 10,
         return (r.get("experiment") == "l2x" and r.get("relaxation") == relaxation and r.get("k") == k
                 and int(r.get("aspect", 1)) == aspect and l2x_w2v_epochs(r) == L2X_W2V_EPOCHS)
 
-    corr_builds = {r.get("seed"): l2x_build(r) for r in records if in_cell(r, "corr_topk")}
+    corr_runs = {r.get("seed"): r for r in records if in_cell(r, "corr_topk")}
     for r in records:
-        if in_cell(r, "ef_topk") and r.get("seed") in seeds and l2x_build(r) == corr_builds.get(r.get("seed")):
+        if (in_cell(r, "ef_topk") and r.get("seed") in seeds and r.get("seed") in corr_runs
+                and l2x_same_build(r, corr_runs[r.get("seed")])):
             out.setdefault(NO_PAIRWISE, {})[r["seed"]] = r["metrics"]
     return dict(sorted(out.items(), key=lambda item: _order(item[0])))
 
