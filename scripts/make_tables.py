@@ -267,6 +267,75 @@ def l2x_table(records: list[dict], aspect: int = 1,
     return header, rows
 
 
+def _seed_ranges(seeds: Iterable[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] -> "0-2, 5, 7-8"."""
+    spans: list[list[int]] = []
+    for s in sorted(seeds):
+        if spans and s == spans[-1][1] + 1:
+            spans[-1][1] = s
+        else:
+            spans.append([s, s])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def l2x_seeds_table(records: list[dict], aspect: int = 1) -> tuple[list[str], list[list[str]]]:
+    """The table's L2X runs of ``aspect`` seed by seed: per k and row, its place by mean subset precision, the mean
+    ± sd, the precision of each seed, on how many of the row's seeds Corr. Top k (run on the same seed) is the more
+    precise, and which seeds ran on which build of the embeddings (the first 8 hex digits of its sha256)."""
+    runs: dict = defaultdict(dict)  # (relaxation, k) -> {seed: record}
+    for r in records:
+        if (r.get("experiment") == "l2x" and l2x_w2v_epochs(r) == L2X_W2V_EPOCHS
+                and int(r.get("aspect", 1)) == aspect and isinstance(r.get("seed"), int)
+                and _finite(r["metrics"].get("test/subset_precision"))):
+            runs[(r["relaxation"], int(r.get("k") or 10))][r["seed"]] = r
+    seeds = sorted({s for by_seed in runs.values() for s in by_seed})
+    header = ["k", "relaxation", "place", "precision %", *[f"seed {s}" for s in seeds],
+              "Corr. Top k higher on", "embeddings build: seeds"]
+    rows = []
+    for k in L2X_KS:
+        precision = {rel: {s: 100 * r["metrics"]["test/subset_precision"] for s, r in runs[(rel, k)].items()}
+                     for rel, _ in L2X_ROWS if runs.get((rel, k))}
+        ranked = sorted(precision, key=lambda rel: statistics.fmean(precision[rel].values()), reverse=True)
+        corr = precision.get("corr_topk", {})
+        for rel, label in L2X_ROWS:
+            if rel not in precision:
+                continue
+            by_seed = precision[rel]
+            shared = [s for s in by_seed if s in corr]
+            versus = (f"{sum(corr[s] > by_seed[s] for s in shared)} of {len(shared)}"
+                      if rel != "corr_topk" and shared else MISSING)
+            builds: dict = defaultdict(list)
+            for s, r in runs[(rel, k)].items():
+                builds[(l2x_build(r) or "unknown")[:8]].append(s)
+            where = "; ".join(f"{b}: {_seed_ranges(ss)}" for b, ss in sorted(builds.items(), key=lambda x: min(x[1])))
+            rows.append([str(k), label, f"{ranked.index(rel) + 1} of {len(ranked)}",
+                         _cell(list(by_seed.values())),
+                         *[f"{by_seed[s]:.1f}" if s in by_seed else "" for s in seeds], versus, where])
+    return header, rows
+
+
+def l2x_best_epoch_table(records: list[dict], aspect: int = 1) -> tuple[list[str], list[list[str]]]:
+    """When the table's L2X runs of ``aspect`` had their best checkpoint (by validation MSE), per row over all k and
+    seeds: the median evaluation (one per ``trainer.eval_every`` steps, an epoch in the table's runs) and how many
+    runs had it at the last one (``best/step`` = ``trainer.max_steps``: training longer might still help them).
+    Runs whose record lacks the config or ``best/step`` are left out."""
+    evals: dict = defaultdict(list)  # relaxation -> [(best evaluation, at the last one), ...]
+    for r in records:
+        trainer = (r.get("config") or {}).get("trainer") or {}
+        step, every, last = r["metrics"].get("best/step"), trainer.get("eval_every"), trainer.get("max_steps")
+        if (r.get("experiment") == "l2x" and l2x_w2v_epochs(r) == L2X_W2V_EPOCHS and int(r.get("aspect", 1)) == aspect
+                and _finite(step) and isinstance(every, int) and every > 0 and isinstance(last, int)):
+            evals[r["relaxation"]].append((step / every, step >= last))
+    header = ["relaxation", "runs", "best epoch, median", "best at the last epoch"]
+    rows = []
+    for label, group in [(label, evals[rel]) for rel, label in L2X_ROWS if evals.get(rel)] + [
+            ("all rows", [e for rel, _ in L2X_ROWS for e in evals.get(rel, [])])]:
+        if group:
+            rows.append([label, str(len(group)), f"{statistics.median(e for e, _ in group):g}",
+                         str(sum(at_last for _, at_last in group))])
+    return header, rows
+
+
 def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
     """{"a": {"b": 1}} -> {"a.b": 1}."""
     flat: dict[str, object] = {}
@@ -505,6 +574,9 @@ def all_tables(records: list[dict],
                 nri_table(records, 10)),
         "nri20": ("NRI graph layout, T = 20", nri_table(records, 20)),
         "l2x": ("L2X on BeerAdvocate, aroma: test MSE ×100 / subset precision %", l2x_table(records)),
+        "l2x_seeds": ("L2X on BeerAdvocate, aroma: subset precision % seed by seed", l2x_seeds_table(records)),
+        "l2x_best_epoch": ("L2X, aroma: the epoch of the best checkpoint of the table's runs",
+                           l2x_best_epoch_table(records)),
         "l2x_w2v5": (f"L2X, aroma, on the previous default embeddings (word2vec {L2X_PREVIOUS_W2V_EPOCHS} epochs)",
                      l2x_table(records, w2v_epochs=L2X_PREVIOUS_W2V_EPOCHS)),
         "l2x_tau": ("L2X, aroma: temperature probes against the table's runs of the same seeds",

@@ -147,6 +147,42 @@ def test_goals_table(tmp_path: Path):
                                                                            "23rd"]
 
 
+def test_l2x_seeds_table(tmp_path: Path):
+    res = tmp_path / "results"
+    runs = {("corr_topk", 0): (0.50, "aa"), ("corr_topk", 1): (0.60, "aa"), ("corr_topk", 3): (0.55, "bb"),
+            ("ef_topk", 0): (0.52, "aa"), ("ef_topk", 1): (0.58, "aa"), ("ef_topk", 2): (0.70, "bb"),
+            ("ef_topk", 3): (float("nan"), "bb")}
+    for (rel, seed), (prec, build) in runs.items():
+        _write(res / f"{rel}{seed}.json", experiment="l2x", relaxation=rel, estimator="relaxed", k=10, aspect=1,
+               seed=seed, data={"embeddings_sha256": build * 32}, metrics={"test/subset_precision": prec})
+    _write(res / "side.json", experiment="l2x", relaxation="corr_topk", estimator="relaxed", k=10, aspect=1, seed=5,
+           metrics={"test/subset_precision": 0.9}, table=False)
+    header, rows = make_tables.l2x_seeds_table(make_tables.load_records([res]))
+    assert header == ["k", "relaxation", "place", "precision %", "seed 0", "seed 1", "seed 2", "seed 3",
+                      "Corr. Top k higher on", "embeddings build: seeds"]
+    assert rows == [  # E.F.'s NaN seed 3 is left out; Corr. Top k is ahead of it on seed 1 of the shared 0 and 1
+        ["10", "E.F. Ent. Top k", "1 of 2", "60.0 ± 9.2 (n=3)", "52.0", "58.0", "70.0", "", "1 of 2",
+         "aaaaaaaa: 0-1; bbbbbbbb: 2"],
+        ["10", "Corr. Top k", "2 of 2", "55.0 ± 5.0 (n=3)", "50.0", "60.0", "", "55.0", make_tables.MISSING,
+         "aaaaaaaa: 0-1; bbbbbbbb: 3"]]
+    assert make_tables._seed_ranges([8, 0, 1, 2, 5, 7]) == "0-2, 5, 7-8"
+
+
+def test_l2x_best_epoch_table(tmp_path: Path):
+    res = tmp_path / "results"
+    trainer = {"eval_every": 10, "max_steps": 100}
+    for name, rel, step in (("a", "corr_topk", 30), ("b", "corr_topk", 100), ("c", "corr_topk", 60),
+                            ("d", "ef_topk", 100), ("e", "ef_topk", float("nan"))):
+        _write(res / f"{name}.json", experiment="l2x", relaxation=rel, estimator="relaxed", k=10, aspect=1,
+               metrics={"test/subset_precision": 0.5, "best/step": step},
+               config={"trainer": trainer, "data": {"w2v": {"epochs": make_tables.L2X_W2V_EPOCHS}}})
+    _write(res / "noconfig.json", experiment="l2x", relaxation="ef_topk", estimator="relaxed", k=10, aspect=1,
+           metrics={"test/subset_precision": 0.5, "best/step": 10})
+    header, rows = make_tables.l2x_best_epoch_table(make_tables.load_records([res]))
+    assert header == ["relaxation", "runs", "best epoch, median", "best at the last epoch"]
+    assert rows == [["E.F. Ent. Top k", "1", "10", "1"], ["Corr. Top k", "3", "6", "1"], ["all rows", "4", "8", "2"]]
+
+
 def test_l2x_tau_table_pairs_probes_with_the_same_seeds_table_runs(tmp_path: Path):
     res = tmp_path / "results"
     data = {"w2v": {"epochs": make_tables.L2X_W2V_EPOCHS}, "bucket_batches": 50, "train_fraction": 1.0}
