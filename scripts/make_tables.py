@@ -281,7 +281,8 @@ def _seed_ranges(seeds: Iterable[int]) -> str:
 def l2x_seeds_table(records: list[dict], aspect: int = 1) -> tuple[list[str], list[list[str]]]:
     """The table's L2X runs of ``aspect`` seed by seed: per k and row, its place by mean subset precision, the mean
     ± sd, the precision of each seed, on how many of the row's seeds Corr. Top k (run on the same seed) is the more
-    precise, and which seeds ran on which build of the embeddings (the first 8 hex digits of its sha256)."""
+    precise and by how much on average, with a 95% Student-t interval over those seeds, and which seeds ran on which
+    build of the embeddings (the first 8 hex digits of its sha256)."""
     runs: dict = defaultdict(dict)  # (relaxation, k) -> {seed: record}
     for r in records:
         if (r.get("experiment") == "l2x" and l2x_w2v_epochs(r) == L2X_W2V_EPOCHS
@@ -290,7 +291,7 @@ def l2x_seeds_table(records: list[dict], aspect: int = 1) -> tuple[list[str], li
             runs[(r["relaxation"], int(r.get("k") or 10))][r["seed"]] = r
     seeds = sorted({s for by_seed in runs.values() for s in by_seed})
     header = ["k", "relaxation", "place", "precision %", *[f"seed {s}" for s in seeds],
-              "Corr. Top k higher on", "embeddings build: seeds"]
+              "Corr. Top k higher on", "Corr. Top k minus row [95% CI]", "embeddings build: seeds"]
     rows = []
     for k in L2X_KS:
         precision = {rel: {s: 100 * r["metrics"]["test/subset_precision"] for s, r in runs[(rel, k)].items()}
@@ -302,16 +303,31 @@ def l2x_seeds_table(records: list[dict], aspect: int = 1) -> tuple[list[str], li
                 continue
             by_seed = precision[rel]
             shared = [s for s in by_seed if s in corr]
-            versus = (f"{sum(corr[s] > by_seed[s] for s in shared)} of {len(shared)}"
-                      if rel != "corr_topk" and shared else MISSING)
+            diffs = [corr[s] - by_seed[s] for s in shared] if rel != "corr_topk" else []
+            versus = f"{sum(d > 0 for d in diffs)} of {len(diffs)}" if diffs else MISSING
             builds: dict = defaultdict(list)
             for s, r in runs[(rel, k)].items():
                 builds[(l2x_build(r) or "unknown")[:8]].append(s)
             where = "; ".join(f"{b}: {_seed_ranges(ss)}" for b, ss in sorted(builds.items(), key=lambda x: min(x[1])))
             rows.append([str(k), label, f"{ranked.index(rel) + 1} of {len(ranked)}",
                          _cell(list(by_seed.values())),
-                         *[f"{by_seed[s]:.1f}" if s in by_seed else "" for s in seeds], versus, where])
+                         *[f"{by_seed[s]:.1f}" if s in by_seed else "" for s in seeds], versus,
+                         _paired_interval(diffs), where])
     return header, rows
+
+
+def _paired_interval(diffs: list[float], level: float = 0.95) -> str:
+    """"+1.8 [-0.2, +3.8]": the mean of paired differences and its Student-t interval at ``level`` (the mean alone
+    for one pair, MISSING for none)."""
+    if not diffs:
+        return MISSING
+    mean = statistics.fmean(diffs)
+    if len(diffs) == 1:
+        return f"{mean:+.1f}"
+    from scipy import stats
+
+    half = stats.t.ppf((1 + level) / 2, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}]"
 
 
 def l2x_best_epoch_table(records: list[dict], aspect: int = 1) -> tuple[list[str], list[list[str]]]:

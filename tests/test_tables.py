@@ -149,7 +149,7 @@ def test_goals_table(tmp_path: Path):
 
 def test_l2x_seeds_table(tmp_path: Path):
     res = tmp_path / "results"
-    runs = {("corr_topk", 0): (0.50, "aa"), ("corr_topk", 1): (0.60, "aa"), ("corr_topk", 3): (0.55, "bb"),
+    runs = {("corr_topk", 0): (0.50, "aa"), ("corr_topk", 1): (0.62, "aa"), ("corr_topk", 3): (0.55, "bb"),
             ("ef_topk", 0): (0.52, "aa"), ("ef_topk", 1): (0.58, "aa"), ("ef_topk", 2): (0.70, "bb"),
             ("ef_topk", 3): (float("nan"), "bb")}
     for (rel, seed), (prec, build) in runs.items():
@@ -159,13 +159,17 @@ def test_l2x_seeds_table(tmp_path: Path):
            metrics={"test/subset_precision": 0.9}, table=False)
     header, rows = make_tables.l2x_seeds_table(make_tables.load_records([res]))
     assert header == ["k", "relaxation", "place", "precision %", "seed 0", "seed 1", "seed 2", "seed 3",
-                      "Corr. Top k higher on", "embeddings build: seeds"]
-    assert rows == [  # E.F.'s NaN seed 3 is left out; Corr. Top k is ahead of it on seed 1 of the shared 0 and 1
+                      "Corr. Top k higher on", "Corr. Top k minus row [95% CI]", "embeddings build: seeds"]
+    # E.F.'s NaN seed 3 is left out; Corr. Top k is ahead of it on seed 1 of the shared 0 and 1 (margins -2, +4)
+    assert rows == [
         ["10", "E.F. Ent. Top k", "1 of 2", "60.0 ± 9.2 (n=3)", "52.0", "58.0", "70.0", "", "1 of 2",
-         "aaaaaaaa: 0-1; bbbbbbbb: 2"],
-        ["10", "Corr. Top k", "2 of 2", "55.0 ± 5.0 (n=3)", "50.0", "60.0", "", "55.0", make_tables.MISSING,
-         "aaaaaaaa: 0-1; bbbbbbbb: 3"]]
+         "+1.0 [-37.1, +39.1]", "aaaaaaaa: 0-1; bbbbbbbb: 2"],
+        ["10", "Corr. Top k", "2 of 2", "55.7 ± 6.0 (n=3)", "50.0", "62.0", "", "55.0", make_tables.MISSING,
+         make_tables.MISSING, "aaaaaaaa: 0-1; bbbbbbbb: 3"]]
     assert make_tables._seed_ranges([8, 0, 1, 2, 5, 7]) == "0-2, 5, 7-8"
+    # differences 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.303
+    assert make_tables._paired_interval([1.0, 2.0, 3.0]) == "+2.0 [-0.5, +4.5]"
+    assert make_tables._paired_interval([1.5]) == "+1.5" and make_tables._paired_interval([]) == make_tables.MISSING
 
 
 def test_l2x_best_epoch_table(tmp_path: Path):
