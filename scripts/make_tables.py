@@ -278,17 +278,61 @@ def _seed_ranges(seeds: Iterable[int]) -> str:
     return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
 
 
-def l2x_seeds_table(records: list[dict], aspect: int = 1) -> tuple[list[str], list[list[str]]]:
-    """The table's L2X runs of ``aspect`` seed by seed: per k and row, its place by mean subset precision, the mean
-    ± sd, the precision of each seed, on how many of the row's seeds Corr. Top k (run on the same seed) is the more
-    precise and by how much on average, with a 95% Student-t interval over those seeds, and which seeds ran on which
-    build of the embeddings (the first 8 hex digits of its sha256)."""
-    runs: dict = defaultdict(dict)  # (relaxation, k) -> {seed: record}
+def l2x_seed_runs(records: list[dict], aspect: int = 1) -> dict[tuple[str, int], dict[int, dict]]:
+    """{(relaxation, k): {seed: record}} of the table's L2X runs of ``aspect`` with a finite subset precision."""
+    runs: dict = defaultdict(dict)
     for r in records:
         if (r.get("experiment") == "l2x" and l2x_w2v_epochs(r) == L2X_W2V_EPOCHS
                 and int(r.get("aspect", 1)) == aspect and isinstance(r.get("seed"), int)
                 and _finite(r["metrics"].get("test/subset_precision"))):
             runs[(r["relaxation"], int(r.get("k") or 10))][r["seed"]] = r
+    return runs
+
+
+def l2x_corr_margins(records: list[dict], aspect: int = 1) -> dict[tuple[str, int], list[float]]:
+    """{(relaxation, k): [Corr. Top k's subset precision minus the row's, in points, on each seed both ran]} for
+    every other row of the table that shares a seed with Corr. Top k at that k (seeds in increasing order)."""
+    runs = l2x_seed_runs(records, aspect)
+    margins = {}
+    for k in L2X_KS:
+        corr = runs.get(("corr_topk", k), {})
+        for rel, _ in L2X_ROWS:
+            other = runs.get((rel, k), {})
+            shared = sorted(other.keys() & corr.keys())
+            if rel != "corr_topk" and shared:
+                margins[(rel, k)] = [100 * (corr[s]["metrics"]["test/subset_precision"]
+                                            - other[s]["metrics"]["test/subset_precision"]) for s in shared]
+    return margins
+
+
+def paired_interval(diffs: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of paired differences and its Student-t interval at ``level`` (low = high =
+    mean for a single pair)."""
+    if not diffs:
+        raise ValueError("diffs must hold at least one difference, got none")
+    mean = statistics.fmean(diffs)
+    if len(diffs) == 1:
+        return mean, mean, mean
+    from scipy import stats
+
+    half = stats.t.ppf((1 + level) / 2, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return mean, mean - half, mean + half
+
+
+def _interval_cell(diffs: Sequence[float]) -> str:
+    """"+1.8 [-0.2, +3.8]" (:func:`paired_interval`), the mean alone for one pair, MISSING for none."""
+    if not diffs:
+        return MISSING
+    mean, low, high = paired_interval(diffs)
+    return f"{mean:+.1f}" if len(diffs) == 1 else f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
+
+
+def l2x_seeds_table(records: list[dict], aspect: int = 1) -> tuple[list[str], list[list[str]]]:
+    """The table's L2X runs of ``aspect`` seed by seed: per k and row, its place by mean subset precision, the mean
+    ± sd, the precision of each seed, on how many of the row's seeds Corr. Top k (run on the same seed) is the more
+    precise and by how much on average, with a 95% Student-t interval over those seeds (:func:`l2x_corr_margins`),
+    and which seeds ran on which build of the embeddings (the first 8 hex digits of its sha256)."""
+    runs, margins = l2x_seed_runs(records, aspect), l2x_corr_margins(records, aspect)
     seeds = sorted({s for by_seed in runs.values() for s in by_seed})
     header = ["k", "relaxation", "place", "precision %", *[f"seed {s}" for s in seeds],
               "Corr. Top k higher on", "Corr. Top k minus row [95% CI]", "embeddings build: seeds"]
@@ -297,37 +341,20 @@ def l2x_seeds_table(records: list[dict], aspect: int = 1) -> tuple[list[str], li
         precision = {rel: {s: 100 * r["metrics"]["test/subset_precision"] for s, r in runs[(rel, k)].items()}
                      for rel, _ in L2X_ROWS if runs.get((rel, k))}
         ranked = sorted(precision, key=lambda rel: statistics.fmean(precision[rel].values()), reverse=True)
-        corr = precision.get("corr_topk", {})
         for rel, label in L2X_ROWS:
             if rel not in precision:
                 continue
-            by_seed = precision[rel]
-            shared = [s for s in by_seed if s in corr]
-            diffs = [corr[s] - by_seed[s] for s in shared] if rel != "corr_topk" else []
-            versus = f"{sum(d > 0 for d in diffs)} of {len(diffs)}" if diffs else MISSING
+            diffs = margins.get((rel, k), [])
             builds: dict = defaultdict(list)
             for s, r in runs[(rel, k)].items():
                 builds[(l2x_build(r) or "unknown")[:8]].append(s)
             where = "; ".join(f"{b}: {_seed_ranges(ss)}" for b, ss in sorted(builds.items(), key=lambda x: min(x[1])))
             rows.append([str(k), label, f"{ranked.index(rel) + 1} of {len(ranked)}",
-                         _cell(list(by_seed.values())),
-                         *[f"{by_seed[s]:.1f}" if s in by_seed else "" for s in seeds], versus,
-                         _paired_interval(diffs), where])
+                         _cell(list(precision[rel].values())),
+                         *[f"{precision[rel][s]:.1f}" if s in precision[rel] else "" for s in seeds],
+                         f"{sum(d > 0 for d in diffs)} of {len(diffs)}" if diffs else MISSING,
+                         _interval_cell(diffs), where])
     return header, rows
-
-
-def _paired_interval(diffs: list[float], level: float = 0.95) -> str:
-    """"+1.8 [-0.2, +3.8]": the mean of paired differences and its Student-t interval at ``level`` (the mean alone
-    for one pair, MISSING for none)."""
-    if not diffs:
-        return MISSING
-    mean = statistics.fmean(diffs)
-    if len(diffs) == 1:
-        return f"{mean:+.1f}"
-    from scipy import stats
-
-    half = stats.t.ppf((1 + level) / 2, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
-    return f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}]"
 
 
 def l2x_best_epoch_table(records: list[dict], aspect: int = 1) -> tuple[list[str], list[list[str]]]:

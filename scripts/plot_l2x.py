@@ -82,11 +82,12 @@ def plot(records: list[dict], out: Path, aspect: int = 1, w2v_epochs: int = L2X_
     return save_figure(fig, out)
 
 
-def save_figure(fig, out: Path) -> Path:
-    """Lay ``fig`` out tightly, write it to ``out`` (folders made as needed) at 120 dpi, close it, return ``out``."""
+def save_figure(fig, out: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path:
+    """Lay ``fig`` out tightly within ``rect`` (figure fractions: left, bottom, right, top; room outside it for a
+    figure legend), write it to ``out`` (folders made as needed) at 120 dpi, close it, return ``out``."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)

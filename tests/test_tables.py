@@ -14,6 +14,7 @@ from tests.conftest import REPO
 sys.path.insert(0, str(REPO / "scripts"))
 import make_tables  # noqa: E402
 import plot_l2x  # noqa: E402
+import plot_l2x_margins  # noqa: E402
 import plot_l2x_pairwise  # noqa: E402
 import plot_sweep  # noqa: E402
 
@@ -168,8 +169,27 @@ def test_l2x_seeds_table(tmp_path: Path):
          make_tables.MISSING, "aaaaaaaa: 0-1; bbbbbbbb: 3"]]
     assert make_tables._seed_ranges([8, 0, 1, 2, 5, 7]) == "0-2, 5, 7-8"
     # differences 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.303
-    assert make_tables._paired_interval([1.0, 2.0, 3.0]) == "+2.0 [-0.5, +4.5]"
-    assert make_tables._paired_interval([1.5]) == "+1.5" and make_tables._paired_interval([]) == make_tables.MISSING
+    assert make_tables._interval_cell([1.0, 2.0, 3.0]) == "+2.0 [-0.5, +4.5]"
+    assert make_tables._interval_cell([1.5]) == "+1.5" and make_tables._interval_cell([]) == make_tables.MISSING
+    with pytest.raises(ValueError, match="diffs"):
+        make_tables.paired_interval([])
+
+
+def test_plot_l2x_margins(tmp_path: Path):
+    res = tmp_path / "results"
+    for rel, seed, prec in (("corr_topk", 0, 0.50), ("corr_topk", 1, 0.56), ("ef_topk", 0, 0.48), ("ef_topk", 1, 0.52),
+                            ("l2x", 2, 0.40)):
+        _write(res / f"{rel}{seed}.json", experiment="l2x", relaxation=rel, estimator="relaxed", k=10, aspect=1,
+               seed=seed, metrics={"test/subset_precision": prec})
+    records = make_tables.load_records([res])
+    rows = dict((label, (ours, paper)) for label, ours, paper in plot_l2x_margins.margins(records)[10])
+    mean, low, high = rows["E.F. Ent. Top k"][0]  # margins +2 and +4: mean 3, t(0.975, 1) * 1.414 / 1.414
+    assert abs(mean - 3.0) < 1e-9 and abs(high - mean - 12.706) < 1e-3 and abs(mean - low - 12.706) < 1e-3
+    assert abs(rows["E.F. Ent. Top k"][1] - (53.1 - 32.8)) < 1e-9
+    assert rows["L2X"][0] is None  # no seed shared with Corr. Top k
+    out = tmp_path / "margins.png"
+    assert plot_l2x_margins.main(["--results", str(res), "-o", str(out)]) == 0
+    assert out.stat().st_size > 1000
 
 
 def test_l2x_best_epoch_table(tmp_path: Path):
