@@ -28,6 +28,9 @@ lint: $(STAMP)
 
 tables: $(STAMP)
 	$(PY) scripts/make_tables.py --readme README.md
+	$(PY) scripts/plot_l2x.py
+	$(PY) scripts/plot_l2x_margins.py
+	$(PY) scripts/plot_l2x_pairwise.py
 
 bench: $(STAMP)
 	$(PY) scripts/bench_relaxations.py
