@@ -7,7 +7,7 @@ Columns: E.F. Ent. Top k (no pairwise term at all: the fixed head at offset 0), 
 (``model.pairwise=fixed model.pairwise_offset=c``), the attract head, and the learned conv head of the table's runs.
 Only seeds with a table run of Corr. Top k and at least one other head paired with it (``make_tables``'s pairing:
 same build of the embeddings, otherwise the same config) are drawn, one line per seed, the mean over those seeds in
-black. A column's mean covers the seeds that have it.
+black. A column's mean covers the seeds that have it (their number is in its label).
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def plot(records: list[dict], side_records: list[dict], out: Path, k: int = 10, 
                  for x, h in enumerate(heads) if any(metric in m for m in cols[h].values())]
         ax.plot(*zip(*means), "-s", color="black", linewidth=2.5, label="mean over the seeds")
         ax.set_xticks(range(len(heads)))
-        ax.set_xticklabels([h.replace(", offset ", " ") for h in heads], rotation=25, ha="right", fontsize=8)
+        ax.set_xticklabels([f"{h.replace(', offset ', ' ')} (n={len(cols[h])})" for h in heads], rotation=25,
+                           ha="right", fontsize=8)
         ax.set_ylabel(ylabel)
     axes[0].set_title(f"Corr. Top k, k = {k}: pairwise heads (fixed c: every adjacent pair's logit is c)",
                       fontsize=10)
