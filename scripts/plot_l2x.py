@@ -25,7 +25,7 @@ from make_tables import L2X_KS, L2X_ROWS, L2X_W2V_EPOCHS, PAPER_L2X, REPO, l2x_g
 MSE_METRIC = "test/mse_heldout_aspect_file"
 
 
-def _paper(cell: str) -> tuple[float, float]:
+def paper_value(cell: str) -> tuple[float, float]:
     """'63.1±5.3' -> (63.1, 5.3)."""
     mean, sd = cell.split("±")
     return float(mean), float(sd)
@@ -47,8 +47,8 @@ def series(records: list[dict], aspect: int = 1,
                 if vals:
                     s[key].append((k, statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0))
             pm, pp = PAPER_L2X[rel][k]
-            s["paper_mse"].append((k, *_paper(pm)))
-            s["paper_precision"].append((k, *_paper(pp)))
+            s["paper_mse"].append((k, *paper_value(pm)))
+            s["paper_precision"].append((k, *paper_value(pp)))
         out[rel] = s
     return out
 

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from make_tables import L2X_KS, L2X_ROWS, PAPER_L2X, REPO, l2x_corr_margins, load_records, paired_interval  # noqa: E402
-from plot_l2x import _paper, save_figure  # noqa: E402
+from plot_l2x import paper_value, save_figure  # noqa: E402
 
 
 def margins(records: list[dict], aspect: int = 1) -> dict[int, list[tuple[str, tuple[float, float, float] | None,
@@ -27,9 +27,9 @@ def margins(records: list[dict], aspect: int = 1) -> dict[int, list[tuple[str, t
     ours = l2x_corr_margins(records, aspect)
     out = {}
     for k in L2X_KS:
-        corr_paper = _paper(PAPER_L2X["corr_topk"][k][1])[0]
+        corr_paper = paper_value(PAPER_L2X["corr_topk"][k][1])[0]
         out[k] = [(label, paired_interval(ours[(rel, k)]) if (rel, k) in ours else None,
-                   corr_paper - _paper(PAPER_L2X[rel][k][1])[0]) for rel, label in L2X_ROWS if rel != "corr_topk"]
+                   corr_paper - paper_value(PAPER_L2X[rel][k][1])[0]) for rel, label in L2X_ROWS if rel != "corr_topk"]
     return out
 
 

@@ -19,14 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from make_tables import (  # noqa: E402
-    L2X_W2V_EPOCHS,
-    REPO,
-    l2x_same_build,
-    l2x_side_pairs,
-    l2x_w2v_epochs,
-    read_records,
-)
+from make_tables import REPO, l2x_same_build, l2x_seed_runs, l2x_side_pairs, read_records  # noqa: E402
 from plot_l2x import save_figure  # noqa: E402
 
 METRICS = (("test/subset_precision", "subset precision (%)"), ("best/valid/mse", "validation MSE x100 (selection)"))
@@ -55,17 +48,11 @@ def columns(records: list[dict], side_records: list[dict], k: int = 10,
         for seed, side, table in runs:
             out.setdefault(str(head), {})[seed] = side
             out.setdefault(TABLE_HEAD, {})[seed] = table
-    seeds = set(out.get(TABLE_HEAD, {}))
-
-    def in_cell(r: dict, relaxation: str) -> bool:
-        return (r.get("experiment") == "l2x" and r.get("relaxation") == relaxation and r.get("k") == k
-                and int(r.get("aspect", 1)) == aspect and l2x_w2v_epochs(r) == L2X_W2V_EPOCHS)
-
-    corr_runs = {r.get("seed"): r for r in records if in_cell(r, "corr_topk")}
-    for r in records:
-        if (in_cell(r, "ef_topk") and r.get("seed") in seeds and r.get("seed") in corr_runs
-                and l2x_same_build(r, corr_runs[r.get("seed")])):
-            out.setdefault(NO_PAIRWISE, {})[r["seed"]] = r["metrics"]
+    table_runs = l2x_seed_runs(records, aspect)
+    corr_runs = table_runs.get(("corr_topk", k), {})
+    for seed, r in table_runs.get(("ef_topk", k), {}).items():
+        if seed in out.get(TABLE_HEAD, {}) and seed in corr_runs and l2x_same_build(r, corr_runs[seed]):
+            out.setdefault(NO_PAIRWISE, {})[seed] = r["metrics"]
     return dict(sorted(out.items(), key=lambda item: _order(item[0])))
 
 
