@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 tables: $(STAMP)
-	$(PY) scripts/make_tables.py --readme README.md
+	$(PY) scripts/make_tables.py --readme README.md results/l2x/README.md results/vae/README.md
 	$(PY) scripts/plot_l2x.py
 	$(PY) scripts/plot_l2x_margins.py
 	$(PY) scripts/plot_l2x_pairwise.py

@@ -5,6 +5,7 @@ Usage:
     python scripts/make_tables.py --latex               # LaTeX instead
     python scripts/make_tables.py --runs multirun/      # also Hydra run folders (metrics.json) / W&B offline runs
     python scripts/make_tables.py --readme README.md    # rewrite the tables between the README's markers
+    python scripts/make_tables.py --readme README.md results/l2x/README.md results/vae/README.md   # `make tables`
 
 A record is a JSON object with top-level "experiment", "relaxation", "estimator", "metrics" (and "k", "aspect",
 "timesteps" where they apply), as every run's metrics.json is. Missing cells are shown as missing, never filled.
@@ -633,13 +634,25 @@ def all_tables(records: list[dict],
     }
 
 
-def update_readme(readme: Path, rendered: dict[str, str]) -> None:
-    """Replace the text between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` for each table."""
-    text = readme.read_text()
-    for name, table in rendered.items():
-        pattern = re.compile(rf"(<!-- table:{name} -->).*?(<!-- /table:{name} -->)", re.S)  # empty or filled
-        text = pattern.sub(lambda m, t=table: m.group(1) + "\n" + t + "\n" + m.group(2), text)
-    readme.write_text(text)
+TABLE_MARKER = re.compile(r"<!-- table:(\w+) -->")
+
+
+def update_markdown(path: Path, rendered: dict[str, str]) -> list[str]:
+    """Replace the text between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` (empty or filled) for each
+    table whose markers ``path`` holds; return the names of those tables, in the file's order.
+
+    Raises ``ValueError`` naming the file when it holds a marker for a table that ``rendered`` does not have (a
+    stale or misspelt marker), listing the tables there are."""
+    text = path.read_text()
+    names = TABLE_MARKER.findall(text)
+    unknown = sorted(set(names) - set(rendered))
+    if unknown:
+        raise ValueError(f"{path}: markers for unknown tables {unknown}; the tables are {sorted(rendered)}")
+    for name in names:
+        pattern = re.compile(rf"(<!-- table:{name} -->).*?(<!-- /table:{name} -->)", re.S)
+        text = pattern.sub(lambda m, t=rendered[name]: m.group(1) + "\n" + t + "\n" + m.group(2), text)
+    path.write_text(text)
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -647,13 +660,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=REPO / "results", help="folder of JSON records")
     parser.add_argument("--runs", type=Path, action="append", default=[], help="Hydra run/multirun folders")
     parser.add_argument("--latex", action="store_true", help="print LaTeX tables")
-    parser.add_argument("--readme", type=Path, help="rewrite the tables between this file's markers")
+    parser.add_argument("--readme", type=Path, nargs="+", metavar="FILE",
+                        help="rewrite the tables between these Markdown files' markers")
     args = parser.parse_args(argv)
     records, side_records = read_records([args.results, *args.runs])
     tables = all_tables(records, side_records)
     if args.readme:
-        update_readme(args.readme, {n: markdown(*t) for n, (_, t) in tables.items()})
-        print(f"updated {args.readme} from {len(records)} records")
+        rendered = {n: markdown(*t) for n, (_, t) in tables.items()}
+        placed = set()
+        for path in args.readme:
+            names = update_markdown(path, rendered)
+            placed.update(names)
+            print(f"updated {path} from {len(records)} records: {', '.join(names) or 'no table markers'}")
+        if unplaced := [n for n in tables if n not in placed]:
+            print(f"no markers for: {', '.join(unplaced)}")
         return 0
     for caption, table in tables.values():
         print(latex(*table, caption) if args.latex else f"### {caption}\n\n{markdown(*table)}\n", end="\n\n")

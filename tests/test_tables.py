@@ -71,6 +71,30 @@ def test_readme_markers_rewritten(tmp_path: Path):
     assert readme.read_text() == text
 
 
+
+def test_tables_spread_over_several_files(tmp_path: Path, capsys):
+    res = _records(tmp_path)
+    main_md, detail_md, plain_md = tmp_path / "README.md", tmp_path / "detail.md", tmp_path / "plain.md"
+    main_md.write_text("<!-- table:vae -->\n<!-- /table:vae -->\n")
+    detail_md.write_text("a\n<!-- table:l2x -->\nold\n<!-- /table:l2x -->\nb\n")
+    plain_md.write_text("no tables here\n")
+    make_tables.main(["--results", str(res), "--readme", str(main_md), str(detail_md), str(plain_md)])
+    assert "Gumbel-softmax (SST)" in main_md.read_text() and "Corr. Top k" not in main_md.read_text()
+    detail = detail_md.read_text()
+    assert "old" not in detail and "| Corr. Top k |" in detail and detail.startswith("a\n") and detail.endswith("b\n")
+    assert plain_md.read_text() == "no tables here\n"
+    out = capsys.readouterr().out
+    assert "no table markers" in out and "no markers for:" in out and "nri" in out.split("no markers for:")[1]
+
+
+def test_unknown_table_marker_is_an_error(tmp_path: Path):
+    res = _records(tmp_path)
+    md = tmp_path / "README.md"
+    md.write_text("<!-- table:vea -->\n<!-- /table:vea -->\n")
+    with pytest.raises(ValueError, match=r"README\.md: markers for unknown tables \['vea'\].*'vae'"):
+        make_tables.main(["--results", str(res), "--readme", str(md)])
+    assert md.read_text() == "<!-- table:vea -->\n<!-- /table:vea -->\n"  # left as it was
+
 def test_plot_sweep(tmp_path: Path):
     for i, (tau, seed) in enumerate([(0.5, 0), (0.5, 1), (1.0, 0)]):
         _write(tmp_path / "multi" / str(i) / "metrics.json", experiment="nri", relaxation="spanning_tree",
