@@ -268,6 +268,14 @@ def l2x_table(records: list[dict], aspect: int = 1,
     return header, rows
 
 
+def l2x_ranking(records: list[dict], k: int, aspect: int = 1) -> dict[str, float]:
+    """{relaxation: mean subset precision (a fraction)} of the rows with a table run at ``k``, most precise first:
+    the L2X table's cells, and the one order the seed-by-seed table and the goals table rank by."""
+    groups = l2x_groups(records)
+    means = {rel: statistics.fmean(v) for rel, _ in L2X_ROWS
+             if (v := [x for x in _values(groups.get((rel, k, aspect), []), "test/subset_precision") if _finite(x)])}
+    return dict(sorted(means.items(), key=lambda item: item[1], reverse=True))
+
 def _seed_ranges(seeds: Iterable[int]) -> str:
     """[0, 1, 2, 5, 7, 8] -> "0-2, 5, 7-8"."""
     spans: list[list[int]] = []
@@ -341,7 +349,7 @@ def l2x_seeds_table(records: list[dict], aspect: int = 1) -> tuple[list[str], li
     for k in L2X_KS:
         precision = {rel: {s: 100 * r["metrics"]["test/subset_precision"] for s, r in runs[(rel, k)].items()}
                      for rel, _ in L2X_ROWS if runs.get((rel, k))}
-        ranked = sorted(precision, key=lambda rel: statistics.fmean(precision[rel].values()), reverse=True)
+        ranked = [rel for rel in l2x_ranking(records, k, aspect) if rel in precision]
         for rel, label in L2X_ROWS:
             if rel not in precision:
                 continue
@@ -541,21 +549,18 @@ def _ordinal(n: int) -> str:
 def _l2x_order_row(records: list[dict], aspect: int = 1) -> list[str]:
     """Corr. Top k's place among the seven rows by mean subset precision at each k, and its margin over the best
     other row (negative: behind it)."""
-    groups = l2x_groups(records)
     labels = dict(L2X_ROWS)
     places, first_everywhere, complete = [], True, True
     for k in L2X_KS:
-        means = {rel: statistics.fmean(v) for rel, _ in L2X_ROWS
-                 if (v := _values(groups.get((rel, k, aspect), []), "test/subset_precision"))}
-        if "corr_topk" not in means or len(means) < 2:
+        ranked = l2x_ranking(records, k, aspect)
+        if "corr_topk" not in ranked or len(ranked) < 2:
             complete = False
             continue
-        ranked = sorted(means, key=means.get, reverse=True)
-        place = ranked.index("corr_topk") + 1
+        place = list(ranked).index("corr_topk") + 1
         best_other = next(r for r in ranked if r != "corr_topk")
-        margin = 100 * (means["corr_topk"] - means[best_other])
+        margin = 100 * (ranked["corr_topk"] - ranked[best_other])
         first_everywhere &= place == 1
-        places.append(f"k = {k}: {_ordinal(place)} of {len(means)}, {margin:+.1f} to {labels[best_other]}")
+        places.append(f"k = {k}: {_ordinal(place)} of {len(ranked)}, {margin:+.1f} to {labels[best_other]}")
     if not places:
         status = "no run"
     elif first_everywhere and complete:

@@ -191,6 +191,14 @@ def test_l2x_seeds_table(tmp_path: Path):
          "+1.0 [-37.1, +39.1]", "aaaaaaaa: 0-1; bbbbbbbb: 2"],
         ["10", "Corr. Top k", "2 of 2", "55.7 ± 6.0 (n=3)", "50.0", "62.0", "", "55.0", make_tables.MISSING,
          make_tables.MISSING, "aaaaaaaa: 0-1; bbbbbbbb: 3"]]
+    # the goals table ranks by the same means (E.F.'s NaN run left out there too)
+    records = make_tables.load_records([res])
+    ranking = make_tables.l2x_ranking(records, 10)
+    assert list(ranking) == ["ef_topk", "corr_topk"] and ranking["ef_topk"] == pytest.approx(0.6)
+    goals = {r[0]: r[2] for r in make_tables.goals_table(records)[1]}
+    assert goals["L2X, aroma: Corr. Top k first in subset precision at every k"] == \
+        "k = 10: 2nd of 2, -4.3 to E.F. Ent. Top k"
+    assert make_tables.l2x_ranking(records, 5) == {}
     assert make_tables._seed_ranges([8, 0, 1, 2, 5, 7]) == "0-2, 5, 7-8"
     # differences 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.303
     assert make_tables._interval_cell([1.0, 2.0, 3.0]) == "+2.0 [-0.5, +4.5]"
