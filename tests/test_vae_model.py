@@ -1,4 +1,4 @@
-"""Shapes and bounds of the discrete VAE model (no data, no sst needed)."""
+"""Shapes and bounds of the discrete VAE model, and its latent-usage statistics (no data, no sst needed)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from experiments.vae.model import DiscreteVAE, iw_neg_elbo, neg_elbo
 from experiments.vae.task import temperature
+from experiments.vae.usage import latent_usage
 
 
 def _hard(model, generator):
@@ -93,3 +94,35 @@ def test_read_curve_and_plot(tmp_path):
     assert curve == {"step": [10, 20], "train/neg_elbo": [199.25, 198.25], "valid/neg_elbo": [190.0, 180.0]}
     out = plot_curves([runs[0], runs[1] / "metrics.json"], tmp_path / "curves.png")
     assert out.stat().st_size > 1000
+
+
+def test_latent_usage_on_hand_made_posteriors():
+    big = 50.0
+    logits = torch.zeros(4, 3, 5)
+    logits[torch.arange(4), 0, torch.arange(4)] = big  # variable 0: decided, a different class per image
+    logits[:, 2, 3] = big                              # variable 2: decided, the same class for every image
+    u = latent_usage(logits, "categorical")            # variable 1: uniform
+    log5 = math.log(5)
+    assert u["kl"] == pytest.approx(torch.tensor([log5, 0.0, log5], dtype=torch.float64), abs=1e-12)
+    assert u["entropy"] == pytest.approx(torch.tensor([0.0, log5, 0.0], dtype=torch.float64), abs=1e-12)
+    assert u["mutual_info"] == pytest.approx(torch.tensor([math.log(4), 0.0, 0.0], dtype=torch.float64), abs=1e-12)
+    assert u["decided"].tolist() == [1.0, 0.0, 1.0]
+    # a Bernoulli variable is the two-class categorical with logits (0, l)
+    b = torch.randn(6, 7) * 3
+    ub = latent_usage(b, "bernoulli")
+    uc = latent_usage(torch.stack([torch.zeros_like(b), b], -1), "categorical")
+    for key in ub:
+        assert ub[key] == pytest.approx(uc[key], abs=1e-12)
+    assert ub["kl"] + ub["entropy"] == pytest.approx(torch.full((7,), math.log(2), dtype=torch.float64))
+    assert (ub["mutual_info"] >= -1e-12).all() and (ub["mutual_info"] <= ub["kl"] + 1e-12).all()
+
+
+def test_latent_usage_bad_input():
+    with pytest.raises(ValueError, match=r"logits must be \(N, V, K\)"):
+        latent_usage(torch.zeros(4, 3), "categorical")
+    with pytest.raises(ValueError, match=r"logits must be \(N, V\)"):
+        latent_usage(torch.zeros(4, 3, 2), "bernoulli")
+    with pytest.raises(ValueError, match="latent must be"):
+        latent_usage(torch.zeros(4, 3), "gaussian")
+    with pytest.raises(ValueError, match="decided must be in"):
+        latent_usage(torch.zeros(4, 3), "bernoulli", decided=1.0)

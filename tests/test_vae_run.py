@@ -133,3 +133,30 @@ def test_relaxed_gap_script_on_a_run_folder(fake_mnist, tmp_path):
     assert json.loads((tmp_path / "gap.json").read_text())["runs"][0]["hard"] == pytest.approx(row["hard"])
     with pytest.raises(ValueError, match="config.yaml is missing"):
         gap.main([str(tmp_path)])
+
+
+def test_latent_usage_script_on_a_run_folder(fake_mnist, tmp_path):
+    import importlib.util
+
+    from omegaconf import OmegaConf
+
+    from experiments.common.trainer import fit
+
+    cfg = _cfg("gumbel_softmax", "relaxed", "model.hidden=[32,16]", "model.num_vars=4", "model.num_classes=3",
+               "trainer.max_steps=4", "trainer.eval_every=2", "trainer.progress=false", "eval.artifacts=false")
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    fit(cfg, vtask.VAETask, out_dir=run)
+    spec = importlib.util.spec_from_file_location("vae_latent_usage", REPO / "scripts" / "vae_latent_usage.py")
+    usage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(usage)
+    record = usage.main([str(run), "-o", str(tmp_path / "usage.json"), "--plot", str(tmp_path / "usage.png")])
+    row = record["runs"][0]
+    assert row["latent"] == "categorical" and (row["num_vars"], row["num_classes"]) == (4, 3)
+    assert row["kl"] + row["entropy"] == pytest.approx(4 * math.log(3))
+    assert len(row["per_variable"]["kl"]) == 4 and row["per_variable"]["kl"] == sorted(row["per_variable"]["kl"],
+                                                                                     reverse=True)
+    assert math.isfinite(row["test_neg_elbo"]) and 0 <= row["active"] <= 4
+    assert json.loads((tmp_path / "usage.json").read_text())["runs"][0]["kl"] == pytest.approx(row["kl"])
+    assert (tmp_path / "usage.png").stat().st_size > 1000
