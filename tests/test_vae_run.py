@@ -73,6 +73,24 @@ def test_annealing_sets_estimator_temperature(fake_mnist):
     assert t.set_temperature(10**6) == 0.3
 
 
+def test_kl_warmup_weighs_the_training_kl_only(fake_mnist):
+    t = vtask.VAETask(_cfg("binary_concrete", "relaxed", "model.hidden=[32,16]", "anneal.kl_warmup=100"),
+                      torch.device("cpu"))
+    assert [t.kl_weight(s) for s in (0, 25, 100, 10**6)] == [0.0, 0.25, 1.0, 1.0]
+    x = next(iter(t.train_batches(torch.Generator().manual_seed(1))))
+    for step, beta in ((0, 0.0), (25, 0.25), (500, 1.0)):
+        torch.manual_seed(3)
+        loss, logs = t.training_step(x, step)
+        # the relaxed estimator's loss is the mean reconstruction term; the KL enters with the weight
+        assert loss.item() == pytest.approx(logs["train/recon"].item() + beta * logs["train/kl"].item(), rel=1e-5)
+        assert logs["train/kl_weight"].item() == beta and logs["train/kl"].item() > 0
+        assert logs["train/neg_elbo"].item() == pytest.approx((logs["train/recon"] + logs["train/kl"]).item())
+    assert t.record_extras()["kl_warmup"] == 100
+    plain = vtask.VAETask(_cfg("binary_concrete", "relaxed", "model.hidden=[32,16]"), torch.device("cpu"))
+    assert plain.kl_weight(0) == 1.0 and "kl_warmup" not in plain.record_extras()
+    with pytest.raises(ValueError, match="anneal.kl_warmup"):
+        vtask.VAETask(_cfg("binary_concrete", "relaxed", "anneal.kl_warmup=-5"), torch.device("cpu"))
+
 def test_grey_mode_trains_on_grey_levels(fake_mnist):
     t = vtask.VAETask(_cfg("binary_concrete", "relaxed", "model.hidden=[32,16]", "data.binarize=grey"),
                       torch.device("cpu"))

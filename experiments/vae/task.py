@@ -79,6 +79,9 @@ class VAETask(Task):
             "tau_min": float(acfg.get("tau_min", 0.5)),
             "every": int(acfg.get("every", 1000)),
         }
+        self.kl_warmup = int(acfg.get("kl_warmup", 0))
+        if self.kl_warmup < 0:
+            raise ValueError(f"anneal.kl_warmup must be a number of steps >= 0, got {self.kl_warmup}")
         options = OmegaConf.to_container(cfg.estimator, resolve=True)
         options = {k: v for k, v in options.items() if k not in _NOT_OPTIONS}
         self.estimator = sst.estimators.build(
@@ -118,6 +121,11 @@ class VAETask(Task):
             self.estimator.tau = self.tau
         return self.tau
 
+    def kl_weight(self, step: int) -> float:
+        """The KL term's weight in the training loss at ``step``: min(1, step / anneal.kl_warmup), 1 without a
+        warm-up. Evaluation always weighs it 1 (the ELBO)."""
+        return 1.0 if self.kl_warmup == 0 else min(1.0, step / self.kl_warmup)
+
     def training_step(self, batch: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         x = batch
         tau = self.set_temperature(step)
@@ -129,7 +137,10 @@ class VAETask(Task):
         nll = out.value.detach().mean()
         logs = {"train/neg_elbo": nll + kl.detach(), "train/recon": nll, "train/kl": kl.detach(),
                 "train/tau": torch.tensor(tau), **{f"estimator/{k}": v.detach() for k, v in out.stats.items()}}
-        return out.loss + kl, logs
+        beta = self.kl_weight(step)
+        if self.kl_warmup:
+            logs["train/kl_weight"] = torch.tensor(beta)
+        return out.loss + beta * kl, logs
 
     def hard_sampler(self, generator: torch.Generator) -> Callable[[Tensor], Tensor]:
         """logits (B, ...) -> one exact sample (B, ...) of the latent (the argmax of Gumbel-perturbed logits), the
@@ -172,6 +183,8 @@ class VAETask(Task):
             "binarize": self.mode,
             "anneal": dict(self.anneal),
         }
+        if self.kl_warmup:
+            extras["kl_warmup"] = self.kl_warmup
         if self._out_dir is not None:
             extras["curve"] = read_curve(self._out_dir / "history.jsonl")
         return extras
