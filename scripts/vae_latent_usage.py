@@ -59,19 +59,19 @@ def plot(rows: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8 + 0.2 * len(rows)))
     for row in rows:
         n = row["num_vars"]
         rank = [(i + 0.5) / n for i in range(n)]
-        label = f"{row['run']} ({n}×{row['num_classes']})"
+        label = f"{row['run'].removeprefix('vae_')}: {n}×{row['num_classes']}, -ELBO {row['test_neg_elbo']:.1f}"
         axes[0].plot(rank, row["per_variable"]["kl"], label=label)
-        axes[1].plot(rank, row["per_variable"]["entropy"], label=label)
+        axes[1].plot(rank, row["per_variable"]["entropy"])
     axes[0].set(xlabel="variable rank / number of variables", ylabel="KL to the prior (nats)",
                 title="KL per latent variable")
     axes[1].set(xlabel="variable rank / number of variables", ylabel="H(q(z_v|x)) (nats)",
                 title="posterior entropy per latent variable")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    fig.legend(loc="lower center", ncol=1, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.045 * len(rows) + 0.02, 1, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
