@@ -276,6 +276,7 @@ def l2x_ranking(records: list[dict], k: int, aspect: int = 1) -> dict[str, float
              if (v := [x for x in _values(groups.get((rel, k, aspect), []), "test/subset_precision") if _finite(x)])}
     return dict(sorted(means.items(), key=lambda item: item[1], reverse=True))
 
+
 def _seed_ranges(seeds: Iterable[int]) -> str:
     """[0, 1, 2, 5, 7, 8] -> "0-2, 5, 7-8"."""
     spans: list[list[int]] = []
