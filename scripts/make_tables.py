@@ -643,22 +643,29 @@ def all_tables(records: list[dict],
 TABLE_MARKER = re.compile(r"<!-- table:(\w+) -->")
 
 
-def update_markdown(path: Path, rendered: dict[str, str]) -> list[str]:
-    """Replace the text between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` (empty or filled) for each
-    table whose markers ``path`` holds; return the names of those tables, in the file's order.
+def fill_markers(text: str, rendered: dict[str, str], source: str = "text") -> tuple[str, list[str]]:
+    """``text`` with the text between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` (empty or filled)
+    replaced by ``rendered[NAME]`` for each marker it holds, and the names of those tables in its order.
 
-    Raises ``ValueError`` naming the file when it holds a marker for a table that ``rendered`` does not have (a
+    Raises ``ValueError`` naming ``source`` when it holds a marker for a table that ``rendered`` does not have (a
     stale or misspelt marker), listing the tables there are."""
-    text = path.read_text()
     names = TABLE_MARKER.findall(text)
     unknown = sorted(set(names) - set(rendered))
     if unknown:
-        raise ValueError(f"{path}: markers for unknown tables {unknown}; the tables are {sorted(rendered)}")
+        raise ValueError(f"{source}: markers for unknown tables {unknown}; the tables are {sorted(rendered)}")
     for name in names:
         pattern = re.compile(rf"(<!-- table:{name} -->).*?(<!-- /table:{name} -->)", re.S)
         text = pattern.sub(lambda m, t=rendered[name]: m.group(1) + "\n" + t + "\n" + m.group(2), text)
-    path.write_text(text)
-    return names
+    return text, names
+
+
+def update_markdown(paths: Sequence[Path], rendered: dict[str, str]) -> dict[Path, list[str]]:
+    """Rewrite the tables between each file's markers (:func:`fill_markers`); {path: names of its tables}. Every
+    file is checked before any is written, so a bad marker in one leaves all of them as they were."""
+    filled = {path: fill_markers(path.read_text(), rendered, str(path)) for path in paths}
+    for path, (text, _) in filled.items():
+        path.write_text(text)
+    return {path: names for path, (_, names) in filled.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -672,13 +679,10 @@ def main(argv: list[str] | None = None) -> int:
     records, side_records = read_records([args.results, *args.runs])
     tables = all_tables(records, side_records)
     if args.readme:
-        rendered = {n: markdown(*t) for n, (_, t) in tables.items()}
-        placed = set()
-        for path in args.readme:
-            names = update_markdown(path, rendered)
-            placed.update(names)
+        placed = update_markdown(args.readme, {n: markdown(*t) for n, (_, t) in tables.items()})
+        for path, names in placed.items():
             print(f"updated {path} from {len(records)} records: {', '.join(names) or 'no table markers'}")
-        if unplaced := [n for n in tables if n not in placed]:
+        if unplaced := [n for n in tables if not any(n in names for names in placed.values())]:
             print(f"no markers for: {', '.join(unplaced)}")
         return 0
     for caption, table in tables.values():

@@ -89,11 +89,13 @@ def test_tables_spread_over_several_files(tmp_path: Path, capsys):
 
 def test_unknown_table_marker_is_an_error(tmp_path: Path):
     res = _records(tmp_path)
-    md = tmp_path / "README.md"
+    good, md = tmp_path / "good.md", tmp_path / "README.md"
+    good.write_text("<!-- table:vae -->\n<!-- /table:vae -->\n")
     md.write_text("<!-- table:vea -->\n<!-- /table:vea -->\n")
     with pytest.raises(ValueError, match=r"README\.md: markers for unknown tables \['vea'\].*'vae'"):
-        make_tables.main(["--results", str(res), "--readme", str(md)])
+        make_tables.main(["--results", str(res), "--readme", str(good), str(md)])
     assert md.read_text() == "<!-- table:vea -->\n<!-- /table:vea -->\n"  # left as it was
+    assert good.read_text() == "<!-- table:vae -->\n<!-- /table:vae -->\n"  # and so is the file before it
 
 def test_plot_sweep(tmp_path: Path):
     for i, (tau, seed) in enumerate([(0.5, 0), (0.5, 1), (1.0, 0)]):
