@@ -125,6 +125,17 @@ def test_bad_pairwise_head_rejected():
     validate_config(compose_cfg(["experiment=l2x", "relaxation=ef_topk", "model.pairwise=repel"]))  # unused there
 
 
+def test_bad_vae_init_rejected():
+    from experiments.common.config import VAE_INITS
+    from experiments.vae.model import INITS
+
+    assert VAE_INITS == INITS
+    with pytest.raises(ConfigError, match="model.init.*torch, xavier"):
+        validate_config(compose_cfg(["experiment=vae", "model.init=glorot"]))
+    for init in VAE_INITS:
+        validate_config(compose_cfg(["experiment=vae", f"model.init={init}"]))
+
+
 def test_bad_loss_limit_and_stray_pairwise_offset_rejected():
     with pytest.raises(ConfigError, match="trainer.loss_limit"):
         validate_config(compose_cfg(["trainer.loss_limit=-1"]))

@@ -65,6 +65,24 @@ def test_every_estimator_trains(fake_mnist, relaxation, estimator):
         assert "test/iw_neg_elbo" not in t.evaluate("valid") and "valid/neg_elbo" in t.evaluate("valid")
 
 
+def test_xavier_init_is_glorot_uniform_with_zero_biases(fake_mnist):
+    torch.manual_seed(0)
+    t = vtask.VAETask(_cfg("binary_concrete", "relaxed", "model.init=xavier"), torch.device("cpu"))
+    linears = [m for m in t.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 6
+    for layer in linears:
+        fan_out, fan_in = layer.weight.shape
+        bound = math.sqrt(6 / (fan_in + fan_out))
+        assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.9 * bound
+        assert torch.count_nonzero(layer.bias) == 0
+    assert t.record_extras()["init"] == "xavier"
+    plain = vtask.VAETask(_cfg("binary_concrete", "relaxed"), torch.device("cpu"))
+    assert "init" not in plain.record_extras()
+    assert all(torch.count_nonzero(m.bias) > 0 for m in plain.model.modules() if isinstance(m, torch.nn.Linear))
+    with pytest.raises(ValueError, match="init must be one of torch, xavier"):
+        vtask.DiscreteVAE(init="glorot")
+
+
 def test_annealing_sets_estimator_temperature(fake_mnist):
     cfg = _cfg("gumbel_softmax", "straight_through", "anneal.rate=1e-3", "anneal.every=10", "anneal.tau_min=0.3")
     t = vtask.VAETask(cfg, torch.device("cpu"))

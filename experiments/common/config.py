@@ -10,6 +10,7 @@ LOGGERS = ("wandb", "none")
 SCHEDULES = ("constant", "cosine", "step")  # experiments.common.task.LR_SCHEDULES (kept torch-free here)
 # experiments.l2x.model.PAIRWISE_KINDS less None (kept torch-free here)
 PAIRWISE_HEADS = ("conv", "attract", "scalar", "fixed")
+VAE_INITS = ("torch", "xavier")  # experiments.vae.model.INITS (kept torch-free here)
 
 
 class ConfigError(ValueError):
@@ -67,6 +68,8 @@ def validate_config(cfg: DictConfig) -> None:
     if float(model.get("pairwise_offset", 0.0) or 0.0) != 0.0 and cfg.relaxation.structure != "corr_topk":
         raise ConfigError(f"model.pairwise_offset acts on Corr. Top k's pairwise logits only; relaxation={relax} "
                           f"has none (use relaxation=corr_topk or leave the offset at 0)")
+    if name == "vae" and model.get("init", "torch") not in VAE_INITS:
+        raise ConfigError(f"model.init={model.init!r} is unknown; legal choices: {_choices(VAE_INITS)}")
     optim = cfg.get("optim") or {}
     schedule = optim.get("schedule", "constant")
     if schedule not in SCHEDULES:

@@ -15,6 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 LATENTS = ("categorical", "bernoulli")
+# weight initialisations: PyTorch's nn.Linear default, or Glorot/Xavier uniform weights with zero biases (the default
+# of TensorFlow's fully connected layers, which Jang et al.'s released code used)
+INITS = ("torch", "xavier")
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
@@ -34,13 +37,17 @@ class DiscreteVAE(nn.Module):
         latent: ``"categorical"`` (``num_vars`` variables of ``num_classes`` classes) or ``"bernoulli"``
             (``num_vars`` binary variables; ``num_classes`` ignored).
         hidden: encoder hidden sizes; the decoder uses them reversed.
+        init: ``"torch"`` (nn.Linear's default: weights and biases uniform in +-1/sqrt(fan_in)) or ``"xavier"``
+            (weights uniform in +-sqrt(6 / (fan_in + fan_out)), biases zero: TensorFlow's default).
     """
 
     def __init__(self, latent: str = "categorical", num_vars: int = 20, num_classes: int = 10,
-                 hidden: tuple[int, ...] = (512, 256), data_dim: int = 784) -> None:
+                 hidden: tuple[int, ...] = (512, 256), data_dim: int = 784, init: str = "torch") -> None:
         super().__init__()
         if latent not in LATENTS:
             raise ValueError(f"latent must be one of {', '.join(LATENTS)}, got {latent!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
         self.latent = latent
         self.num_vars = int(num_vars)
         self.num_classes = int(num_classes) if latent == "categorical" else 2
@@ -50,6 +57,11 @@ class DiscreteVAE(nn.Module):
         hidden = list(hidden)
         self.encoder = mlp([data_dim, *hidden, self.latent_dim])
         self.decoder = mlp([self.latent_dim, *reversed(hidden), data_dim])
+        if init == "xavier":
+            for layer in self.modules():
+                if isinstance(layer, nn.Linear):
+                    nn.init.xavier_uniform_(layer.weight)
+                    nn.init.zeros_(layer.bias)
 
     def encode(self, x: Tensor) -> Tensor:
         """Logits of q(z|x): (B, 784) -> (B, *event_shape)."""

@@ -65,11 +65,13 @@ class VAETask(Task):
 
         kind, default_vars = LATENT_OF[structure]
         mcfg = cfg.get("model", {})
+        self.init = str(mcfg.get("init", "torch"))
         self.model = DiscreteVAE(
             latent=kind,
             num_vars=int(mcfg.get("num_vars") or default_vars),
             num_classes=int(mcfg.get("num_classes", 10)),
             hidden=tuple(int(h) for h in mcfg.get("hidden", (512, 256))),
+            init=self.init,
         )
         self.structure = sst.Categorical() if kind == "categorical" else sst.Binary()
         acfg = cfg.get("anneal", {})
@@ -185,6 +187,8 @@ class VAETask(Task):
         }
         if self.kl_warmup:
             extras["kl_warmup"] = self.kl_warmup
+        if self.init != "torch":
+            extras["init"] = self.init
         if self._out_dir is not None:
             extras["curve"] = read_curve(self._out_dir / "history.jsonl")
         return extras
