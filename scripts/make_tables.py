@@ -523,9 +523,44 @@ def l2x_pairwise_table(records: list[dict], side_records: list[dict],
                           (_PRECISION, _VALID_MSE, _ASPECT_MSE), aspect=aspect)
 
 
+def vae_settings(record: dict) -> dict[str, object] | None:
+    """The training settings that the seeds of one VAE cell must share, with the defaults of the time for a record
+    that predates a setting (no KL warm-up, PyTorch's initialisation, a constant learning rate); None for a record
+    without its config (a W&B run's), which is not checked."""
+    cfg = record.get("config")
+    if not isinstance(cfg, dict):
+        return None
+    optim = cfg.get("optim") or {}
+    schedule = optim.get("schedule") or "constant"
+    return {"latent": record.get("latent"), "binarize": record.get("binarize", "dynamic"),
+            "anneal": record.get("anneal"), "anneal.kl_warmup": record.get("kl_warmup", 0),
+            "model.init": record.get("init", "torch"), "optim.lr": optim.get("lr"), "optim.schedule": schedule,
+            "optim.lr_min": optim.get("lr_min") if schedule == "cosine" else None,
+            "trainer.max_steps": (cfg.get("trainer") or {}).get("max_steps"),
+            "data.batch_size": (cfg.get("data") or {}).get("batch_size")}
+
+
 def vae_groups(records: list[dict]) -> dict:
-    """{(estimator, relaxation): [metrics, ...]} of the VAE runs."""
-    return _group(records, "vae", lambda r: (r["estimator"], r["relaxation"]))
+    """{(estimator, relaxation): [metrics, ...]} of the VAE runs.
+
+    Raises:
+        ValueError: the runs of one cell differ in a setting of :func:`vae_settings` (a side run left without
+            ``"table": false``, say), naming the setting and the runs.
+    """
+    cells: dict = defaultdict(list)
+    for r in records:
+        if r.get("experiment") == "vae":
+            cells[(r["estimator"], r["relaxation"])].append(r)
+    for (est, rel), runs in cells.items():
+        settings = [(vae_settings(r), r) for r in runs]
+        settings = [(s, r) for s, r in settings if s is not None]
+        for name in settings[0][0] if settings else ():
+            values = {json.dumps(s[name], sort_keys=True) for s, _ in settings}
+            if len(values) > 1:
+                runs_by = "; ".join(f"{r.get('run_dir') or r.get('command', '?')}: {s[name]}" for s, r in settings)
+                raise ValueError(f"the VAE cell {rel}/{est} mixes runs with different {name} ({runs_by}); mark the "
+                                 f"runs that do not belong with \"table\": false")
+    return {key: [r["metrics"] for r in runs] for key, runs in cells.items()}
 
 
 def vae_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:

@@ -111,6 +111,27 @@ def test_side_runs_are_left_out():
     assert make_tables._is_record(rec) and not make_tables._is_record({**rec, "table": False})
 
 
+def test_vae_cell_must_not_mix_settings():
+    def rec(seed: int, **extra) -> dict:
+        return {"experiment": "vae", "relaxation": "binary_concrete", "estimator": "relaxed", "seed": seed,
+                "metrics": {"test/neg_elbo": 100.0 + seed}, "run_dir": f"run{seed}",
+                "config": {"optim": {"lr": 1e-3, "schedule": "cosine", "lr_min": 1e-5}, "trainer": {"max_steps": 10}},
+                **extra}
+
+    same = [rec(0, kl_warmup=20, init="xavier"), rec(1, kl_warmup=20, init="xavier")]
+    assert make_tables.vae_groups(same)[("relaxed", "binary_concrete")] == [r["metrics"] for r in same]
+    with pytest.raises(ValueError, match=r"binary_concrete/relaxed mixes runs with different anneal\.kl_warmup "
+                                         r"\(run0: 20; run1: 0\)"):
+        make_tables.vae_groups([rec(0, kl_warmup=20), rec(1)])
+    # a record from before a setting existed ran at its default; one without a config (W&B) is not checked
+    old = rec(2)
+    del old["config"]["optim"]["schedule"], old["config"]["optim"]["lr_min"]
+    assert len(make_tables.vae_groups([old, {**rec(3), "config": {**rec(3)["config"], "optim": {"lr": 1e-3}}}])
+               [("relaxed", "binary_concrete")]) == 2
+    assert len(make_tables.vae_groups([rec(0, init="xavier"), {**rec(1), "config": None}])
+               [("relaxed", "binary_concrete")]) == 2
+
+
 def test_l2x_tables_split_by_embeddings(tmp_path: Path):
     res = tmp_path / "results"
     for name, data in (("cur", {"w2v": {"epochs": make_tables.L2X_W2V_EPOCHS}}),
