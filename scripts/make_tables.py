@@ -190,11 +190,12 @@ def _cell(values: list[float], scale: float = 1.0, digits: int = 1, count: bool 
     return f"{mean:.{digits}f} ± {statistics.stdev(vals):.{digits}f}{n}"
 
 
-def _group(records: list[dict], experiment: str, key) -> dict:
+def _group(records: list[dict], experiment: str, key, value=lambda r: r["metrics"]) -> dict:
+    """{key(record): [value(record), ...]} of the records of ``experiment`` (values: their metrics by default)."""
     groups: dict = defaultdict(list)
     for r in records:
         if r.get("experiment") == experiment:
-            groups[key(r)].append(r["metrics"])
+            groups[key(r)].append(value(r))
     return groups
 
 
@@ -547,17 +548,12 @@ def vae_groups(records: list[dict]) -> dict:
         ValueError: the runs of one cell differ in a setting of :func:`vae_settings` (a side run left without
             ``"table": false``, say), naming the setting and the runs.
     """
-    cells: dict = defaultdict(list)
-    for r in records:
-        if r.get("experiment") == "vae":
-            cells[(r["estimator"], r["relaxation"])].append(r)
+    cells = _group(records, "vae", lambda r: (r["estimator"], r["relaxation"]), value=lambda r: r)
     for (est, rel), runs in cells.items():
-        settings = [(vae_settings(r), r) for r in runs]
-        settings = [(s, r) for s, r in settings if s is not None]
-        for name in settings[0][0] if settings else ():
-            values = {json.dumps(s[name], sort_keys=True) for s, _ in settings}
-            if len(values) > 1:
-                runs_by = "; ".join(f"{r.get('run_dir') or r.get('command', '?')}: {s[name]}" for s, r in settings)
+        checked = [(r, s) for r in runs if (s := vae_settings(r)) is not None]
+        for name in checked[0][1] if checked else ():
+            if len({json.dumps(s[name], sort_keys=True) for _, s in checked}) > 1:
+                runs_by = "; ".join(f"{r.get('run_dir') or r.get('command', '?')}: {s[name]}" for r, s in checked)
                 raise ValueError(f"the VAE cell {rel}/{est} mixes runs with different {name} ({runs_by}); mark the "
                                  f"runs that do not belong with \"table\": false")
     return {key: [r["metrics"] for r in runs] for key, runs in cells.items()}

@@ -97,6 +97,7 @@ def test_unknown_table_marker_is_an_error(tmp_path: Path):
     assert md.read_text() == "<!-- table:vea -->\n<!-- /table:vea -->\n"  # left as it was
     assert good.read_text() == "<!-- table:vae -->\n<!-- /table:vae -->\n"  # and so is the file before it
 
+
 def test_plot_sweep(tmp_path: Path):
     for i, (tau, seed) in enumerate([(0.5, 0), (0.5, 1), (1.0, 0)]):
         _write(tmp_path / "multi" / str(i) / "metrics.json", experiment="nri", relaxation="spanning_tree",
