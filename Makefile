@@ -31,6 +31,7 @@ tables: $(STAMP)
 	$(PY) scripts/plot_l2x.py
 	$(PY) scripts/plot_l2x_margins.py
 	$(PY) scripts/plot_l2x_pairwise.py
+	$(PY) scripts/l2x_learning_curve.py
 
 bench: $(STAMP)
 	$(PY) scripts/bench_relaxations.py

@@ -649,7 +649,10 @@ def latex(header: list[str], rows: list[list[str]], caption: str) -> str:
 def all_tables(records: list[dict],
                side_records: list[dict] = ()) -> dict[str, tuple[str, tuple[list[str], list[list[str]]]]]:
     """Every table: name -> (caption, (header, rows)); ``side_records`` (``"table": false``) feed only the
-    tables of side runs paired with table runs (temperature, training steps, pairwise head)."""
+    tables of side runs paired with table runs (temperature, training steps, pairwise head) and the learning
+    curves."""
+    from l2x_learning_curve import curves, summarise, table  # it imports this module: imported here, not above
+
     return {
         "nri": ("NRI graph layout, T = 10: test ELBO and edge precision/recall of hard samples",
                 nri_table(records, 10)),
@@ -666,6 +669,8 @@ def all_tables(records: list[dict],
                       l2x_steps_table(records, list(side_records))),
         "l2x_pairwise": ("L2X, aroma: Corr. Top k with another pairwise head against the table's runs of the same "
                          "seeds", l2x_pairwise_table(records, list(side_records))),
+        "l2x_learning_curve": ("L2X, aroma, k = 10: runs that differ only in the training-set size",
+                               table(summarise(curves([*records, *side_records])))),
         "vae": ("Discrete VAE on MNIST: test negative ELBO (nats)", vae_table(records)),
         "goals": ("The issues' goals (the paper's numbers) against the mean of our cells", goals_table(records)),
     }

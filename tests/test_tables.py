@@ -1,5 +1,5 @@
-"""make_tables.py on hand-made records, including missing cells; plot_l2x.py and plot_l2x_pairwise.py on them;
-plot_sweep.py on a fake multirun folder."""
+"""make_tables.py on hand-made records, including missing cells; plot_l2x.py, plot_l2x_pairwise.py and
+l2x_learning_curve.py on them; plot_sweep.py on a fake multirun folder."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
+import l2x_learning_curve  # noqa: E402
 import make_tables  # noqa: E402
 import plot_l2x  # noqa: E402
 import plot_l2x_margins  # noqa: E402
@@ -381,3 +382,49 @@ def test_l2x_pairwise_table_pairs_runs_by_their_pairwise_head(tmp_path: Path):
     assert out.stat().st_size > 1000
     with pytest.raises(ValueError, match="k=15"):
         plot_l2x_pairwise.plot(records, side, tmp_path / "none.png", k=15)
+
+
+def test_l2x_learning_curve_groups_runs_that_differ_only_in_size(tmp_path: Path):
+    res = tmp_path / "results"
+
+    def run(name: str, seed: int, n: int, mse: float, table: bool = False, lr: float = 1e-3,
+            files: list | None = None) -> None:
+        steps = 10 * n // 40  # ten epochs of batch 40 at every size
+        _write(res / f"{name}.json", experiment="l2x", relaxation="corr_topk", estimator="relaxed", k=10, aspect=1,
+               seed=seed, table=table, data={"num_train": n, "embeddings_sha256": "aaa"},
+               metrics={"test/mse_heldout_aspect_file": mse, "test/subset_precision": 0.5},
+               config={"seed": seed, "optim": {"lr": lr}, "trainer": {"max_steps": steps, "eval_every": steps // 10},
+                       "data": {"batch_size": 40, "train_fraction": n / 4000, "train_files": files}})
+
+    # MSE = 0.4 n^-0.25 on seed 0, twice that on seed 1 (the power law is exact there)
+    for seed, scale in ((0, 1.0), (1, 2.0)):
+        for n in (1000, 4000):
+            run(f"s{seed}_{n}", seed, n, scale * 0.4 * n ** -0.25, table=n == 4000)
+    run("lr", 0, 1000, 0.01, lr=1e-4)  # another setting: a group of one size, no curve
+    run("a1", 0, 500, 0.05, files=["beer/reviews.aspect1.heldout.txt.gz"])  # other files: no curve either
+    only = {"num_heldout_test": 9, "num_heldout_test_aspect_file": 9}  # every held-out review from the aspect file
+    assert l2x_learning_curve.aspect_file_mse({"metrics": {"test/mse_heldout": 0.03}, "data": only}) == 0.03
+    assert l2x_learning_curve.aspect_file_mse({"metrics": {"test/mse_heldout": 0.03},
+                                               "data": {**only, "num_heldout_test_aspect_file": 3}}) is None
+    records, side = make_tables.read_records([res])
+    groups = l2x_learning_curve.curves(records + side)
+    assert len(groups) == 1 and sorted(next(iter(groups.values()))) == [1000, 4000]
+    (entry,) = l2x_learning_curve.summarise(groups, target=16000)
+    assert entry["train_files"] == "four heldout files" and entry["epochs"] == 10
+    assert [s["seeds"] for s in entry["sizes"]] == [[0, 1], [0, 1]]
+    ext = entry["extrapolation"]
+    assert ext["seeds"] == [0, 1] and all(abs(b - 0.25) < 1e-9 for b in ext["exponent_b"])
+    expected = [40 * 16000 ** -0.25, 80 * 16000 ** -0.25]  # x100
+    assert all(abs(a - b) < 1e-9 for a, b in zip(ext["mse_x100"], expected))
+    header, rows = l2x_learning_curve.table([entry])
+    assert header[3:6] == ["training reviews", "seeds", "aspect-file MSE ×100"]
+    assert [r[3:5] for r in rows] == [["1,000", "0, 1"], ["4,000", "0, 1"], ["16,000 (power law per seed)", "0, 1"]]
+    assert rows[0][5] == f"{60 * 1000 ** -0.25:.2f} ± {20 * 2 ** 0.5 * 1000 ** -0.25:.2f}"
+    assert "l2x_learning_curve" in make_tables.all_tables(records, side)
+    out = tmp_path / "curve"
+    assert l2x_learning_curve.main(["--results", str(res), "-o", str(out)]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["curves"][0]["relaxation"] == "corr_topk"
+    assert out.with_suffix(".png").stat().st_size > 1000
+    assert l2x_learning_curve.main(["--results", str(res), "--k", "5", "-o", str(out)]) == 1
+    with pytest.raises(ValueError, match="--target"):
+        l2x_learning_curve.main(["--results", str(res), "--target", "0"])
