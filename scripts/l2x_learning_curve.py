@@ -62,8 +62,9 @@ def _epochs(record: dict) -> float | None:
 
 
 def curves(records: list[dict], k: int = 10, aspect: int = 1) -> dict[tuple, dict[int, list[dict]]]:
-    """{(relaxation, training files, epochs (rounded), config key): {num_train: [record, ...]}} for every group of
-    L2X runs at ``k`` and ``aspect`` with a held-out aspect-file MSE that spans two training-set sizes or more."""
+    """{(relaxation, training files, epochs (rounded), embeddings sha256, the other settings): {num_train: [record,
+    ...]}} for every group of L2X runs at ``k`` and ``aspect`` with a held-out aspect-file MSE that spans two
+    training-set sizes or more."""
     groups: dict[tuple, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         if (r.get("experiment") != "l2x" or int(r.get("k") or 0) != k or int(r.get("aspect", 1)) != aspect
@@ -117,6 +118,7 @@ def summarise(groups: dict[tuple, dict[int, list[dict]]], target: int = PAPER_TR
 
 
 def _mean_sd(mean: float | None, sd: float | None, digits: int) -> str:
+    """"mean ± sd" (the mean alone without an sd; MISSING without a mean) to ``digits`` decimals."""
     if mean is None:
         return MISSING
     return f"{mean:.{digits}f}" if sd is None else f"{mean:.{digits}f} ± {sd:.{digits}f}"
