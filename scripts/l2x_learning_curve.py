@@ -25,7 +25,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from make_tables import L2X_ROWS, MISSING, PAPER_L2X, REPO, _finite, _flatten, l2x_build, read_records  # noqa: E402
+from make_tables import (  # noqa: E402
+    L2X_ROWS,
+    MISSING,
+    PAPER_L2X,
+    REPO,
+    _cell,
+    _finite,
+    _flatten,
+    l2x_build,
+    read_records,
+)
 from plot_l2x import paper_value, save_figure  # noqa: E402
 
 PRECISION = "test/subset_precision"
@@ -117,13 +127,6 @@ def summarise(groups: dict[tuple, dict[int, list[dict]]], target: int = PAPER_TR
     return out
 
 
-def _mean_sd(mean: float | None, sd: float | None, digits: int) -> str:
-    """"mean ± sd" (the mean alone without an sd; MISSING without a mean) to ``digits`` decimals."""
-    if mean is None:
-        return MISSING
-    return f"{mean:.{digits}f}" if sd is None else f"{mean:.{digits}f} ± {sd:.{digits}f}"
-
-
 def table(summary: list[dict]) -> tuple[list[str], list[list[str]]]:
     """(header, rows) for Markdown: per curve, one row per training-set size (held-out aspect-file MSE ×100 and
     subset precision %, mean ± sd over its seeds) and a last row with the power law's MSE at the target size."""
@@ -134,18 +137,19 @@ def table(summary: list[dict]) -> tuple[list[str], list[list[str]]]:
         head = [e["row"], e["train_files"], str(e["epochs"])]
         for s in e["sizes"]:
             rows.append(head + [f"{s['num_train']:,}", ", ".join(str(x) for x in s["seeds"]),
-                                _mean_sd(s["mse_x100_mean"], s["mse_x100_sd"], 2),
-                                _mean_sd(s["precision_pct_mean"], s["precision_pct_sd"], 1)])
+                                _cell(s["mse_x100"], digits=2, count=False),
+                                _cell(s["precision_pct"], digits=1, count=False)])
         ext = e["extrapolation"]
         rows.append(head + [f"{ext['target_num_train']:,} (power law per seed)",
                             ", ".join(str(x) for x in ext["seeds"]) or MISSING,
-                            _mean_sd(ext["mse_x100_mean"], ext["mse_x100_sd"], 2), MISSING])
+                            _cell(ext["mse_x100"], digits=2, count=False), MISSING])
     return header, rows
 
 
 def plot(summary: list[dict], out: Path, k: int = 10) -> Path:
-    """MSE ×100 and precision % against training reviews (log axis), one line per curve, each seed's power law
-    dashed out to the target, the paper's values as horizontal lines; written to ``out``."""
+    """MSE ×100 and precision % against training reviews (log axis), one line per curve (means ± sd over seeds),
+    the power laws' mean at the target as an open square joined by a dotted line to the largest size, the paper's
+    values as horizontal lines; written to ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -169,10 +173,11 @@ def plot(summary: list[dict], out: Path, k: int = 10) -> Path:
             ax_mse.plot([ns[-1], target], [entry["sizes"][-1]["mse_x100_mean"], ext["mse_x100_mean"]], ":",
                         color=colour)
     rows = {e["relaxation"] for e in summary}
-    ns = sorted({s["num_train"] for e in summary for s in e["sizes"]}
-                | {e["extrapolation"]["target_num_train"] for e in summary})
+    every_n = sorted({s["num_train"] for e in summary for s in e["sizes"]}
+                     | {e["extrapolation"]["target_num_train"] for e in summary})
     # ticks: powers of two times 1,000 within the sizes' range, and the target
-    ticks = sorted({1000 * 2 ** i for i in range(12) if ns[0] <= 1000 * 2 ** i < ns[-1] / 1.5} | {ns[-1]})
+    ticks = sorted({1000 * 2 ** i for i in range(12) if every_n[0] <= 1000 * 2 ** i < every_n[-1] / 1.5}
+                   | {every_n[-1]})
     for ax, (i, ylabel) in ((ax_mse, (0, "held-out aspect-file MSE ×100")), (ax_prec, (1, "subset precision %"))):
         for rel, label in L2X_ROWS:
             if rel in rows:
@@ -182,7 +187,7 @@ def plot(summary: list[dict], out: Path, k: int = 10) -> Path:
         ax.set_xscale("log")
         ax.set_xticks(ticks, [f"{n / 1000:g}k" for n in ticks])
         ax.minorticks_off()
-        ax.set_xlim(ns[0] / 1.3, ns[-1] * 1.3)
+        ax.set_xlim(every_n[0] / 1.3, every_n[-1] * 1.3)
         ax.set_xlabel("training reviews")
         ax.set_ylabel(ylabel)
     ax_mse.set_title("MSE (squares: power law per seed at the paper's size)", fontsize=9)
@@ -216,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         ext = entry["extrapolation"]
         sizes = "; ".join(f"{s['num_train']}: {s['mse_x100_mean']:.2f} / {s['precision_pct_mean']:.1f}% "
                           f"(n={len(s['seeds'])})" for s in entry["sizes"])
-        at = f"{ext['mse_x100_mean']:.2f}" if ext["mse_x100_mean"] is not None else "—"
+        at = f"{ext['mse_x100_mean']:.2f}" if ext["mse_x100_mean"] is not None else MISSING
         print(f"{entry['row']} on {entry['train_files']} ({entry['epochs']} epochs): {sizes}; "
               f"at {ext['target_num_train']}: {at}")
     print(json_path, plot(summary, args.out.with_suffix(".png"), args.k))
