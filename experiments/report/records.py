@@ -109,3 +109,25 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
 def run_name(record: dict) -> str:
     """A record's run, for messages: its ``run_dir``, else its command, else "?"."""
     return str(record.get("run_dir") or record.get("command") or "?")
+
+
+def portable(obj: object, data_root: Path, cache: Path, repo: Path = REPO) -> object:
+    """``obj`` (a record, or any JSON value) with every absolute path under ``cache`` written as ``cache/<path in
+    it>``, under ``data_root`` relative to it and under ``repo`` relative to the repository, wherever it occurs in a
+    string (a command's overrides too): a record that names no folder of the machine it ran on."""
+    prefixes = sorted({(f"{Path(cache).resolve()}/", "cache/"), (f"{Path(data_root).resolve()}/", ""),
+                       (f"{Path(repo).resolve()}/", "")}, key=lambda p: -len(p[0]))
+    if isinstance(obj, dict):
+        return {k: portable(v, data_root, cache, repo) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [portable(v, data_root, cache, repo) for v in obj]
+    if isinstance(obj, str):
+        for prefix, replacement in prefixes:
+            obj = obj.replace(prefix, replacement)
+    return obj
+
+
+def to_schema(record: dict, data_root: Path, cache: Path, repo: Path = REPO) -> dict:
+    """A run's ``metrics.json`` as a record to keep under ``results/``: ``"schema"`` first, machine paths made
+    :func:`portable`."""
+    return {"schema": SCHEMA, **portable({k: v for k, v in record.items() if k != "schema"}, data_root, cache, repo)}

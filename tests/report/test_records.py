@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.report.records import RESULTS, SCHEMA, flatten, is_record, read_records
+from experiments.report.records import RESULTS, SCHEMA, flatten, is_record, read_records, to_schema
 from tests.report.helpers import _write
 
 RUN = {"experiment": "vae", "relaxation": "gumbel_softmax", "estimator": "relaxed", "metrics": {"test/neg_elbo": 1.0}}
@@ -55,3 +55,16 @@ def test_committed_results_are_schema_1_without_machine_paths_or_prose():
         runs = obj.get("runs", [obj]) if isinstance(obj, dict) else []
         assert not any(PROSE & set(r) for r in runs if isinstance(r, dict)), f"{f}: a prose field"
     assert not list(RESULTS.rglob("history.jsonl")) and not list(RESULTS.rglob("*.html"))
+
+
+def test_to_schema_makes_paths_portable(tmp_path: Path):
+    data, cache, repo = tmp_path / "data", tmp_path / "cache", tmp_path / "repo"
+    record = {"schema": 1, "experiment": "l2x",
+              "data": {"train_files": [f"{data}/beer/a.txt.gz"], "embeddings": f"{cache}/w2v.txt"},
+              "command": f"python run.py data.embeddings={cache}/w2v.txt data.root={data}/ out={repo}/outputs/x",
+              "run_dir": f"{repo}/outputs/x"}
+    saved = to_schema(record, data, cache, repo)
+    assert list(saved)[0] == "schema" and saved["schema"] == SCHEMA
+    assert saved["data"] == {"train_files": ["beer/a.txt.gz"], "embeddings": "cache/w2v.txt"}
+    assert saved["command"] == "python run.py data.embeddings=cache/w2v.txt data.root= out=outputs/x"
+    assert saved["run_dir"] == "outputs/x" and not MACHINE_PATH.search(json.dumps(saved).replace(str(tmp_path), "/tmp"))

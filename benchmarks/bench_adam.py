@@ -1,7 +1,7 @@
 """Time one Adam step on the discrete VAE's parameters: PyTorch's per-tensor loop, its foreach variant, and the
 trainer's ``adam()`` (fused where the device has it).
 
-    python scripts/bench_adam.py [--device cpu] [--threads 1] [--reps 200]
+    python benchmarks/bench_adam.py [--device cpu] [--threads 1] [--reps 200]
 
 Prints one JSON object: median milliseconds per ``optimizer.step()`` for each variant (gradients are fixed random
 tensors, so only the update is timed).
@@ -12,17 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from experiments.common.runtime import hardware  # noqa: E402
-from experiments.common.task import adam  # noqa: E402
-from experiments.vae.model import DiscreteVAE  # noqa: E402
+from experiments.common.runtime import hardware
+from experiments.common.task import adam
+from experiments.vae.model import DiscreteVAE
 
 
 def time_step(opt: torch.optim.Optimizer, device: torch.device, reps: int, warmup: int = 20) -> float:

@@ -6,7 +6,7 @@ Batch of 100 items, 20 categorical variables of 10 classes (logits (100, 20, 10)
 surrogate) + backward; the median over ``--reps`` steps after ``--warmup`` is reported, with the
 structures' value checks off (``sst.checks(False)``, as in a training loop).
 
-    python scripts/bench_estimators.py [--threads 1] [--reps 30]
+    python benchmarks/bench_estimators.py [--threads 1] [--reps 30]
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import sst
+import sst.estimators as E
 
-import sst  # noqa: E402
-import sst.estimators as E  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CONFIGS = [
     ("relaxed", "relaxed", {}),
@@ -120,7 +119,7 @@ def main(argv=None) -> None:
                   f"| {r['cpu_median_ms']:.1f} | {r['cpu_median_ms'] / ref_cpu:.1f} |")
     table = "\n".join(md)
     args.out.mkdir(parents=True, exist_ok=True)
-    record = {"command": " ".join(["python", "scripts/bench_estimators.py", *(argv or sys.argv[1:])]),
+    record = {"command": " ".join(["python", "benchmarks/bench_estimators.py", *(argv or sys.argv[1:])]),
               "batch": args.batch, "event_shape": [20, 10], "threads": args.threads, "reps": args.reps,
               "hardware": {"platform": platform.platform(), "processor": platform.processor(),
                            "torch": torch.__version__}, "rows": rows}

@@ -15,8 +15,8 @@ on the same problem, as a training loop would. Reported per estimator and temper
 
 Writes results/estimators/report.json, report.md and one PNG per problem; prints the Markdown table.
 
-    python scripts/estimator_report.py            # default: about 1-3 minutes on 1 CPU thread
-    python scripts/estimator_report.py --quick    # a smoke run
+    python benchmarks/estimator_report.py            # default: about 1-3 minutes on 1 CPU thread
+    python benchmarks/estimator_report.py --quick    # a smoke run
 """
 
 from __future__ import annotations
@@ -31,12 +31,11 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import sst
+import sst.estimators as E
+from sst import diagnostics as D
 
-import sst  # noqa: E402
-import sst.estimators as E  # noqa: E402
-from sst import diagnostics as D  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # label -> (estimator name, options, uses tau, tuned)
 ESTIMATORS = [
@@ -215,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     table = markdown(result, args.taus)
     result["settings"] = {"draws": args.draws, "batch": args.batch, "taus": args.taus, "tune_steps": args.tune_steps,
                           "tune_lr": args.tune_lr, "seed": args.seed, "threads": args.threads,
-                          "command": " ".join(["python", "scripts/estimator_report.py", *(argv or sys.argv[1:])])}
+                          "command": " ".join(["python", "benchmarks/estimator_report.py", *(argv or sys.argv[1:])])}
     result["hardware"] = {"platform": platform.platform(), "processor": platform.processor(),
                           "torch": torch.__version__}
     result["wall_time_s"] = round(wall, 1)

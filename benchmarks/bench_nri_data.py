@@ -5,24 +5,21 @@ weights, a Python Kruskal with union-find for the maximum spanning tree, an ``nx
 ``networkx.spring_layout(G, pos=pos, iterations=1, threshold=1e-10, center=(0, 0))`` call per frame.
 Ours: ``experiments.nri.data.generate_split`` (batched Prim + batched spring step in NumPy).
 
-    python scripts/bench_nri_data.py                      # T=10: reference on 1,000 sims, ours on 70,000
-    python scripts/bench_nri_data.py --timesteps 20 --ref-sims 500 --json results/nri/bench_data_T20.json
+    python benchmarks/bench_nri_data.py                      # T=10: reference on 1,000 sims, ours on 70,000
+    python benchmarks/bench_nri_data.py --timesteps 20 --ref-sims 500 --json results/nri/bench_data_T20.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from experiments.common.runtime import hardware  # noqa: E402
-from experiments.nri.data import generate_split, networkx_trajectory  # noqa: E402
+from experiments.common.runtime import hardware
+from experiments.nri.data import generate_split, networkx_trajectory
 
 
 def kruskal_max_tree(weights: np.ndarray, n: int) -> np.ndarray:

@@ -9,8 +9,8 @@ optimizer state) and times training iterations exactly as the trainer takes them
 see the same mix of batch lengths and the same machine load. The numbers are steps/s per block and the ratio of
 the medians.
 
-    python scripts/bench_flush_denormal.py outputs/l2x/l2x-relaxed/<date> outputs/l2x/softsub-relaxed/<date>
-    python scripts/bench_flush_denormal.py <run> --blocks 4 --steps 25 --threads 1 --out /tmp/flush.json
+    python benchmarks/bench_flush_denormal.py outputs/l2x/l2x-relaxed/<date> outputs/l2x/softsub-relaxed/<date>
+    python benchmarks/bench_flush_denormal.py <run> --blocks 4 --steps 25 --threads 1 --out /tmp/flush.json
 
 Writes ``results/bench/flush_denormal_cpu.json`` unless ``--out`` says otherwise.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,12 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from experiments import task_class
+from experiments.common.checkpoint import load_last
+from experiments.common.runtime import flush_denormal, provenance, write_record
+from experiments.common.trainer import batch_generator, train_step
 
-from experiments import task_class  # noqa: E402
-from experiments.common.checkpoint import load_last  # noqa: E402
-from experiments.common.runtime import flush_denormal, provenance, write_record  # noqa: E402
-from experiments.common.trainer import batch_generator, train_step  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_OUT = ROOT / "results" / "bench" / "flush_denormal_cpu.json"
 

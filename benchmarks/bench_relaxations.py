@@ -14,9 +14,9 @@ Ours: ``sst.TopK(k).relax`` (exp_family_entropy), ``sst.SpanningTree().argmax`` 
 ``sst.SpanningTree().relax`` (one batched inverse, closed-form marginals). Also reports how each solver scales with
 the number of tokens / nodes and the batch size, and CorrelatedTopK and the other TopK regularizers.
 
-    python scripts/bench_relaxations.py                    # CPU, writes results/bench/relaxations_cpu.json
-    python scripts/bench_relaxations.py --device cuda      # GPU (when available)
-    python scripts/bench_relaxations.py --quick            # seconds; smoke test
+    python benchmarks/bench_relaxations.py                    # CPU, writes results/bench/relaxations_cpu.json
+    python benchmarks/bench_relaxations.py --device cuda      # GPU (when available)
+    python benchmarks/bench_relaxations.py --quick            # seconds; smoke test
 
 Times are medians over repeats after warm-up (forward + backward where stated), CUDA-synchronised on GPU; the
 baseline-vs-sst comparisons interleave the two sides call by call (`time_pair`), so load changes hit both alike.
@@ -36,11 +36,10 @@ import numpy as np
 import torch
 from scipy.special import logsumexp
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import sst
+from experiments.common.runtime import git_commit, hardware, write_bench_record
 
-import sst  # noqa: E402
-from experiments.common.runtime import git_commit, hardware, write_bench_record  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------------------------------------------- baselines
 
