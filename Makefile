@@ -27,14 +27,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 tables: $(STAMP)
-	$(PY) scripts/make_tables.py --readme README.md results/l2x/README.md results/vae/README.md
+	$(PY) scripts/make_tables.py --readme README.md docs/l2x.md docs/vae.md
 	$(PY) scripts/plot_l2x.py
+	$(PY) scripts/plot_l2x.py --w2v-epochs 5 -o results/l2x/table_w2v5.png
 	$(PY) scripts/plot_l2x_margins.py
 	$(PY) scripts/plot_l2x_pairwise.py
 	$(PY) scripts/l2x_learning_curve.py
 
 bench: $(STAMP)
-	$(PY) scripts/bench_relaxations.py
+	$(PY) benchmarks/bench_relaxations.py
 
 clean-venv:
 	rm -rf $(VENV)

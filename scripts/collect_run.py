@@ -1,12 +1,13 @@
-"""Copy a finished run's record and small artifacts from its Hydra folder into results/<experiment>/.
+"""Copy a finished run's record from its Hydra folder into results/<experiment>/, in the records' schema.
 
     python scripts/collect_run.py outputs/vae/gumbel_softmax-relaxed/<date>            # name from the record
     python scripts/collect_run.py outputs/l2x/corr_topk-relaxed/<date> --name corr_topk_k10_seed0
     python scripts/collect_run.py outputs/probe/<run> --side --subdir probes   # a probe, kept out of the tables
 
-Writes ``results/<experiment>/<name>.json`` (the run's metrics.json, with ``"run_dir"`` added) and copies the
-run's PNG and HTML files to ``results/<experiment>/<name>/``. The default name is
-``<relaxation>_<estimator>[_k<k>][_T<timesteps>]_seed<seed>``. Checkpoints and logs stay in the run folder.
+Writes ``results/<experiment>/<name>.json``: the run's metrics.json with ``"schema": 1`` and ``"run_dir"`` added and
+its paths relative to the data root (``experiments.report.records.to_schema``). The default name is
+``<relaxation>_<estimator>[_k<k>][_T<timesteps>]_seed<seed>``. Checkpoints, logs, history.jsonl, HTML and PNG files
+stay in the run folder (copy a figure the docs show by hand).
 ``--side`` marks the record ``"table": false`` (a probe or ablation that ``make tables`` leaves out);
 ``--subdir`` puts it in ``results/<experiment>/<subdir>/``.
 """
@@ -15,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = ("*.png", "*.html")
+from experiments.common.data import cache_dir, resolve_data_root
+from experiments.report.records import REPO, to_schema
 
 
 def default_name(record: dict) -> str:
@@ -36,7 +36,7 @@ def default_name(record: dict) -> str:
 
 def collect(run_dir: Path, results: Path, name: str | None = None, side: bool = False,
             subdir: str | None = None) -> Path:
-    """Copy ``run_dir``'s record and artifacts under ``results``; returns the record's new path."""
+    """Copy ``run_dir``'s record under ``results`` (:func:`to_schema`); returns the record's new path."""
     src = run_dir / "metrics.json"
     if not src.is_file():
         raise FileNotFoundError(f"{src} not found: the run has not finished (no metrics.json yet)")
@@ -56,12 +56,7 @@ def collect(run_dir: Path, results: Path, name: str | None = None, side: bool = 
     except ValueError:
         record["run_dir"] = str(run_dir)
     dest = out_dir / f"{name}.json"
-    dest.write_text(json.dumps(record, indent=2) + "\n")
-    files = [p for pattern in ARTIFACTS for p in sorted(run_dir.glob(pattern))]
-    if files:
-        (out_dir / name).mkdir(exist_ok=True)
-        for p in files:
-            shutil.copy2(p, out_dir / name / p.name)
+    dest.write_text(json.dumps(to_schema(record, resolve_data_root(), cache_dir()), indent=2) + "\n")
     return dest
 
 

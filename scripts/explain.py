@@ -14,16 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from experiments.l2x.data import ASPECTS, PAD_ID, UNK_ID  # noqa: E402
-from experiments.l2x.model import L2XModel  # noqa: E402
-from experiments.l2x.task import Sampler  # noqa: E402
+from experiments.l2x.data import ASPECTS, PAD_ID, UNK_ID
+from experiments.l2x.model import L2XModel
+from experiments.l2x.task import Sampler
 
 
 def tokenize(text: str) -> list[str]:

@@ -5,7 +5,7 @@
 #
 # Writes into OUTDIR (at most 8 files, flat):
 #   gpu.txt                    nvidia-smi's name / memory / driver line (or "no nvidia-smi")
-#   relaxations_<dev>.json     scripts/bench_relaxations.py (ours vs the released code's algorithms)
+#   relaxations_<dev>.json     benchmarks/bench_relaxations.py (ours vs the released code's algorithms)
 #   training_<dev>.json        scripts/bench_training.py (steps/s of NRI, VAE and L2X at paper settings)
 #   nri_tree_s<seed>_metrics.json   spanning-tree NRI runs of NRI_STEPS steps (default 2500) at the paper's settings,
 #   nri_tree_s<seed>_history.jsonl  one per seed in NRI_SEEDS (default "1 2"), with their histories, to time them and
@@ -43,7 +43,7 @@ part() {  # part NAME SECONDS CMD...: run with a time limit, log its output and 
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"; } \
     > "$out/gpu.txt"
-part relaxations 150 "$py" scripts/bench_relaxations.py --device "$dev" $quick --out "$out/relaxations_$dev.json"
+part relaxations 150 "$py" benchmarks/bench_relaxations.py --device "$dev" $quick --out "$out/relaxations_$dev.json"
 part training 150 "$py" scripts/bench_training.py --device "$dev" $quick --experiments "${BENCH_EXPERIMENTS:-nri,vae,l2x}" \
     --out "$out/training_$dev.json"
 for seed in ${NRI_SEEDS:-1 2}; do

@@ -13,20 +13,19 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from experiments.vae.plots import plot_curves  # noqa: E402
+from experiments.report.figures import plot_vae_curves
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", type=Path, help="run folders or metrics.json records")
     ap.add_argument("-o", "--out", type=Path, default=Path("results/vae/curves.png"))
     ap.add_argument("--title", default="Discrete VAE on MNIST")
     args = ap.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    print(plot_curves(args.runs, args.out, args.title))
+    print(plot_vae_curves(args.runs, args.out, args.title))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

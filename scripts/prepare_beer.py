@@ -13,14 +13,11 @@ split sizes, vocabulary, embedding file and its sha256.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from experiments.common.data import sha256sum  # noqa: E402
-from experiments.l2x.data import (  # noqa: E402
+from experiments.common.data import sha256sum
+from experiments.l2x.data import (
     default_embeddings_path,
     ensure_embeddings,
     load_training_reviews,

@@ -1,4 +1,4 @@
-"""scripts/bench_flush_denormal.py on a finished (tiny) VAE run: both settings timed, the record written."""
+"""benchmarks/bench_flush_denormal.py on a finished (tiny) VAE run: both settings timed, the record written."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from tests.test_vae_run import _cfg
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("bench_flush_denormal", REPO / "scripts" / "bench_flush_denormal.py")
+    path = REPO / "benchmarks" / "bench_flush_denormal.py"
+    spec = importlib.util.spec_from_file_location("bench_flush_denormal", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -99,7 +99,7 @@ def test_quick_run_writes_the_record(tmp_path: Path):
 
 
 def test_bench_adam_reports_every_variant():
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_adam.py"), "--reps", "2"], cwd=REPO,
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_adam.py"), "--reps", "2"], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,4 +1,4 @@
-"""Smoke test of scripts/bench_relaxations.py (--quick): it runs on the CPU and its baselines agree with sst."""
+"""Smoke test of benchmarks/bench_relaxations.py (--quick): it runs on the CPU and its baselines agree with sst."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 import sst
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_relaxations.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_relaxations.py"
 
 
 def _load():

@@ -73,29 +73,6 @@ def test_temperature_schedule():
     assert temperature(10**6, 1.0, 1e-4, 0.5, 1000) == 0.5
 
 
-def test_read_curve_and_plot(tmp_path):
-    import json
-
-    from experiments.vae.plots import plot_curves
-    from experiments.vae.task import read_curve
-
-    runs = []
-    for name, offset in (("a", 0.0), ("b", 5.0)):
-        run = tmp_path / name
-        run.mkdir()
-        lines = [{"step": s, "train/neg_elbo": 200.0 - s / 10 + offset} for s in (5, 10, 15, 20)]
-        lines += [{"step": 10, "valid/neg_elbo": 190.0 + offset}, {"step": 20, "valid/neg_elbo": 185.0 + offset}]
-        lines += [{"step": 20, "valid/neg_elbo": 180.0 + offset}]  # a resumed run repeats a step: keep the last
-        (run / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
-        (run / "metrics.json").write_text(json.dumps({"relaxation": "gumbel_softmax", "estimator": name,
-                                                      "metrics": {"test/neg_elbo": 181.0 + offset}}))
-        runs.append(run)
-    curve = read_curve(runs[0] / "history.jsonl")
-    assert curve == {"step": [10, 20], "train/neg_elbo": [199.25, 198.25], "valid/neg_elbo": [190.0, 180.0]}
-    out = plot_curves([runs[0], runs[1] / "metrics.json"], tmp_path / "curves.png")
-    assert out.stat().st_size > 1000
-
-
 def test_latent_usage_on_hand_made_posteriors():
     big = 50.0
     logits = torch.zeros(4, 3, 5)

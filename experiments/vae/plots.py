@@ -1,9 +1,8 @@
-"""PNG figures for the discrete VAE: reconstructions, prior samples, and training curves of several runs."""
+"""PNG figures of one discrete-VAE run: reconstructions and prior samples (training curves of several runs:
+experiments.report.figures.plot_vae_curves)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib
@@ -47,52 +46,3 @@ def plot_prior_samples(probs: Tensor, path: Path, title: str = "") -> Path:
     plt.close(fig)
     return Path(path)
 
-
-def load_run(path: Path) -> dict:
-    """A run's label and curve, from a run folder (history.jsonl, metrics.json) or a metrics.json record."""
-    from experiments.vae.task import read_curve
-
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    record_path = path if path.is_file() else folder / "metrics.json"
-    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    curve = record.get("curve")
-    if (folder / "history.jsonl").is_file():
-        curve = read_curve(folder / "history.jsonl")
-    if not curve or not curve.get("step"):
-        raise ValueError(f"{path}: no training curve (expected history.jsonl or a metrics.json with 'curve')")
-    label = f"{record.get('relaxation', '?')} / {record.get('estimator', '?')}"
-    if not record:  # still running: take the label from the hydra config saved in the folder
-        hydra_cfg = folder / ".hydra" / "config.yaml"
-        if hydra_cfg.is_file():
-            from omegaconf import OmegaConf
-
-            c = OmegaConf.load(hydra_cfg)
-            label = f"{c.relaxation.name} / {c.estimator.name}"
-    test = record.get("metrics", {}).get("test/neg_elbo")
-    if test is not None:
-        label += f" (test {test:.1f})"
-    return {"label": label, "curve": curve}
-
-
-def plot_curves(paths: Iterable[Path], out: Path, title: str = "Discrete VAE on MNIST") -> Path:
-    """Valid (solid) and train (dashed) negative ELBO against steps, one colour per run, on one figure."""
-    runs = [load_run(Path(p)) for p in paths]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, run in enumerate(sorted(runs, key=lambda r: r["label"])):
-        c = run["curve"]
-        colour = f"C{i % 10}"
-        ax.plot(c["step"], c["valid/neg_elbo"], "-", color=colour, label=run["label"])
-        train = [np.nan if v is None else v for v in c["train/neg_elbo"]]
-        ax.plot(c["step"], train, "--", color=colour, alpha=0.6)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("negative ELBO (nats); solid: valid, dashed: train")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    lo = [min(r["curve"]["valid/neg_elbo"]) for r in runs]
-    if lo:
-        ax.set_ylim(min(lo) - 5, min(lo) + 60)
-    fig.savefig(out, dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    return Path(out)

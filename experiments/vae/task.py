@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import pathlib
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ import sst
 import sst.estimators
 from experiments.common.data import TensorBatches, resolve_data_root
 from experiments.common.task import Task
+from experiments.report.vae import read_curve
 from experiments.vae.data import BINARIZE, binarize, load_mnist_images, split_train_valid
 from experiments.vae.model import DiscreteVAE, iw_neg_elbo, neg_elbo
 from sst.estimators import tile
@@ -210,26 +210,3 @@ class VAETask(Task):
         plot_reconstructions(x.cpu(), recon.cpu(), out_dir / "reconstructions.png", title)
         plot_prior_samples(prior.cpu(), out_dir / "prior_samples.png", title)
 
-
-def read_curve(path: pathlib.Path) -> dict[str, list]:
-    """Training curve from a run's history.jsonl: per validation step, the valid neg ELBO and the mean
-    train neg ELBO logged since the previous validation (entries repeated by a resume keep the last)."""
-    rows: dict[int, dict[str, float]] = {}
-    if not path.is_file():
-        return {"step": [], "train/neg_elbo": [], "valid/neg_elbo": []}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            rows.setdefault(int(rec.pop("step")), {}).update(rec)
-    curve: dict[str, list] = {"step": [], "train/neg_elbo": [], "valid/neg_elbo": []}
-    acc: list[float] = []
-    for step in sorted(rows):
-        rec = rows[step]
-        if "train/neg_elbo" in rec:
-            acc.append(rec["train/neg_elbo"])
-        if "valid/neg_elbo" in rec:
-            curve["step"].append(step)
-            curve["valid/neg_elbo"].append(round(rec["valid/neg_elbo"], 4))
-            curve["train/neg_elbo"].append(round(sum(acc) / len(acc), 4) if acc else None)
-            acc = []
-    return curve
