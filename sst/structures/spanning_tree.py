@@ -9,7 +9,7 @@ from torch import Tensor
 
 from sst import noise
 from sst.structures._backend import check_backend, kernels_for
-from sst.structures._laplacian import rooted_inverse, stable_weights
+from sst.structures._laplacian import eliminate_marginals, heaviest_node, rooted_inverse, stable_weights
 from sst.structures.base import Structure
 from sst.validation import checks_enabled
 
@@ -25,17 +25,19 @@ class SpanningTree(Structure):
     - argmax: batched Prim's algorithm, n - 1 steps of (batch, n) vector work, no host sync (on CPU with numba
       installed, the same algorithm compiled, O(n^2) scalar work per graph);
     - ``exp_family_entropy``: edge marginals of ``p(x) ∝ exp(sum_{i<j} w_ij x_ij / tau)`` by the matrix-tree
-      theorem: with edge weights ``A = exp(w / tau - max)`` and L the Laplacian of A,
-      ``mu_ij = A_ij (G_ii + G_jj - 2 G_ij)`` where G is the inverse of L with row/column 0 removed (embedded
-      with zeros). One batched inverse, exact gradients by autograd;
+      theorem, ``mu = d log Z / d (w / tau)``. Default (``max_range=None``): ``log Z`` by subtraction-free
+      Gaussian elimination of the Laplacian in log space (:mod:`sst.structures._laplacian`), marginals by
+      autograd (differentiable again): exact to ~1e-12 in float64 at any spread of ``w / tau`` (see
+      docs/library.md). With a ``max_range`` clip: one batched inverse G of the Laplacian of
+      ``A = exp(w / tau - max)`` with an endpoint of the heaviest edge removed, ``mu_ij = A_ij (G_ii + G_jj - 2 G_ij)``
+      (faster; the marginals of the clipped weights);
     - perturb: one Gumbel per undirected edge, the same for (i, j) and (j, i).
 
     Args:
-        max_range: before the solve, ``w / tau`` is raised to at least ``max(w / tau) - max_range`` per graph
-            (the released code clips at 15), so weights of any magnitude give finite marginals. Default 20.
-            The marginals are exact whenever the spread of ``w / tau`` is below ``max_range``.
-        solve_dtype: dtype of the Laplacian solve (default float64: the solve is small and its conditioning
-            grows like ``exp(max_range)``); the output has the input's dtype.
+        max_range: None (default): no clip, exact marginals. A number: before the solve, ``w / tau`` is raised to
+            at least ``max(w / tau) - max_range`` per graph, as the released code does (NRI uses 15); the result
+            is then the marginals of the clipped weights, exact only when the spread of ``w / tau`` is below it.
+        solve_dtype: dtype of the computation (default float64); the output has the input's dtype.
         backend: argmax implementation, ``"auto"`` (numba's compiled Prim for CPU tensors when numba is
             installed, else PyTorch), ``"torch"`` or ``"numba"``; both give the same tree, ties included.
 
@@ -45,12 +47,20 @@ class SpanningTree(Structure):
 
     regularizers = ("exp_family_entropy",)
     event_ndim = 2
+    _max_range: float | None = None
 
-    def __init__(self, max_range: float = 20.0, solve_dtype: torch.dtype = torch.float64,
+    @property
+    def max_range(self) -> float | None:
+        """The clip of ``w / tau`` below its maximum (None: no clip, the exact default)."""
+        return self._max_range
+
+    @max_range.setter
+    def max_range(self, value: float | None) -> None:
+        self._max_range = _check_max_range(value)
+
+    def __init__(self, max_range: float | None = None, solve_dtype: torch.dtype = torch.float64,
                  backend: str = "auto") -> None:
-        if not float(max_range) > 0:
-            raise ValueError(f"max_range must be > 0, got {max_range!r}")
-        self.max_range = float(max_range)
+        self.max_range = _check_max_range(max_range)
         self.solve_dtype = solve_dtype
         self.backend = check_backend(backend)
 
@@ -120,11 +130,15 @@ class SpanningTree(Structure):
             return torch.zeros_like(w) + 0 * w
         theta = (0.5 * (w + w.transpose(-1, -2)) / tau).to(self.solve_dtype)
         valid = ~torch.eye(n, dtype=torch.bool, device=w.device)
-        a = stable_weights(theta, valid, self.max_range)
-        lap = torch.diag_embed(a.sum(-1)) - a
-        g = rooted_inverse(lap, 0)
-        d = torch.diagonal(g, dim1=-2, dim2=-1)
-        mu = a * (d.unsqueeze(-1) + d.unsqueeze(-2) - 2 * g)
+        if self.max_range is None:
+            g = eliminate_marginals(theta, valid, n - 1)  # d log Z / d theta_ij, one direction of each edge
+            mu = g + g.transpose(-1, -2)
+        else:
+            a = stable_weights(theta, valid, self.max_range)
+            lap = torch.diag_embed(a.sum(-1)) - a
+            g = rooted_inverse(lap, heaviest_node(a))
+            d = torch.diagonal(g, dim1=-2, dim2=-1)
+            mu = a * (d.unsqueeze(-1) + d.unsqueeze(-2) - 2 * g)
         return mu.to(w.dtype)
 
     # support -------------------------------------------------------------------------------------------------
@@ -157,6 +171,19 @@ class SpanningTree(Structure):
             for i, j in edges:
                 out[t, i, j] = out[t, j, i] = 1.0
         return out
+
+
+def _check_max_range(max_range: float | None) -> float | None:
+    """None or inf: no clip (returns None); otherwise a number > 0."""
+    if max_range is None:
+        return None
+    try:
+        m = float(max_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"max_range must be None or a number > 0, got {max_range!r}") from None
+    if not m > 0:
+        raise ValueError(f"max_range must be None or a number > 0, got {max_range!r}")
+    return None if m == float("inf") else m
 
 
 def _prufer_edges(seq: list[int], n: int) -> list[tuple[int, int]]:
