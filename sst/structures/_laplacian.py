@@ -8,7 +8,7 @@ Two formulations of the log-partition ``log Z = log det L_r`` (L the Laplacian o
   ``A'_ij = A_ij + A_ik A_kj / d_k`` (Kron reduction), where the pivot ``d_k`` is the sum of k's remaining incoming
   weights (a Laplacian's column sums are 0, so the diagonal is recomputed as a sum instead of being updated by
   subtraction, as in the GTH algorithm for Markov chains), and ``det L_r = prod_k d_k``. In log space every step
-  is a ``logsumexp`` or a ``logaddexp``: no overflow, no underflow and no cancellation at any spread of
+  is a ``logsumexp``: no overflow, no underflow and no cancellation at any spread of
   ``theta``, so ``log Z`` has a small relative error and its autograd gradient (the marginals) a small absolute
   error, whatever the conditioning of ``L_r``. Cost: n - 1 steps of ``(..., n, n)`` work (a Python loop over the
   nodes, not the batch); the marginals need a (double-differentiable) autograd pass.
@@ -90,7 +90,9 @@ def log_partition_eliminate(la: Tensor) -> Tensor:
         total = total + ld
         if k < n - 2:
             r = b[..., 0, 1:]  # weights out of it
-            b = torch.logaddexp(b[..., 1:, 1:], c.unsqueeze(-1) + r.unsqueeze(-2) - ld[..., None, None])
+            fill = c.unsqueeze(-1) + r.unsqueeze(-2) - ld[..., None, None]
+            # logsumexp, not logaddexp: the latter's double backward overflows (inf / inf) for gaps above ~700
+            b = torch.logsumexp(torch.stack([b[..., 1:, 1:], fill]), dim=0)
     return total
 
 
@@ -105,10 +107,14 @@ def eliminate_marginals(theta: Tensor, valid: Tensor, root: int) -> Tensor:
     need_graph = torch.is_grad_enabled() and theta.requires_grad
     with torch.enable_grad():
         t = theta if need_graph else theta.detach().requires_grad_(True)
-        masked = t.masked_fill(~valid, float("-inf"))
-        mx = masked.detach().amax(dim=(-2, -1), keepdim=True)
+        td = t.detach()
+        mx = td.masked_fill(~valid, float("-inf")).amax(dim=(-2, -1), keepdim=True)
         mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
-        x = torch.maximum(masked - mx, torch.full_like(mx, -MAX_SPREAD)).masked_fill(~valid, 0.0)
+        keep = valid & (td - mx > -MAX_SPREAD)
+        # below the cap: the value -MAX_SPREAD, the gradient of theta (its marginal is the gradient); -inf (an
+        # absent edge): the value -MAX_SPREAD as a constant (gradient 0)
+        low = -MAX_SPREAD + torch.where(torch.isfinite(td), t - td, torch.zeros_like(td))
+        x = torch.where(keep, t - mx, torch.where(valid, low, torch.zeros_like(td)))
         if root != n - 1:
             perm = torch.tensor([v for v in range(n) if v != root] + [root], device=theta.device)
             x = x.index_select(-2, perm).index_select(-1, perm)

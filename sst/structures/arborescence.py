@@ -13,6 +13,7 @@ from sst.structures._edmonds import max_arborescence
 from sst.structures._laplacian import eliminate_marginals, rooted_inverse, stable_weights
 from sst.structures.base import Structure
 from sst.structures.spanning_tree import _check_max_range
+from sst.validation import check_weights
 
 __all__ = ["Arborescence"]
 
@@ -34,6 +35,8 @@ class Arborescence(Structure):
       float64 at any spread of ``w / tau`` (see docs/library.md). With a ``max_range`` clip: ``A`` shifted by its
       column maxima (a node's incoming weights can be shifted together without changing the law) and raised to
       ``exp(-max_range)``, G the inverse of ``L_r``, ``mu_ij = A_ij (G_jj - G_ji)`` (one batched inverse).
+
+    ``-inf`` weights are accepted (an absent edge), as for :class:`sst.SpanningTree`.
 
     Args:
         root: the root node (negative values count from the end, as in Python).
@@ -68,6 +71,11 @@ class Arborescence(Structure):
         if not -n <= self.root < n:
             raise ValueError(f"root={self.root} is not a node of a graph with n={n} nodes (shape of {name}: "
                              f"{tuple(w.shape)})")
+
+    def _check(self, w: Tensor, name: str = "w") -> None:
+        self._check_shape(w, name)
+        # -inf: an absent edge; the diagonal and the root column are ignored
+        check_weights(w, name, allow_neg_inf=True, valid=self._valid(w.shape[-1], w.device))
 
     def _valid(self, n: int, device: torch.device) -> Tensor:
         valid = ~torch.eye(n, dtype=torch.bool, device=device)

@@ -11,7 +11,7 @@ from sst import noise
 from sst.structures._backend import check_backend, kernels_for
 from sst.structures._laplacian import eliminate_marginals, heaviest_node, rooted_inverse, stable_weights
 from sst.structures.base import Structure
-from sst.validation import checks_enabled
+from sst.validation import check_floating, check_weights, checks_enabled
 
 __all__ = ["SpanningTree"]
 
@@ -40,6 +40,10 @@ class SpanningTree(Structure):
         solve_dtype: dtype of the computation (default float64); the output has the input's dtype.
         backend: argmax implementation, ``"auto"`` (numba's compiled Prim for CPU tensors when numba is
             installed, else PyTorch), ``"torch"`` or ``"numba"``; both give the same tree, ties included.
+
+    ``-inf`` weights are accepted (an absent edge): argmax never uses one when the finite edges connect the graph,
+    and relax gives it marginal 0 and gradient 0 then (the exact path treats ``w / tau`` as at least its maximum
+    minus 1e6, so a graph that needs an absent edge to be connected still gets finite marginals).
 
     An input that is not exactly symmetric is symmetrised, ``(w + w^T) / 2`` (its gradient is split evenly between
     ``w_ij`` and ``w_ji``); with checks on (:func:`sst.checks`) a non-symmetric ``w`` raises ``ValueError``.
@@ -74,12 +78,13 @@ class SpanningTree(Structure):
             raise ValueError(f"{name} must have n >= 1 nodes, got shape {tuple(w.shape)}")
 
     def _check(self, w: Tensor, name: str = "w") -> None:
-        super()._check(w, name)
-        if checks_enabled() and w.is_floating_point():
-            n = w.shape[-1]
-            off = ~torch.eye(n, dtype=torch.bool, device=w.device)
-            diff = (w - w.transpose(-1, -2)).abs().masked_fill(~off, 0)
-            scale = w.abs().masked_fill(~off, 0).amax(dim=(-2, -1), keepdim=True)
+        self._check_shape(w, name)
+        n = w.shape[-1]
+        off = ~torch.eye(n, dtype=torch.bool, device=w.device)
+        check_weights(w, name, allow_neg_inf=True, valid=off)  # the diagonal is ignored
+        if checks_enabled():
+            diff = (w - w.transpose(-1, -2)).abs().masked_fill(~off, 0)  # NaN where both are -inf: passes
+            scale = w.abs().masked_fill(~off | torch.isinf(w), 0).amax(dim=(-2, -1), keepdim=True)
             tol = 1e-5 if w.dtype == torch.float64 else 1e-3
             if bool((diff > tol * (1 + scale)).any()):
                 raise ValueError(f"{name} must be symmetric (w[..., i, j] == w[..., j, i]) for SpanningTree")
@@ -145,6 +150,7 @@ class SpanningTree(Structure):
     def perturb(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """``theta + G`` with one standard Gumbel per undirected edge: ``G_ij = G_ji``, ``G_ii = 0``."""
         self._check_shape(theta, "theta")
+        check_floating(theta, "theta")
         g = torch.triu(noise.gumbel_like(theta, generator=generator), diagonal=1)
         return theta + g + g.transpose(-1, -2)
 
