@@ -74,6 +74,13 @@ def rooted_inverse(lap: Tensor, root: int | Tensor) -> Tensor:
     return torch.where(eye_r, torch.zeros((), dtype=lap.dtype, device=lap.device), inv)
 
 
+def _logaddexp(a: Tensor, b: Tensor) -> Tensor:
+    """``log(exp(a) + exp(b))`` whose double backward stays finite (``torch.logaddexp``'s overflows, inf / inf,
+    once the two differ by more than ~700): the shift is detached, so every derivative is a ratio of terms <= 1."""
+    m = torch.maximum(a, b).detach()
+    return m + torch.log(torch.exp(a - m) + torch.exp(b - m))
+
+
 def log_partition_eliminate(la: Tensor) -> Tensor:
     """``log det L_r`` for log edge weights ``la`` (..., n, n), ``la[..., i, j]`` the edge i -> j, root r = n - 1.
 
@@ -90,9 +97,7 @@ def log_partition_eliminate(la: Tensor) -> Tensor:
         total = total + ld
         if k < n - 2:
             r = b[..., 0, 1:]  # weights out of it
-            fill = c.unsqueeze(-1) + r.unsqueeze(-2) - ld[..., None, None]
-            # logsumexp, not logaddexp: the latter's double backward overflows (inf / inf) for gaps above ~700
-            b = torch.logsumexp(torch.stack([b[..., 1:, 1:], fill]), dim=0)
+            b = _logaddexp(b[..., 1:, 1:], c.unsqueeze(-1) + r.unsqueeze(-2) - ld[..., None, None])
     return total
 
 
