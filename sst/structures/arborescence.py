@@ -47,6 +47,7 @@ class Arborescence(Structure):
 
     regularizers = ("exp_family_entropy",)
     event_ndim = 2
+    allows_neg_inf = True  # an absent edge
 
     def __init__(self, root: int = 0, max_range: float | None = None,
                  solve_dtype: torch.dtype = torch.float64) -> None:

@@ -31,7 +31,8 @@ class Structure:
 
     regularizers: tuple[str, ...] = ()
     event_ndim: int = 1
-    #: whether ``-inf`` weights are accepted, meaning "never selected" (TopK, Categorical, Binary)
+    #: whether ``-inf`` weights are accepted, meaning "never selected" (TopK, Categorical, Binary; an absent edge
+    #: for SpanningTree and Arborescence); the others raise ValueError
     allows_neg_inf: bool = False
 
     # public API ----------------------------------------------------------------------------------------------

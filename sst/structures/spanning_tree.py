@@ -52,6 +52,7 @@ class SpanningTree(Structure):
     regularizers = ("exp_family_entropy",)
     event_ndim = 2
     _max_range: float | None = None
+    allows_neg_inf = True  # an absent edge
 
     @property
     def max_range(self) -> float | None:
