@@ -12,7 +12,7 @@ from torch import Tensor
 from sst.structures._edmonds import max_arborescence
 from sst.structures._laplacian import eliminate_marginals, rooted_inverse, stable_weights
 from sst.structures.base import Structure
-from sst.structures.spanning_tree import _check_max_range
+from sst.structures.spanning_tree import _check_max_range, _clips
 from sst.validation import check_weights
 
 __all__ = ["Arborescence"]
@@ -100,7 +100,7 @@ class Arborescence(Structure):
             return torch.zeros_like(w) + 0 * w
         theta = (w / tau).to(self.solve_dtype)
         valid = self._valid(n, w.device)
-        if self.max_range is None:
+        if not _clips(self.max_range):
             return eliminate_marginals(theta, valid, self._root(n)).to(w.dtype)
         a = stable_weights(theta, valid, self.max_range, per_column=True)
         lap = torch.diag_embed(a.sum(-2)) - a

@@ -56,7 +56,7 @@ class SpanningTree(Structure):
 
     @property
     def max_range(self) -> float | None:
-        """The clip of ``w / tau`` below its maximum (None: no clip, the exact default)."""
+        """The clip of ``w / tau`` below its maximum (None or inf: no clip, the exact default)."""
         return self._max_range
 
     @max_range.setter
@@ -136,7 +136,7 @@ class SpanningTree(Structure):
             return torch.zeros_like(w) + 0 * w
         theta = (0.5 * (w + w.transpose(-1, -2)) / tau).to(self.solve_dtype)
         valid = ~torch.eye(n, dtype=torch.bool, device=w.device)
-        if self.max_range is None:
+        if not _clips(self.max_range):
             g = eliminate_marginals(theta, valid, n - 1)  # d log Z / d theta_ij, one direction of each edge
             mu = g + g.transpose(-1, -2)
         else:
@@ -181,7 +181,7 @@ class SpanningTree(Structure):
 
 
 def _check_max_range(max_range: float | None) -> float | None:
-    """None or inf: no clip (returns None); otherwise a number > 0."""
+    """None (no clip) or a number > 0 (inf: no clip either; kept as inf so that ``max_range * tau`` works)."""
     if max_range is None:
         return None
     try:
@@ -190,7 +190,12 @@ def _check_max_range(max_range: float | None) -> float | None:
         raise ValueError(f"max_range must be None or a number > 0, got {max_range!r}") from None
     if not m > 0:
         raise ValueError(f"max_range must be None or a number > 0, got {max_range!r}")
-    return None if m == float("inf") else m
+    return m
+
+
+def _clips(max_range: float | None) -> bool:
+    """Whether a ``max_range`` value clips (None and inf do not)."""
+    return max_range is not None and max_range != float("inf")
 
 
 def _prufer_edges(seq: list[int], n: int) -> list[tuple[int, int]]:

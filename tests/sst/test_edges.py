@@ -133,7 +133,12 @@ def test_issue_reproducer_tree_gradient_weak_node_zero():
 
 def test_max_range_none_or_inf_is_exact_and_validated():
     assert sst.SpanningTree().max_range is None and sst.Arborescence().max_range is None
-    assert sst.SpanningTree(max_range=float("inf")).max_range is None
+    w = spread_weights(sst.SpanningTree(), (4,), 4, 30.0, 0.1, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(sst.SpanningTree(max_range=float("inf")).relax(w, 0.1), sst.SpanningTree().relax(w, 0.1))
+    S = sst.SpanningTree(max_range=15.0)
+    S.max_range = float("inf")  # as the NRI experiment's subclass does for max_range: null
+    assert S.max_range * 0.5 == float("inf")
+    torch.testing.assert_close(S.relax(w, 0.1), sst.SpanningTree().relax(w, 0.1))
     for bad in (0, -1.0, "a"):
         with pytest.raises(ValueError, match="max_range"):
             sst.SpanningTree(max_range=bad)
@@ -258,7 +263,7 @@ def test_graph_neg_inf_is_an_absent_edge():
         mu.sum().backward()
         assert not S.argmax(w)[absent].any()
         assert torch.isfinite(mu).all() and torch.isfinite(wd.grad).all() and (wd.grad[absent] == 0).all()
-        if S.max_range is None:
+        if S.max_range is None:  # the exact path
             assert (mu[absent] == 0).all()
             torch.testing.assert_close(mu, ref, rtol=0, atol=1e-12)
     a = torch.randn(4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
