@@ -32,7 +32,7 @@ from torch import Tensor
 
 __all__ = ["SinkhornConvergenceWarning", "sinkhorn"]
 
-_STEPS = torch.tensor([0.5**m for m in range(30)], dtype=torch.float64)  # line-search step sizes
+_STEPS = torch.tensor([0.5**m for m in range(16)], dtype=torch.float64)  # line-search step sizes
 
 
 class SinkhornConvergenceWarning(RuntimeWarning):
@@ -52,7 +52,7 @@ def _dual(s: Tensor, f: Tensor, g: Tensor) -> Tensor:
 
 
 def _newton(s: Tensor, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
-    """One damped Newton step on the dual (batched, no host sync): the largest step ``2^-m`` (m < 30) that
+    """One damped Newton step on the dual (batched, no host sync): the largest step ``2^-m`` (m < 16) that
     satisfies the Armijo condition, or no step."""
     n = s.shape[-1]
     p = torch.exp(s + f + g)
