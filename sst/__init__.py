@@ -17,9 +17,11 @@ from sst.structures import (
     Structure,
     TopK,
 )
+from sst.structures._sinkhorn import SinkhornConvergenceWarning
 from sst.validation import checks
 
 __all__ = [
     "diagnostics", "estimators", "noise", "sample", "straight_through", "checks", "Structure",
     "Categorical", "Binary", "TopK", "CorrelatedTopK", "SpanningTree", "Arborescence", "Permutation",
+    "SinkhornConvergenceWarning",
 ]

@@ -43,7 +43,16 @@ def sample(S: Structure, theta: Tensor, tau: float | Tensor = 1.0, regularizer: 
 
     Returns:
         ``(..., *event)`` tensor with theta's dtype and device.
+
+    Raises:
+        ValueError: ``S`` is not a structure instance, or ``theta`` is not a floating-point tensor of the
+            structure's layout (or, with checks on, contains NaN or infinities the structure cannot honour).
     """
+    if not isinstance(S, Structure):
+        hint = " (a class: instantiate it)" if isinstance(S, type) else ""
+        raise ValueError(f"S must be an sst structure instance such as sst.TopK(k=3) or sst.SpanningTree(), got "
+                         f"{type(S).__name__} {S!r}{hint}")
+    S._check(theta, "theta")
     u = S.perturb(theta, generator=generator)
     soft = S.relax(u, tau, regularizer)
     if not hard:

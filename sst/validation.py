@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-__all__ = ["checks", "checks_enabled"]
+__all__ = ["checks", "checks_enabled", "check_floating", "check_weights"]
 
 _CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("sst_checks", default=True)
 
@@ -64,14 +64,31 @@ def check_regularizer(regularizer: str | None, legal: Sequence[str], owner: str)
     return regularizer
 
 
-def check_weights(w: Tensor, name: str = "w") -> None:
-    """``w`` must be a floating tensor; with checks on, it must not contain NaN (one sync)."""
+def check_floating(w: object, name: str = "w") -> None:
+    """``w`` must be a floating-point tensor (no sync)."""
     if not isinstance(w, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(w).__name__}")
     if not w.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got dtype {w.dtype}")
-    if checks_enabled() and bool(torch.isnan(w).any()):
-        raise ValueError(f"{name} contains NaN")
+        raise ValueError(f"{name} must be a floating-point tensor (e.g. float32 or float64), got dtype {w.dtype}")
+
+
+def check_weights(w: Tensor, name: str = "w", allow_neg_inf: bool = False, valid: Tensor | None = None) -> None:
+    """``w`` must be a floating tensor; with checks on (one sync) it must not contain NaN or +inf, nor -inf unless
+    ``allow_neg_inf``. ``valid`` (a bool mask broadcastable to ``w``) limits the infinity checks to the entries a
+    structure reads (e.g. the off-diagonal of a graph); NaN is rejected everywhere."""
+    check_floating(w, name)
+    if not checks_enabled():
+        return
+    inf = torch.isposinf(w) if allow_neg_inf else torch.isinf(w)
+    if valid is not None:
+        inf = inf & valid
+    if bool((torch.isnan(w) | inf).any()):
+        if bool(torch.isnan(w).any()):
+            raise ValueError(f"{name} contains NaN")
+        if bool((torch.isposinf(w) if valid is None else torch.isposinf(w) & valid).any()):
+            raise ValueError(f"{name} contains +inf; weights must be finite (or -inf where a structure allows it)")
+        raise ValueError(f"{name} contains -inf, which this structure cannot honour as 'never selected'; pass "
+                         "finite weights")
 
 
 def check_k(k: int, n: int | None = None, name: str = "k") -> int:

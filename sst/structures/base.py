@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from sst import noise
-from sst.validation import check_regularizer, check_tau, check_weights
+from sst.validation import check_floating, check_regularizer, check_tau, check_weights
 
 __all__ = ["Structure"]
 
@@ -31,6 +31,9 @@ class Structure:
 
     regularizers: tuple[str, ...] = ()
     event_ndim: int = 1
+    #: whether ``-inf`` weights are accepted, meaning "never selected" (TopK, Categorical, Binary; an absent edge
+    #: for SpanningTree and Arborescence); the others raise ValueError
+    allows_neg_inf: bool = False
 
     # public API ----------------------------------------------------------------------------------------------
     def argmax(self, w: Tensor) -> Tensor:
@@ -58,6 +61,7 @@ class Structure:
     def perturb(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """``theta + G`` with independent standard Gumbel noise ``G`` of ``theta``'s shape (never inf)."""
         self._check_shape(theta, "theta")
+        check_floating(theta, "theta")
         return theta + noise.gumbel_like(theta, generator=generator)
 
     def score(self, w: Tensor, x: Tensor) -> Tensor:
@@ -83,4 +87,4 @@ class Structure:
 
     def _check(self, w: Tensor, name: str = "w") -> None:
         self._check_shape(w, name)
-        check_weights(w, name)
+        check_weights(w, name, allow_neg_inf=self.allows_neg_inf)

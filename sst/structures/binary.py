@@ -9,6 +9,7 @@ from torch import Tensor
 
 from sst import noise
 from sst.structures.base import Structure
+from sst.validation import check_floating
 
 __all__ = ["Binary"]
 
@@ -20,10 +21,13 @@ class Binary(Structure):
     - ``binary_entropy``: ``sigmoid(w / tau)``;
     - perturb: Logistic(0, 1) noise (the difference of two Gumbels), so ``argmax(perturb(theta))`` is
       Bernoulli(sigmoid(theta)).
+
+    ``-inf`` weights mean "never selected" (0 in every output, gradient 0).
     """
 
     regularizers = ("binary_entropy",)
     event_ndim = 1
+    allows_neg_inf = True
 
     def _argmax(self, w: Tensor) -> Tensor:
         return (w > 0).to(w.dtype)
@@ -34,6 +38,7 @@ class Binary(Structure):
     def perturb(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """``theta + L`` with independent standard Logistic noise ``L`` (never inf)."""
         self._check_shape(theta, "theta")
+        check_floating(theta, "theta")
         return theta + noise.logistic_like(theta, generator=generator)
 
     def enumerate(self, n: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:

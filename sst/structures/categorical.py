@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from sst.structures.base import Structure
+from sst.validation import checks_enabled
 
 __all__ = ["Categorical", "sparsemax"]
 
@@ -30,10 +31,18 @@ class Categorical(Structure):
 
     - argmax: one-hot of ``argmax(w)`` (ties: the first index);
     - ``entropy`` (default): ``softmax(w / tau)``; ``euclidean``: ``sparsemax(w / tau)``.
+
+    ``-inf`` weights mean "never selected" (0 in every output, gradient 0); each row needs a finite entry.
     """
 
     regularizers = ("entropy", "euclidean")
     event_ndim = 1
+    allows_neg_inf = True
+
+    def _check(self, w: Tensor, name: str = "w") -> None:
+        super()._check(w, name)
+        if checks_enabled() and bool(torch.isneginf(w).all(-1).any()):
+            raise ValueError(f"{name} has a row whose entries are all -inf; a category needs a finite weight")
 
     def _argmax(self, w: Tensor) -> Tensor:
         idx = w.argmax(-1, keepdim=True)

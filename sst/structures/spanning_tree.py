@@ -9,9 +9,9 @@ from torch import Tensor
 
 from sst import noise
 from sst.structures._backend import check_backend, kernels_for
-from sst.structures._laplacian import rooted_inverse, stable_weights
+from sst.structures._laplacian import eliminate_marginals, heaviest_node, rooted_inverse, stable_weights
 from sst.structures.base import Structure
-from sst.validation import checks_enabled
+from sst.validation import check_floating, check_weights, checks_enabled
 
 __all__ = ["SpanningTree"]
 
@@ -25,19 +25,25 @@ class SpanningTree(Structure):
     - argmax: batched Prim's algorithm, n - 1 steps of (batch, n) vector work, no host sync (on CPU with numba
       installed, the same algorithm compiled, O(n^2) scalar work per graph);
     - ``exp_family_entropy``: edge marginals of ``p(x) ∝ exp(sum_{i<j} w_ij x_ij / tau)`` by the matrix-tree
-      theorem: with edge weights ``A = exp(w / tau - max)`` and L the Laplacian of A,
-      ``mu_ij = A_ij (G_ii + G_jj - 2 G_ij)`` where G is the inverse of L with row/column 0 removed (embedded
-      with zeros). One batched inverse, exact gradients by autograd;
+      theorem, ``mu = d log Z / d (w / tau)``. Default (``max_range=None``): ``log Z`` by subtraction-free
+      Gaussian elimination of the Laplacian in log space (:mod:`sst.structures._laplacian`), marginals by
+      autograd (differentiable again): exact to ~1e-12 in float64 at any spread of ``w / tau`` (see
+      docs/library.md). With a ``max_range`` clip: one batched inverse G of the Laplacian of
+      ``A = exp(w / tau - max)`` with an endpoint of the heaviest edge removed, ``mu_ij = A_ij (G_ii + G_jj - 2 G_ij)``
+      (faster; the marginals of the clipped weights);
     - perturb: one Gumbel per undirected edge, the same for (i, j) and (j, i).
 
     Args:
-        max_range: before the solve, ``w / tau`` is raised to at least ``max(w / tau) - max_range`` per graph
-            (the released code clips at 15), so weights of any magnitude give finite marginals. Default 20.
-            The marginals are exact whenever the spread of ``w / tau`` is below ``max_range``.
-        solve_dtype: dtype of the Laplacian solve (default float64: the solve is small and its conditioning
-            grows like ``exp(max_range)``); the output has the input's dtype.
+        max_range: None (default): no clip, exact marginals. A number: before the solve, ``w / tau`` is raised to
+            at least ``max(w / tau) - max_range`` per graph, as the released code does (NRI uses 15); the result
+            is then the marginals of the clipped weights, exact only when the spread of ``w / tau`` is below it.
+        solve_dtype: dtype of the computation (default float64); the output has the input's dtype.
         backend: argmax implementation, ``"auto"`` (numba's compiled Prim for CPU tensors when numba is
             installed, else PyTorch), ``"torch"`` or ``"numba"``; both give the same tree, ties included.
+
+    ``-inf`` weights are accepted (an absent edge): argmax never uses one when the finite edges connect the graph,
+    and relax gives it marginal 0 and gradient 0 then (the exact path treats ``w / tau`` as at least its maximum
+    minus 1e6, so a graph that needs an absent edge to be connected still gets finite marginals).
 
     An input that is not exactly symmetric is symmetrised, ``(w + w^T) / 2`` (its gradient is split evenly between
     ``w_ij`` and ``w_ji``); with checks on (:func:`sst.checks`) a non-symmetric ``w`` raises ``ValueError``.
@@ -45,12 +51,21 @@ class SpanningTree(Structure):
 
     regularizers = ("exp_family_entropy",)
     event_ndim = 2
+    _max_range: float | None = None
+    allows_neg_inf = True  # an absent edge
 
-    def __init__(self, max_range: float = 20.0, solve_dtype: torch.dtype = torch.float64,
+    @property
+    def max_range(self) -> float | None:
+        """The clip of ``w / tau`` below its maximum (None or inf: no clip, the exact default)."""
+        return self._max_range
+
+    @max_range.setter
+    def max_range(self, value: float | None) -> None:
+        self._max_range = _check_max_range(value)
+
+    def __init__(self, max_range: float | None = None, solve_dtype: torch.dtype = torch.float64,
                  backend: str = "auto") -> None:
-        if not float(max_range) > 0:
-            raise ValueError(f"max_range must be > 0, got {max_range!r}")
-        self.max_range = float(max_range)
+        self.max_range = _check_max_range(max_range)
         self.solve_dtype = solve_dtype
         self.backend = check_backend(backend)
 
@@ -64,12 +79,13 @@ class SpanningTree(Structure):
             raise ValueError(f"{name} must have n >= 1 nodes, got shape {tuple(w.shape)}")
 
     def _check(self, w: Tensor, name: str = "w") -> None:
-        super()._check(w, name)
-        if checks_enabled() and w.is_floating_point():
-            n = w.shape[-1]
-            off = ~torch.eye(n, dtype=torch.bool, device=w.device)
-            diff = (w - w.transpose(-1, -2)).abs().masked_fill(~off, 0)
-            scale = w.abs().masked_fill(~off, 0).amax(dim=(-2, -1), keepdim=True)
+        self._check_shape(w, name)
+        n = w.shape[-1]
+        off = ~torch.eye(n, dtype=torch.bool, device=w.device)
+        check_weights(w, name, allow_neg_inf=True, valid=off)  # the diagonal is ignored
+        if checks_enabled():
+            diff = (w - w.transpose(-1, -2)).abs().masked_fill(~off, 0)  # NaN where both are -inf: passes
+            scale = w.abs().masked_fill(~off | torch.isinf(w), 0).amax(dim=(-2, -1), keepdim=True)
             tol = 1e-5 if w.dtype == torch.float64 else 1e-3
             if bool((diff > tol * (1 + scale)).any()):
                 raise ValueError(f"{name} must be symmetric (w[..., i, j] == w[..., j, i]) for SpanningTree")
@@ -120,17 +136,22 @@ class SpanningTree(Structure):
             return torch.zeros_like(w) + 0 * w
         theta = (0.5 * (w + w.transpose(-1, -2)) / tau).to(self.solve_dtype)
         valid = ~torch.eye(n, dtype=torch.bool, device=w.device)
-        a = stable_weights(theta, valid, self.max_range)
-        lap = torch.diag_embed(a.sum(-1)) - a
-        g = rooted_inverse(lap, 0)
-        d = torch.diagonal(g, dim1=-2, dim2=-1)
-        mu = a * (d.unsqueeze(-1) + d.unsqueeze(-2) - 2 * g)
+        if not _clips(self.max_range):
+            g = eliminate_marginals(theta, valid, n - 1)  # d log Z / d theta_ij, one direction of each edge
+            mu = g + g.transpose(-1, -2)
+        else:
+            a = stable_weights(theta, valid, self.max_range)
+            lap = torch.diag_embed(a.sum(-1)) - a
+            g = rooted_inverse(lap, heaviest_node(a))
+            d = torch.diagonal(g, dim1=-2, dim2=-1)
+            mu = a * (d.unsqueeze(-1) + d.unsqueeze(-2) - 2 * g)
         return mu.to(w.dtype)
 
     # support -------------------------------------------------------------------------------------------------
     def perturb(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """``theta + G`` with one standard Gumbel per undirected edge: ``G_ij = G_ji``, ``G_ii = 0``."""
         self._check_shape(theta, "theta")
+        check_floating(theta, "theta")
         g = torch.triu(noise.gumbel_like(theta, generator=generator), diagonal=1)
         return theta + g + g.transpose(-1, -2)
 
@@ -157,6 +178,24 @@ class SpanningTree(Structure):
             for i, j in edges:
                 out[t, i, j] = out[t, j, i] = 1.0
         return out
+
+
+def _check_max_range(max_range: float | None) -> float | None:
+    """None (no clip) or a number > 0 (inf: no clip either; kept as inf so that ``max_range * tau`` works)."""
+    if max_range is None:
+        return None
+    try:
+        m = float(max_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"max_range must be None or a number > 0, got {max_range!r}") from None
+    if not m > 0:
+        raise ValueError(f"max_range must be None or a number > 0, got {max_range!r}")
+    return m
+
+
+def _clips(max_range: float | None) -> bool:
+    """Whether a ``max_range`` value clips (None and inf do not)."""
+    return max_range is not None and max_range != float("inf")
 
 
 def _prufer_edges(seq: list[int], n: int) -> list[tuple[int, int]]:

@@ -12,7 +12,7 @@ from sst.structures._backend import check_backend
 from sst.structures._capped import capped_simplex
 from sst.structures._masking import check_mask, subset_plan
 from sst.structures.base import Structure
-from sst.validation import check_k
+from sst.validation import check_k, checks_enabled
 
 __all__ = ["MASK_GAP", "TopK"]
 
@@ -37,12 +37,17 @@ class TopK(Structure):
     Variable-length rows (padded batches): ``S.masked(w, mask)`` keeps the masked positions out of every subset
     and out of every relaxation, e.g. ``sst.sample(S, S.masked(w, mask))``.
 
+    ``-inf`` weights mean "never selected" (0 in every output, gradient 0, never in a top-k); each row needs at
+    least k finite entries (ValueError otherwise, with checks on).
+
     ``backend`` chooses the ``exp_family_entropy`` implementation: ``"auto"`` (numba kernels for CPU tensors
     when numba is installed, else PyTorch), ``"torch"`` or ``"numba"``; they agree to float rounding.
     """
 
     regularizers = ("exp_family_entropy", "euclidean", "categorical_entropy", "binary_entropy")
     event_ndim = 1
+
+    allows_neg_inf = True
 
     def __init__(self, k: int, backend: str = "auto") -> None:
         self.k = check_k(k)
@@ -56,6 +61,12 @@ class TopK(Structure):
         n = w.shape[-1]
         if self.k > n:
             raise ValueError(f"k={self.k} must be <= n, the last dimension of {name}, which is {n}")
+
+    def _check(self, w: Tensor, name: str = "w") -> None:
+        super()._check(w, name)
+        if checks_enabled() and bool((torch.isfinite(w).sum(-1) < self.k).any()):
+            raise ValueError(f"{name} has a row with fewer than k={self.k} finite entries (-inf means 'never "
+                             f"selected', so no k-subset exists there); use TopK.masked for padded rows")
 
     def masked(self, w: Tensor, mask: Tensor) -> Tensor:
         """``w`` with the positions where ``mask`` is False taken out of every subset.
@@ -95,10 +106,17 @@ class TopK(Structure):
         return torch.zeros_like(w).scatter_(-1, idx, 1.0)
 
     def _relax(self, w: Tensor, tau: float | Tensor, regularizer: str) -> Tensor:
-        z = w / tau
+        # -inf ("never selected"): MASK_GAP below the row's smallest finite weight for the solvers (as in masked),
+        # then exactly 0 (no host sync: done for every input)
+        never = torch.isneginf(w)
+        low = w.detach().masked_fill(never, float("inf")).amin(-1, keepdim=True)
+        low = torch.where(torch.isfinite(low), low, torch.zeros_like(low))
+        z = torch.where(never, low - MASK_GAP, w) / tau
         if regularizer == "exp_family_entropy":
-            return _ksubset.marginals(z, self.k, self.backend)
-        return capped_simplex(z, self.k, regularizer)
+            x = _ksubset.marginals(z, self.k, self.backend)
+        else:
+            x = capped_simplex(z, self.k, regularizer)
+        return torch.where(never, torch.zeros((), dtype=x.dtype, device=x.device), x)
 
     def enumerate(self, n: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:
         """All ``C(n, k)`` k-hot vectors of length n: ``(C(n, k), n)``."""

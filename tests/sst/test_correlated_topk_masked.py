@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 import sst
-from tests.test_structures_common import random_weights, vertex_scores
+from tests.sst.companions import random_weights, vertex_scores
 
 
 def _allowed_set(mask: Tensor, k: int) -> Tensor:

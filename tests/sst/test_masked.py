@@ -8,7 +8,7 @@ import torch
 
 import sst
 from sst.structures._masking import subset_plan
-from tests.test_structures_common import brute_marginals, random_weights
+from tests.sst.companions import brute_marginals, random_weights
 
 REGULARIZERS = sst.TopK.regularizers
 

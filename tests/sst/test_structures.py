@@ -10,29 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sst
-from tests.test_structures_common import brute_argmax, brute_marginals, random_weights
+from tests.sst.companions import COMPANIONS, brute_argmax, brute_marginals, random_weights
 
-# (structure, sizes n for the brute-force checks)
-ALL = [
-    (sst.Categorical(), [1, 2, 5]),
-    (sst.Binary(), [1, 3, 5]),
-    (sst.TopK(1), [1, 4]),
-    (sst.TopK(2), [2, 3, 6]),
-    (sst.TopK(4), [4, 5, 7]),
-    (sst.CorrelatedTopK(1), [1, 4]),
-    (sst.CorrelatedTopK(2), [2, 3, 6]),
-    (sst.CorrelatedTopK(3), [3, 5, 7]),
-    (sst.SpanningTree(), [1, 2, 3, 5]),
-    (sst.Arborescence(), [1, 2, 3, 5]),
-    (sst.Arborescence(root=2), [3, 4]),
-    (sst.Permutation(), [1, 2, 4]),
-]
+# (structure, sizes n for the brute-force checks): every constructor of every companion
+ALL = [(S, c.sizes_for(S)) for c in COMPANIONS.values() for S in c.structures()]
 # structures whose default relaxation is the exp-family marginal (Gibbs) computation
-GIBBS = [(S, ns) for S, ns in ALL if not isinstance(S, sst.Permutation)]
+GIBBS = [(S, c.sizes_for(S)) for c in COMPANIONS.values() if c.gibbs for S in c.structures()]
 
 
 def _ids(cases):
-    return [repr(S) for S, _ in cases]
+    return [f"{S!r}-{getattr(S, 'max_range', '')}" for S, _ in cases]
 
 
 @pytest.mark.parametrize("S,ns", ALL, ids=_ids(ALL))

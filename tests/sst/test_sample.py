@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 
 import sst
-from tests.test_structures_common import random_weights
+from tests.sst.companions import random_weights
 
 N_DRAWS = 40_000
 

@@ -11,7 +11,7 @@ import sst
 from sst.structures._capped import _CappedSimplex
 from sst.structures._chain import _ChainMarginals
 from sst.structures._sinkhorn import _Sinkhorn
-from tests.test_structures_common import random_weights
+from tests.sst.companions import random_weights
 
 G = torch.Generator().manual_seed(0)
 
@@ -125,7 +125,8 @@ def test_custom_functions_gradcheck_directly():
     for kind in ("euclidean", "categorical_entropy", "binary_entropy"):
         assert gradcheck(lambda z, kind=kind: _CappedSimplex.apply(z, 3, kind), (z,))
     s = _w((2, 4, 4)).requires_grad_()
-    assert gradcheck(lambda s: _Sinkhorn.apply(s, 1e-12, 5000, 5), (s,))
+    assert gradcheck(lambda s: _Sinkhorn.apply(s, 1e-12, 200), (s,))
+    assert gradgradcheck(lambda s: _Sinkhorn.apply(s, 1e-12, 200), (s,))
     a, b = _w((2, 6)).requires_grad_(), _w((2, 5)).requires_grad_()
     assert gradcheck(lambda a, b: _ChainMarginals.apply(a, b, 3), (a, b))
     h, soft = _w((3,)), _w((3,)).requires_grad_()
@@ -237,15 +238,7 @@ def test_tau_to_zero_relaxed_tends_to_hard(S, n):
     u = S.perturb(theta, generator=g)
     x = S.argmax(u)
     taus = (1.0, 1e-1, 1e-2, 1e-3, 1e-5)
-    if isinstance(S, (sst.SpanningTree, sst.Arborescence)):
-        # the matrix-tree solvers raise w / tau to within max_range (20) of its maximum, as the released code does,
-        # to stay finite; the limit is exact only while the spread of w / tau is below that
-        spread = (u.amax((-2, -1)) - u.amin((-2, -1))).max().item()
-        taus = tuple(t for t in (1.0, 0.7, 0.5, 0.4, 0.3) if spread / t < S.max_range)
     for reg in S.regularizers:
         errs = [(S.relax(u, tau, reg) - x).abs().max().item() for tau in taus]
-        if isinstance(S, (sst.SpanningTree, sst.Arborescence)):
-            assert len(errs) >= 2 and errs[-1] < errs[0]
-        else:
-            assert errs[-1] < 1e-2, (reg, errs)
+        assert errs[-1] < 1e-2, (reg, errs)
         assert all(e2 <= e1 + 1e-9 for e1, e2 in zip(errs, errs[1:])), (reg, errs)
