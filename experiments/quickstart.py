@@ -26,9 +26,10 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRESET = "nri_quick"
-# One seed of the preset on one core of the 2-core AMD EPYC this was written on, another job on the other core:
-# 190-200 s of training (results/nri/probes/nri_v5_p1_s*.json) plus about 15 s of start-up and test evaluation.
-SEED_SECONDS = 215
+# Wall seconds per seed, two seeds at a time on a 2-core CPU (rounded up): the four seeds of `make run` took 453 s
+# of CPU in all (113 s each: start-up, data, 2,000 steps, evaluation) on a 2-core AMD EPYC; shared with other jobs
+# (load 5-8) the same run took 19 minutes of wall time.
+SEED_SECONDS = 180
 PAPER_COMMAND = "python run.py experiment=nri"
 PAPER_NOTE = ("the paper's setting: 10 vertices, 9-step prediction, 256 hidden units, batch 128, 50,000 steps; "
               "a GPU job (about 25 minutes on one H200 without torch.compile; days on a CPU)")
@@ -97,7 +98,7 @@ def summary(out: Path, records: dict[int, dict[str, Any]], failed: dict[int, str
         m = records[seed]["metrics"]
         cells = [fmt.format(m[key]) if key in m else "-" for _, key, fmt in METRICS]
         mark = " (selected)" if seed == best else ""
-        minutes = (records[seed].get("process_time_s") or 0) / 60
+        minutes = (records[seed].get("process_time_s") or records[seed].get("wall_time_s") or 0) / 60
         lines.append(f"| {seed}{mark} | " + " | ".join(cells) + f" | {minutes:.1f} |")
     lines.append("")
     if best is not None:
