@@ -45,8 +45,9 @@ def plan(seeds: list[int], parallel: int) -> str:
         f"[quickstart] NRI graph layout (Paulus et al. 2020) at CPU size: {PRESET} = 5 vertices, one-step prediction,\n"
         f"  64 hidden units, batch 32, lr 1e-3, tau 1, 10k/1k/1k simulated trajectories, 2,000 steps per seed.\n"
         f"  Seeds {', '.join(map(str, seeds))}, {parallel} at a time (one thread each): about {minutes:.0f} minutes "
-        f"on a 2-core CPU\n  (about {SEED_SECONDS / 60:.1f} minutes per seed; less on a GPU). Each seed learns the "
-        f"tree or its negative;\n  the seed with the best validation ELBO is kept, as the paper's search does."
+        f"with {parallel} free CPU cores\n  (about {SEED_SECONDS / 60:.0f} minutes per seed; longer when other jobs "
+        f"share the cores). Each seed learns the tree or its negative;\n  the seed with the best validation ELBO is "
+        f"kept, as the paper's search does."
     )
 
 
@@ -136,7 +137,7 @@ def _finished(run_dir: Path) -> dict[str, Any] | None:
 def run(seeds: list[int], parallel: int, out: Path, overrides: list[str]) -> dict[str, Any]:
     """Train every seed (``parallel`` processes at a time), then print and write the summary; returns it."""
     out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     t0 = time.perf_counter()
     records: dict[int, dict[str, Any]] = {}
     failed: dict[int, str] = {}
