@@ -66,11 +66,12 @@ def tidy_run_dir(run_dir: Path | None, multirun: bool = False) -> bool:
     ``.hydra`` files of the run it holds. Returns whether the folder was removed."""
     if run_dir is None or not run_dir.is_dir():
         return False
-    if not is_empty_run(run_dir):
+    cwd = Path.cwd().resolve()
+    if not is_empty_run(run_dir) or run_dir.resolve() == cwd or run_dir.resolve() in cwd.parents:
         restore_hydra_files(run_dir)
         return False
     shutil.rmtree(run_dir, ignore_errors=True)
-    stop = Path.cwd().resolve()
+    stop = cwd
     parent = run_dir.resolve().parent
     while parent != stop and stop in parent.parents:
         entries = [e.name for e in parent.iterdir()]
