@@ -26,9 +26,9 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRESET = "nri_quick"
-# Wall seconds per seed, two seeds at a time on a 2-core CPU (rounded up): the four seeds of `make run` took 453 s
-# of CPU in all (113 s each: start-up, data, 2,000 steps, evaluation) on a 2-core AMD EPYC; shared with other jobs
-# (load 5-8) the same run took 19 minutes of wall time.
+# Wall seconds per seed, two seeds at a time on a 2-core CPU (rounded up): the four seeds of `make run` took 334 and
+# 474 s of CPU in all (80-120 s each: start-up, data, 2,000 steps, evaluation) in two runs on a 2-core AMD EPYC
+# shared with other jobs (load 4-8), 9.5 and 19.2 minutes of wall time.
 SEED_SECONDS = 180
 PAPER_COMMAND = "python run.py experiment=nri"
 PAPER_NOTE = ("the paper's setting: 10 vertices, 9-step prediction, 256 hidden units, batch 128, 50,000 steps; "
