@@ -20,8 +20,10 @@ test: $(STAMP)
 test-full: $(STAMP)
 	$(PY) -m pytest -q
 
+# A short NRI job that learns the graph on a CPU (about 7 minutes on 2 cores), then a summary; ARGS go to
+# experiments/quickstart.py (e.g. ARGS="--seeds 0 1"). The paper-scale run is `python run.py experiment=nri` (GPU).
 run: $(STAMP)
-	$(PY) run.py $(ARGS)
+	$(PY) -m experiments.quickstart $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

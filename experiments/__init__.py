@@ -1,23 +1,27 @@
-"""Experiments reproducing Paulus et al. (2020); each package exposes `task_class()` and `train(cfg) -> dict`."""
+"""Experiments reproducing Paulus et al. (2020); each package exposes `validate(cfg)`, `task_class()` and
+`train(cfg) -> dict`."""
 
 from __future__ import annotations
 
-import importlib
-
 from omegaconf import DictConfig
 
-from experiments.common.config import EXPERIMENTS, validate_config
+from experiments.common.config import experiment_module, validate_config
+from experiments.common.errors import user_errors
+
+EXPERIMENTS = ("vae", "l2x", "nri")
 
 
 def run_experiment(cfg: DictConfig) -> dict:
-    """Validate the composed config (before any work), then call `experiments.<name>.train(cfg)`."""
-    validate_config(cfg)
-    module = importlib.import_module(f"experiments.{cfg.experiment.name}")
-    return module.train(cfg)
+    """Validate the composed config (before any work: shared keys, then ``experiments.<name>.validate``), then
+    call ``experiments.<name>.train(cfg)``. A config error, a refused resume or an interrupt prints one message
+    (the traceback only with HYDRA_FULL_ERROR=1), exits with a non-zero status and leaves no empty run folder."""
+    with user_errors():
+        validate_config(cfg)
+        return experiment_module(cfg.experiment.name).train(cfg)
 
 
 def task_class(name: str) -> type:
     """The Task class of experiment ``name`` (for tools that build a task outside ``train``: benchmarks, probes)."""
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {name!r}")
-    return importlib.import_module(f"experiments.{name}").task_class()
+    return experiment_module(name).task_class()

@@ -114,7 +114,7 @@ def test_bad_lr_schedule_rejected():
 
 
 def test_bad_pairwise_head_rejected():
-    from experiments.common.config import PAIRWISE_HEADS
+    from experiments.l2x.checks import PAIRWISE_HEADS
     from experiments.l2x.model import PAIRWISE_KINDS
 
     assert PAIRWISE_HEADS == tuple(kind for kind in PAIRWISE_KINDS if kind is not None)
@@ -126,7 +126,7 @@ def test_bad_pairwise_head_rejected():
 
 
 def test_bad_vae_init_rejected():
-    from experiments.common.config import VAE_INITS
+    from experiments.vae.checks import INITS as VAE_INITS
     from experiments.vae.model import INITS
 
     assert VAE_INITS == INITS

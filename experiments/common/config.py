@@ -1,44 +1,180 @@
-"""Checks on a composed config that must fail before any work starts."""
+"""Checks on a composed config that must fail before any work starts (torch-free, so they run in well under 2 s).
+
+:func:`validate_config` checks what every experiment shares (seed, device, logger, trainer, optimiser, the
+relaxation/estimator pairing), then calls the experiment's own hook, ``experiments.<name>.validate(cfg)``
+(each experiment's ``checks.py``; ``Task.validate`` is the same function). The ``check_*`` helpers give every
+message the same shape: the key, the value given, and the legal values.
+"""
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+import importlib
+import math
+import pkgutil
+from collections.abc import Sequence
+from typing import Any
 
-EXPERIMENTS = ("vae", "l2x", "nri")
+from omegaconf import DictConfig, OmegaConf
+
 DEVICES = ("auto", "cpu", "cuda")
 LOGGERS = ("wandb", "none")
+LOGGER_MODES = ("offline", "online", "disabled")
 SCHEDULES = ("constant", "cosine", "step")  # experiments.common.task.LR_SCHEDULES (kept torch-free here)
-# experiments.l2x.model.PAIRWISE_KINDS less None (kept torch-free here)
-PAIRWISE_HEADS = ("conv", "attract", "scalar", "fixed")
-VAE_INITS = ("torch", "xavier")  # experiments.vae.model.INITS (kept torch-free here)
+_ABSENT = object()
 
 
 class ConfigError(ValueError):
-    """A config that names an illegal choice or combination."""
+    """A config that names an illegal choice or combination, or a value of the wrong type or range."""
 
 
-def _choices(values) -> str:
+def _choices(values: Sequence[Any]) -> str:
     return ", ".join(str(v) for v in values)
 
 
+def value_of(cfg: DictConfig, key: str, default: Any = _ABSENT) -> Any:
+    """``cfg``'s value at the dotted ``key`` (interpolations resolved); ``default`` when absent, else ConfigError."""
+    try:
+        value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=True)
+    except Exception as err:  # an interpolation that does not resolve
+        raise ConfigError(f"{key} cannot be resolved: {err}") from None
+    if value is _ABSENT:
+        if default is _ABSENT:
+            raise ConfigError(f"{key} is missing from the config")
+        return default
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and math.isfinite(value) and value.is_integer()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _range_text(low: float | None, high: float | None, low_open: bool = False, high_open: bool = False) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        return f"{'<' if high_open else '<='} {high:g}"
+    return ""
+
+
+def check_int(cfg: DictConfig, key: str, low: int | None = None, high: int | None = None, optional: bool = False,
+              why: str = "") -> int | None:
+    """The integer at ``key`` within [low, high] (None when ``optional`` and null or absent), else ConfigError
+    naming the key, the value and the legal range (``why`` explains a bound that comes from another key)."""
+    value = value_of(cfg, key, None if optional else _ABSENT)
+    if value is None and optional:
+        return None
+    legal = " ".join(p for p in ("an integer", _range_text(low, high)) if p) + (f" ({why})" if why else "")
+    if optional:
+        legal += " or null"
+    if not _is_int(value) or (low is not None and value < low) or (high is not None and value > high):
+        raise ConfigError(f"{key}={value!r} is not legal: it must be {legal}")
+    return int(value)
+
+
+def check_number(cfg: DictConfig, key: str, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False, optional: bool = False,
+                 why: str = "") -> float | None:
+    """The finite number at ``key`` within the given bounds (open with ``low_open``/``high_open``), else
+    ConfigError naming the key, the value and the legal range."""
+    value = value_of(cfg, key, None if optional else _ABSENT)
+    if value is None and optional:
+        return None
+    legal = " ".join(p for p in ("a number", _range_text(low, high, low_open, high_open)) if p)
+    legal += (f" ({why})" if why else "") + (" or null" if optional else "")
+    bad = not _is_number(value)
+    if not bad and low is not None:
+        bad = value <= low if low_open else value < low
+    if not bad and high is not None:
+        bad = value >= high if high_open else value > high
+    if bad:
+        raise ConfigError(f"{key}={value!r} is not legal: it must be {legal}")
+    return float(value)
+
+
+def check_choice(cfg: DictConfig, key: str, choices: Sequence[Any], default: Any = _ABSENT) -> Any:
+    """The value at ``key`` if it is one of ``choices`` (``default`` when absent), else ConfigError listing them."""
+    value = value_of(cfg, key, default)
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is unknown; legal choices: {_choices(choices)}")
+    return value
+
+
+def check_bool(cfg: DictConfig, key: str, default: Any = _ABSENT) -> bool:
+    """The boolean at ``key`` (``default`` when absent), else ConfigError."""
+    value = value_of(cfg, key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} is not legal: it must be true or false")
+    return value
+
+
+def check_step_schedule(cfg: DictConfig, key: str = "optim.lr_decay_steps") -> None:
+    """With ``optim.schedule=step`` the period at ``key`` must be an integer >= 1 (steps, or another unit that the
+    experiment's key names)."""
+    if value_of(cfg, "optim.schedule", "constant") == "step" and value_of(cfg, key, None) is None:
+        raise ConfigError(f"optim.schedule=step needs a period: set {key} to an integer >= 1")
+    check_int(cfg, key, low=1, optional=True)
+
+
+def experiment_names() -> list[str]:
+    """The experiment packages under ``experiments/`` (those with ``train`` and ``validate``)."""
+    import experiments
+
+    names = []
+    for info in pkgutil.iter_modules(experiments.__path__):
+        if info.ispkg and info.name != "common":
+            try:
+                module = importlib.import_module(f"experiments.{info.name}")
+            except ImportError:
+                continue
+            if hasattr(module, "train") and hasattr(module, "validate"):
+                names.append(info.name)
+    return names
+
+
+def experiment_module(name: Any):
+    """``experiments.<name>`` (torch-free to import), or ConfigError listing the experiments."""
+    module = None
+    if isinstance(name, str) and name.isidentifier() and name != "common":
+        try:
+            module = importlib.import_module(f"experiments.{name}")
+        except ModuleNotFoundError:
+            module = None
+    if module is None or not (hasattr(module, "train") and hasattr(module, "validate")):
+        raise ConfigError(f"experiment={name!r} is unknown; legal choices: {_choices(experiment_names())}")
+    return module
+
+
 def validate_config(cfg: DictConfig) -> None:
-    """Raise ConfigError, listing the legal choices, for an illegal experiment/relaxation/estimator mix."""
+    """Raise ConfigError, naming the key and its legal values, for anything wrong that the config alone shows:
+    the shared keys here, then the experiment's own hook ``experiments.<name>.validate(cfg)``."""
+    module = experiment_module(value_of(cfg, "experiment.name"))
+    validate_common(cfg)
+    module.validate(cfg)
+
+
+def validate_common(cfg: DictConfig) -> None:
+    """The keys every experiment shares."""
     name = cfg.experiment.name
-    if name not in EXPERIMENTS:
-        raise ConfigError(f"experiment={name!r} is unknown; legal choices: {_choices(EXPERIMENTS)}")
-    relax = cfg.relaxation.name
+    relax = value_of(cfg, "relaxation.name")
     legal_relax = list(cfg.experiment.relaxations)
     if relax not in legal_relax:
-        raise ConfigError(
-            f"relaxation={relax!r} is not available for experiment={name}; "
-            f"legal choices: {_choices(legal_relax)}"
-        )
-    est = cfg.estimator.name
+        raise ConfigError(f"relaxation={relax!r} is not available for experiment={name}; "
+                          f"legal choices: {_choices(legal_relax)}")
+    est = value_of(cfg, "estimator.name")
     legal_est = list(cfg.experiment.estimators)
     if est not in legal_est:
-        raise ConfigError(
-            f"estimator={est!r} is not available for experiment={name}; legal choices: {_choices(legal_est)}"
-        )
+        raise ConfigError(f"estimator={est!r} is not available for experiment={name}; legal choices: "
+                          f"{_choices(legal_est)}")
     supported = cfg.estimator.get("structures")
     if supported is not None and cfg.relaxation.structure not in supported:
         ok = [r for r in legal_relax if _structure_of(r) in supported]
@@ -46,62 +182,29 @@ def validate_config(cfg: DictConfig) -> None:
             f"estimator={est} supports only structures {_choices(supported)}, but relaxation={relax} "
             f"is a {cfg.relaxation.structure}; legal relaxations for it here: {_choices(ok) or 'none'}"
         )
-    if cfg.device not in DEVICES:
-        raise ConfigError(f"device={cfg.device!r} is unknown; legal choices: {_choices(DEVICES)}")
-    if cfg.logger.name not in LOGGERS:
-        raise ConfigError(f"logger={cfg.logger.name!r} is unknown; legal choices: {_choices(LOGGERS)}")
-    tau = cfg.relaxation.get("tau")
-    if tau is not None and not float(tau) > 0:
-        raise ConfigError(f"relaxation.tau must be > 0, got {tau}")
-    for key in ("max_steps", "eval_every"):
-        if int(cfg.trainer[key]) <= 0:
-            raise ConfigError(f"trainer.{key} must be a positive integer, got {cfg.trainer[key]}")
-    limit = cfg.trainer.get("loss_limit")
-    if limit is not None and not float(limit) > 0:
-        raise ConfigError(f"trainer.loss_limit must be null (non-finite losses only) or > 0, got {limit}")
-    flush = cfg.trainer.get("flush_denormal", True)
-    if not isinstance(flush, bool):
-        raise ConfigError(f"trainer.flush_denormal must be true or false, got {flush!r}")
-    model = cfg.get("model") or {}
-    if cfg.relaxation.structure == "corr_topk" and "pairwise" in model and model.pairwise not in PAIRWISE_HEADS:
-        raise ConfigError(f"model.pairwise={model.pairwise!r} is unknown; legal choices: {_choices(PAIRWISE_HEADS)}")
-    if float(model.get("pairwise_offset", 0.0) or 0.0) != 0.0 and cfg.relaxation.structure != "corr_topk":
-        raise ConfigError(f"model.pairwise_offset acts on Corr. Top k's pairwise logits only; relaxation={relax} "
-                          f"has none (use relaxation=corr_topk or leave the offset at 0)")
-    if name == "vae" and model.get("init", "torch") not in VAE_INITS:
-        raise ConfigError(f"model.init={model.init!r} is unknown; legal choices: {_choices(VAE_INITS)}")
-    optim = cfg.get("optim") or {}
-    schedule = optim.get("schedule", "constant")
-    if schedule not in SCHEDULES:
-        raise ConfigError(f"optim.schedule={schedule!r} is unknown; legal choices: {_choices(SCHEDULES)}")
-    if schedule == "step":
-        # The period is in steps (optim.lr_decay_steps) or, for an experiment whose config has it, in epochs
-        # (optim.lr_decay_epochs, NRI's).
-        keys = [key for key in ("lr_decay_steps", "lr_decay_epochs") if key in optim] or ["lr_decay_steps"]
-        periods = {key: optim.get(key) for key in keys}
-        if not any((period or 0) >= 1 for period in periods.values()):
-            given = ", ".join(f"optim.{key}={period}" for key, period in periods.items())
-            raise ConfigError(f"optim.schedule=step needs a period >= 1 in {' or '.join('optim.' + k for k in keys)}, "
-                              f"got {given}")
-    if float(optim.get("lr_min", 0.0)) < 0:
-        raise ConfigError(f"optim.lr_min must be >= 0, got {optim.get('lr_min')}")
-    data = cfg.get("data") or {}
-    if data.get("batch_size") is not None and int(data.batch_size) < 1:
-        raise ConfigError(f"data.batch_size must be a positive integer, got {data.batch_size}")
-    if data.get("train_fraction") is not None and not 0.0 < float(data.train_fraction) <= 1.0:
-        raise ConfigError(f"data.train_fraction must lie in (0, 1], got {data.train_fraction}")
-    epochs = (data.get("w2v") or {}).get("epochs")
-    if epochs is not None and int(epochs) < 1:
-        raise ConfigError(f"data.w2v.epochs (word2vec training epochs) must be a positive integer, got {epochs}")
-    if data.get("bucket_batches") is not None and int(data.bucket_batches) < 1:
-        raise ConfigError(f"data.bucket_batches must be null (no length bucketing) or a positive integer, "
-                          f"got {data.bucket_batches}")
+    check_int(cfg, "seed")
+    check_choice(cfg, "device", DEVICES)
+    if check_choice(cfg, "logger.name", LOGGERS) == "wandb":
+        check_choice(cfg, "logger.mode", LOGGER_MODES, default="offline")
+    check_number(cfg, "relaxation.tau", low=0, low_open=True, optional=True)
+    check_int(cfg, "trainer.max_steps", low=1)
+    check_int(cfg, "trainer.eval_every", low=1)
+    check_int(cfg, "trainer.log_every", low=1, optional=True)
+    check_number(cfg, "trainer.grad_clip", low=0, low_open=True, optional=True)
+    check_number(cfg, "trainer.loss_limit", low=0, low_open=True, optional=True,
+                 why="null stops on non-finite losses only")
+    for key in ("flush_denormal", "progress", "resume"):
+        check_bool(cfg, f"trainer.{key}", default=True)
+    check_number(cfg, "optim.lr", low=0, low_open=True)
+    check_choice(cfg, "optim.schedule", SCHEDULES, default="constant")
+    check_number(cfg, "optim.lr_min", low=0, optional=True)
+    check_number(cfg, "optim.lr_gamma", low=0, high=1, low_open=True, optional=True)
+    check_int(cfg, "data.batch_size", low=1, optional=True)
+    check_int(cfg, "eval.batch_size", low=1, optional=True)
 
 
 def _structure_of(relaxation: str) -> str:
     from pathlib import Path
-
-    from omegaconf import OmegaConf
 
     path = Path(__file__).resolve().parents[2] / "configs" / "relaxation" / f"{relaxation}.yaml"
     return str(OmegaConf.load(path).get("structure"))

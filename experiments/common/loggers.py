@@ -45,6 +45,27 @@ class Logger:
         pass
 
 
+def trim_history(out_dir: Path, step: int) -> int:
+    """Cut ``<out_dir>/history.jsonl`` back to a resumed run's ``step``: drop the lines of later steps (the
+    interrupted run logged them; the resumed one logs them again) and the final test lines of a finished run
+    that is being extended; ``step=0`` clears it. Returns the number of lines kept."""
+    path = Path(out_dir) / "history.jsonl"
+    if not path.is_file():
+        return 0
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:  # a line cut short by a kill
+            continue
+        if int(row.get("step", 0)) <= step and step > 0 and not any(k.startswith("test/") for k in row):
+            kept.append(line)
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+    return len(kept)
+
+
 class WandbLogger(Logger):
     """Weights & Biases; ``mode=offline`` (the default) writes under ``<out_dir>/wandb`` and needs no network."""
 

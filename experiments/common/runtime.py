@@ -8,6 +8,7 @@ import platform
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,17 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEVICES = ("auto", "cpu", "cuda")
+_IMPORTED_AT = time.perf_counter()  # fallback origin of process_seconds() where /proc is missing
+
+
+def process_seconds() -> float:
+    """Wall-clock seconds since this process started (Linux: from /proc; elsewhere since this module's import)."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        start = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+        return float(Path("/proc/uptime").read_text().split()[0]) - start
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _IMPORTED_AT
 
 
 def seed_everything(seed: int) -> None:

@@ -60,6 +60,19 @@ class Task(abc.ABC):
         self.cfg = cfg
         self.device = device
 
+    @classmethod
+    def validate(cls, cfg: DictConfig) -> None:
+        """Raise ``experiments.common.config.ConfigError`` (naming the key and its legal values) for a config this
+        task cannot run with, before any data or model work. The default is the ``validate`` function of the
+        task's experiment package (``experiments.<name>.checks``, torch-free so that ``run.py`` calls it before
+        importing torch); a task without one checks nothing beyond the shared keys."""
+        import importlib
+
+        package = importlib.import_module(cls.__module__.rsplit(".", 1)[0])
+        check = getattr(package, "validate", None)
+        if callable(check):
+            check(cfg)
+
     @abc.abstractmethod
     def module(self) -> torch.nn.Module:
         """Everything with parameters or buffers to optimise and checkpoint (model and estimator)."""

@@ -13,13 +13,22 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from experiments.common.checkpoint import TrainState, load_best, load_last, save_best, save_last
+from experiments.common.checkpoint import (
+    TrainState,
+    load_best,
+    read_last,
+    save_best,
+    save_last,
+    skip_batches,
+    start_state,
+)
 from experiments.common.loggers import RunningMeans, build_logger
 from experiments.common.runtime import (
     command_line,
     flush_denormal,
     git_commit,
     hardware,
+    process_seconds,
     resolve_device,
     seed_everything,
 )
@@ -67,8 +76,9 @@ def train_step(task: Task, module: torch.nn.Module, optimizer: torch.optim.Optim
 
 
 def batch_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """The generator ``task.train_batches`` draws from when training (re)starts at ``step``: seeded from the run's
-    seed and the step, so a resumed run draws fresh batches rather than replaying its first ones."""
+    """A generator for ``task.train_batches`` seeded from the run's seed and ``step``. :func:`fit` uses
+    ``step=0`` and, on resume, skips the batches already trained on (``checkpoint.skip_batches``), so that a
+    resumed run continues the interrupted run's data order."""
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed) * 1_000_003 + int(step))
     return generator
@@ -105,6 +115,7 @@ def _fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Tas
     loss_limit = float(tcfg.get("loss_limit") or math.inf)
 
     commit = git_commit()  # at start: the code that trains, even if the tree changes during a long run
+    ckpt = read_last(out_dir, cfg) if tcfg.get("resume", True) else None  # refuses a bad resume before any work
     seed_everything(int(cfg.seed))
     device = resolve_device(str(cfg.device))
     task = task_factory(cfg, device)
@@ -113,16 +124,12 @@ def _fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Tas
     module = task.module().to(device)
     optimizer, scheduler = task.configure_optimizers()
 
-    state = TrainState()
-    if tcfg.get("resume", True):
-        restored = load_last(out_dir, module, optimizer, scheduler)
-        if restored is not None:
-            state = restored
-            print(f"[sst] resuming from {out_dir / 'last.pt'} at step {state.step}")
+    state = start_state(ckpt, cfg, out_dir, module, optimizer, scheduler)
+    del ckpt
     logger = build_logger(cfg, out_dir, run_id=state.logger_run_id)
     state.logger_run_id = getattr(logger, "run_id", None)
 
-    batches = iter(task.train_batches(batch_generator(int(cfg.seed), state.step, device)))
+    batches = skip_batches(iter(task.train_batches(batch_generator(int(cfg.seed), 0, device))), state.step, device)
     meter = RunningMeans()
     t_start = time.perf_counter()
     elapsed_before = state.elapsed_s
@@ -200,6 +207,7 @@ def build_record(cfg: DictConfig, task: Task, metrics: dict[str, float], device:
         "command": command_line(),
         "commit": commit if commit is not None else git_commit(),
         "hardware": hardware(device),
-        "wall_time_s": round(wall_time_s, 2),
+        "wall_time_s": round(wall_time_s, 2),  # the training loop (validation included), over all resumed segments
+        "process_time_s": round(process_seconds(), 2),  # this process: start-up, data, training, test, artifacts
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

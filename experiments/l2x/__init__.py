@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from experiments.l2x.checks import validate  # torch-free config checks, run before any work
+
+__all__ = ["task_class", "train", "validate"]
+
 
 def task_class() -> type:
     """The Task class this experiment hands to the shared trainer (imported on demand: torch)."""

@@ -433,6 +433,22 @@ def load_training_reviews(cfg: DictConfig, train_files: Sequence[Path]) -> list[
     return reviews[: int(limit)] if limit else reviews
 
 
+# gensim skip-gram with one worker on one core of the 2-core AMD EPYC the project runs on: the default build
+# (5.96M tokens x 20 epochs) took 13 min 51 s (issue 41), about 143k words a second; reading and deduplicating
+# the four files takes seconds of it, so the build's time is gensim's training loop.
+W2V_WORDS_PER_S = 143_000
+
+
+def w2v_notice(reviews: Sequence[Review], settings: dict, path: Path) -> str:
+    """What the one-time word2vec build does and about how long it takes (printed before it starts)."""
+    tokens = sum(len(r.tokens) for r in reviews)
+    minutes = tokens * settings["epochs"] / W2V_WORDS_PER_S / 60 / max(1, settings["workers"])
+    return (f"[l2x] word2vec: training {settings['vector_size']}-d embeddings on {len(reviews):,} reviews "
+            f"({tokens / 1e6:.2f}M tokens, {settings['epochs']} epochs, {settings['workers']} worker thread(s)). "
+            f"This runs ONCE and takes about {max(1, round(minutes))} minutes on one CPU core; every later L2X run "
+            f"reuses {path} (or run `python scripts/prepare_beer.py` beforehand).")
+
+
 def ensure_embeddings(cfg: DictConfig, train_files: Sequence[Path], reviews: Sequence[Review] | None = None,
                       progress: bool = True) -> Path:
     """``data.embeddings`` when given (must exist), else the cached word2vec file, trained when missing."""
@@ -443,7 +459,7 @@ def ensure_embeddings(cfg: DictConfig, train_files: Sequence[Path], reviews: Seq
     if not path.is_file():
         if reviews is None:
             reviews = load_training_reviews(cfg, train_files)
-        print(f"[l2x] training word2vec embeddings on {len(reviews)} reviews -> {path}")
+        print(w2v_notice(reviews, w2v_settings(cfg), path), flush=True)
         train_word2vec([r.tokens for r in reviews], path, w2v_settings(cfg), progress=progress)
     return path
 
