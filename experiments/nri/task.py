@@ -49,6 +49,8 @@ class NRITask(Task):
         if str(rcfg.name) == "indep" and self.kl_edges != "directed":
             raise ValueError("model.kl_edges=undirected needs symmetrised logits; relaxation=indep (as released) "
                              "has 2 logits per directed edge: use model.kl_edges=directed or relaxation=indep_sym")
+        if str(rcfg.name) == "ef_topk_fd" and not float(rcfg.get("eps", 1e-2)) > 0:
+            raise ValueError(f"relaxation.eps (the finite-difference step of ef_topk_fd) must be > 0, got {rcfg.eps}")
         sizes = {"train": dcfg.num_train, "valid": dcfg.num_valid, "test": dcfg.num_test}
         t0 = time.perf_counter()
         data = load_graph_layout(cache_dir(cfg), sizes, self.n, self.timesteps, int(dcfg.seed),
