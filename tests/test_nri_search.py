@@ -49,7 +49,8 @@ def test_search_configs_draw_log_uniform_trials(config, keys):
     tau = [math.log10(t["relaxation.tau"]) for t in trials]
     assert min(lr) >= -4 and max(lr) <= math.log10(3e-3) and min(tau) >= -1 and max(tau) <= 1
     # log-uniform: about half the draws below the log-midpoint
-    assert 0.35 < sum(v < (-4 + math.log10(3e-3)) / 2 for v in lr) / 200 < 0.65 and 0.35 < sum(v < 0 for v in tau) / 200 < 0.65
+    mid = (-4 + math.log10(3e-3)) / 2
+    assert 0.35 < sum(v < mid for v in lr) / 200 < 0.65 and 0.35 < sum(v < 0 for v in tau) / 200 < 0.65
     if "relaxation.eps" in keys:
         assert {t["relaxation.eps"] for t in trials} == {1.0, 0.1, 0.01, 0.001, 0.0001}
 
