@@ -25,6 +25,8 @@ QUEUES = {
     "stage1_topk.queue": ("nri_search_topk", "s1_topk"),
     "stage1_indep.queue": ("nri_search_indep", "s1_indep"),
     "proxy_tree.queue": ("nri_proxy_tree", "proxy_tree"),
+    "proxy_indep.queue": ("nri_proxy_indep", "proxy_indep"),
+    "proxy_topk.queue": ("nri_proxy_topk", "proxy_topk"),
 }
 
 
