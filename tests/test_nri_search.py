@@ -127,3 +127,26 @@ def test_stage2_queue_takes_the_best_finished_settings_on_several_seeds(tmp_path
                                         "optim.lr=0.001", "relaxation.tau=1.0", "seed=4"]]
     with pytest.raises(ValueError, match="no finished stage-1 record"):
         stage2_queue([], "indep", "x")
+
+
+def test_study_summary_is_compact_and_has_no_machine_paths(tmp_path: Path):
+    from experiments.nri.search import summarise
+
+    _record(tmp_path, "t0", "spanning_tree", 1e-3, 1.0, -700.0)
+    rec = json.loads((tmp_path / "t0" / "metrics.json").read_text())
+    rec.update(command="python run.py experiment=nri_proxy_tree", commit="abc", wall_time_s=12.5, seed=3,
+               hardware={"cpu": "AMD EPYC", "cpu_cores": 2, "torch_threads": 1, "torch": "2.13.0", "device": "cpu",
+                         "platform": "Linux"},
+               data={"files": {"train": str(tmp_path / "cache" / "x.npz")}})
+    rec["metrics"].update({"test/elbo": -710.123456, "test/edge_precision": 0.9})
+    (tmp_path / "t0" / "metrics.json").write_text(json.dumps(rec))
+    (tmp_path / "t0" / "history.jsonl").write_text(
+        json.dumps({"step": 50, "train/loss": 1.0}) + "\n"
+        + json.dumps({"step": 500, "valid/elbo": -720.04, "valid/edge_precision": 0.9,
+                      "valid/edge_precision_released": 0.9}) + "\n")
+    out = summarise(tmp_path, "s")
+    run = out["runs"][0]
+    assert run["lr"] == 1e-3 and run["tau"] == 1.0 and run["seed"] == 3 and run["wall_time_s"] == 12.5
+    assert run["metrics"]["test/elbo"] == pytest.approx(-710.1235) and run["valid"] == [
+        {"step": 500, "elbo": -720.0, "precision": 0.9, "precision_released": 0.9}]
+    assert str(tmp_path) not in json.dumps(out) and "platform" not in out["hardware"]

@@ -175,6 +175,47 @@ def stage2_queue(ranked: Sequence[dict], relaxation: str, prefix: str, top: int 
     return "\n".join([*head, *queue_lines(names, ovs)]) + "\n"
 
 
+# ------------------------------------------------------------------------------------------------ study summary
+SUMMARY_METRICS = ("test/elbo", "test/edge_precision", "test/edge_recall", "test/edge_precision_released",
+                   "test/edge_released_complement", "test/elbo_kl_undirected", "best/valid/elbo", "best/step")
+
+
+def _history_valid(run: Path) -> list[dict]:
+    """Validation points of a run's history.jsonl: step, ELBO and both precisions."""
+    path = run / "history.jsonl"
+    out = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            if "valid/elbo" in row:
+                out.append({"step": row["step"], "elbo": round(row["valid/elbo"], 1),
+                            "precision": round(row["valid/edge_precision"], 3),
+                            "precision_released": round(row.get("valid/edge_precision_released", float("nan")), 3)})
+    return out
+
+
+def summarise(root: Path, study: str, note: str = "") -> dict:
+    """A compact record of a study (every run's ``metrics.json`` under ``root``): per run its command, commit,
+    wall time, settings, the summary metrics and its validation curve; no machine paths."""
+    runs = []
+    hardware = None
+    for path in sorted(Path(root).rglob("metrics.json")):
+        rec = json.loads(path.read_text())
+        cfg = rec.get("config") or {}
+        hw = dict(rec.get("hardware") or {})
+        hardware = hardware or {k: hw.get(k) for k in ("cpu", "cpu_cores", "torch_threads", "torch", "device")}
+        m = rec.get("metrics") or {}
+        runs.append({"name": path.parent.name, "command": rec.get("command"), "commit": rec.get("commit"),
+                     "wall_time_s": rec.get("wall_time_s"), "relaxation": rec.get("relaxation"),
+                     "lr": _get(cfg, "optim.lr"), "tau": _get(cfg, "relaxation.tau"),
+                     "eps": _get(cfg, "relaxation.eps"), "seed": rec.get("seed"),
+                     "steps": _get(cfg, "trainer.max_steps"),
+                     "metrics": {k: (round(m[k], 4) if isinstance(m[k], float) else m[k]) for k in SUMMARY_METRICS
+                                 if k in m},
+                     "valid": _history_valid(path.parent)})
+    return {"study": study, "note": note, "hardware": hardware, "runs": runs}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="stage", required=True)
@@ -192,7 +233,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     s2.add_argument("--top", type=int, default=3)
     s2.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     s2.add_argument("--override", action="append", default=[])
+    sm = sub.add_parser("summary", help="compact JSON record of a study's runs (results/nri/proxy/)")
+    sm.add_argument("records", type=Path)
+    sm.add_argument("out", type=Path)
+    sm.add_argument("--study", required=True)
+    sm.add_argument("--note", default="")
     a = p.parse_args(argv)
+    if a.stage == "summary":
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(summarise(a.records, a.study, a.note), indent=1) + "\n")
+        print(f"wrote {a.out}")
+        return
     if a.stage == "stage1":
         text = stage1_queue(a.config, a.prefix, a.trials, a.override)
     else:
