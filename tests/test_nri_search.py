@@ -42,7 +42,7 @@ def test_search_configs_draw_log_uniform_trials(config, keys):
 
     cfg = compose_search(config)
     assert cfg.hydra.sweeper.sampler._target_ == "optuna.samplers.RandomSampler"
-    assert cfg.trainer.max_steps == 3000  # short horizon
+    assert cfg.trainer.max_steps == 4000  # short horizon
     assert cfg.trainer.eval_every == 500 and cfg.model.kl_edges == "directed"
     trials = draw_trials(cfg, 200)
     assert trials == draw_trials(cfg, 200)  # fixed sampler seed: reproducible
