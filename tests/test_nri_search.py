@@ -150,3 +150,20 @@ def test_study_summary_is_compact_and_has_no_machine_paths(tmp_path: Path):
     assert run["metrics"]["test/elbo"] == pytest.approx(-710.1235) and run["valid"] == [
         {"step": 500, "elbo": -720.0, "precision": 0.9, "precision_released": 0.9}]
     assert str(tmp_path) not in json.dumps(out) and "platform" not in out["hardware"]
+
+
+def test_every_queue_file_follows_the_format_and_composes():
+    """results/nri/queues/*.queue: ``NAME OVERRIDE ...`` lines, unique names, single runs, and every line composes
+    to an NRI config (the hand-written follow-up too)."""
+    from experiments.nri.search import NAME_RE, compose_search
+
+    files = sorted((REPO / "results" / "nri" / "queues").glob("*.queue"))
+    assert {f.name for f in files} >= set(QUEUES)
+    for f in files:
+        lines = _lines(f.read_text())
+        names = [ln[0] for ln in lines]
+        assert lines and len(set(names)) == len(names) and all(NAME_RE.match(n) for n in names), f.name
+        for ln in lines if f.name == "proxy_followup.queue" else lines[:1]:
+            assert ln[1].startswith("experiment=nri") and "-m" not in ln
+            cfg = compose_search(ln[1].split("=", 1)[1], ln[2:])
+            assert cfg.experiment.name == "nri"
