@@ -49,10 +49,11 @@ def test_search_configs_draw_log_uniform_trials(config, keys):
     assert all(set(t) == keys for t in trials)
     lr = [math.log10(t["optim.lr"]) for t in trials]
     tau = [math.log10(t["relaxation.tau"]) for t in trials]
-    assert min(lr) >= -4 and max(lr) <= math.log10(3e-3) and min(tau) >= -1 and max(tau) <= 1
+    lo_lr, hi_lr, lo_tau, hi_tau = math.log10(3e-4), math.log10(3e-3), math.log10(0.3), 1.0  # the narrowed box
+    assert min(lr) >= lo_lr and max(lr) <= hi_lr and min(tau) >= lo_tau and max(tau) <= hi_tau
     # log-uniform: about half the draws below the log-midpoint
-    mid = (-4 + math.log10(3e-3)) / 2
-    assert 0.35 < sum(v < mid for v in lr) / 200 < 0.65 and 0.35 < sum(v < 0 for v in tau) / 200 < 0.65
+    assert 0.35 < sum(v < (lo_lr + hi_lr) / 2 for v in lr) / 200 < 0.65
+    assert 0.35 < sum(v < (lo_tau + hi_tau) / 2 for v in tau) / 200 < 0.65
     if "relaxation.eps" in keys:
         assert {t["relaxation.eps"] for t in trials} == {1.0, 0.1, 0.01, 0.001, 0.0001}
 
