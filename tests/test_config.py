@@ -32,7 +32,7 @@ def _combos():
 def test_names_match_the_issue():
     assert set(RELAXATIONS) == {
         "gumbel_softmax", "binary_concrete", "indep", "ef_topk", "euclid_topk", "cat_ent_topk",
-        "bin_ent_topk", "corr_topk", "l2x", "softsub", "spanning_tree", "ef_topk_fd",
+        "bin_ent_topk", "corr_topk", "l2x", "softsub", "spanning_tree", "ef_topk_fd", "indep_sym",
     }
     assert set(ESTIMATORS) == {"relaxed", "straight_through", "reinforce", "nvil", "muprop", "rebar", "relax"}
 

@@ -87,7 +87,7 @@ def test_losses():
     assert gumbel_kl(torch.zeros(1, 45), N).item() == 0.0
 
 
-@pytest.mark.parametrize("relaxation", ["indep", "ef_topk", "spanning_tree"])
+@pytest.mark.parametrize("relaxation", ["indep", "indep_sym", "ef_topk", "ef_topk_fd", "spanning_tree"])
 def test_edge_distributions(relaxation):
     import networkx as nx
 
@@ -98,14 +98,17 @@ def test_edge_distributions(relaxation):
 
     idx = EdgeIndex(N)
     dist = EdgeDistribution(relaxation, idx, tau=5.0, max_range=15.0)
-    u = (3 * torch.randn(B, idx.num_undirected)).requires_grad_(True)
+    shape = (B, idx.num_directed, 2) if relaxation == "indep" else (B, idx.num_undirected)
+    u = (3 * torch.randn(*shape)).requires_grad_(True)
     x = dist.relaxed(u)
-    assert x.shape == u.shape and torch.isfinite(x).all() and (x >= -1e-6).all() and (x <= 1 + 1e-6).all()
-    x.sum().backward() if relaxation == "indep" else (x * torch.randn_like(x)).sum().backward()
+    assert x.shape == shape[:2] and dist.to_directed(x).shape == (B, idx.num_directed)
+    assert torch.isfinite(x).all() and (x >= -1e-6).all() and (x <= 1 + 1e-6).all()
+    binary = relaxation in ("indep", "indep_sym")
+    x.sum().backward() if binary else (x * torch.randn_like(x)).sum().backward()
     assert u.grad is not None and torch.isfinite(u.grad).all()
     h = dist.hard(u.detach())
     assert set(h.unique().tolist()) <= {0.0, 1.0}
-    if relaxation != "indep":
+    if not binary:
         assert torch.allclose(x.sum(-1), torch.full((B,), N - 1.0), atol=1e-3)
         assert (h.sum(-1) == N - 1).all()
     if relaxation == "spanning_tree":

@@ -65,8 +65,9 @@ class Sampler:
     shape (B, 2L-1); the selection is the unary part ``x[..., :L]``.
     """
 
-    def __init__(self, name: str, regularizer: str, k: int, tau: float, hard: bool):
+    def __init__(self, name: str, regularizer: str, k: int, tau: float, hard: bool, eps: float = 1e-2):
         self.name, self.regularizer, self.k, self.tau, self.hard = name, regularizer, int(k), float(tau), hard
+        self.options = {"eps": float(eps)} if regularizer == "ef_topk_fd" else {}  # relaxation.eps
         self.correlated = name == "corr_topk"
         self.structure = sst.CorrelatedTopK(self.k) if self.correlated else sst.TopK(self.k)
         if regularizer not in BASELINES and regularizer not in self.structure.regularizers:
@@ -87,7 +88,7 @@ class Sampler:
     def relaxed(self, unary: Tensor, pairwise: Tensor | None, mask: Tensor) -> Tensor:
         L = unary.shape[-1]
         if self.regularizer in BASELINES:
-            return BASELINES[self.regularizer](unary, self.k, self.tau, mask=mask, hard=self.hard)
+            return BASELINES[self.regularizer](unary, self.k, self.tau, mask=mask, hard=self.hard, **self.options)
         x = sst.sample(self.structure, self._weights(unary, pairwise, mask), tau=self.tau,
                        regularizer=self.regularizer, hard=self.hard)
         return x[..., :L]
@@ -113,7 +114,7 @@ class BeerL2XTask(Task):
         r = cfg.relaxation
         estimator = str(cfg.estimator.name)
         self.sampler = Sampler(str(r.name), str(r.regularizer), self.k, float(r.tau),
-                               hard=estimator == "straight_through")
+                               hard=estimator == "straight_through", eps=float(r.get("eps", 1e-2)))
         m = cfg.model
         pairwise = str(m.pairwise) if self.sampler.correlated else None
         self.model = L2XModel(self.data.embeddings, self.data.words, filters=int(m.filters),

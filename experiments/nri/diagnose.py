@@ -106,7 +106,7 @@ def _code_of(task, checkpoint: Path) -> dict[str, torch.Tensor]:
                          f"data overrides): {str(err).splitlines()[0]}") from None
     task.model.eval()
     with torch.no_grad():
-        return {s: torch.cat([task.dist.mode(task.model.edge_logits(chunk)) for chunk in task.locs[s].split(500)])
+        return {s: torch.cat([task.dist.mode(task.logits(chunk)) for chunk in task.locs[s].split(500)])
                 for s in ("train", "valid")}
 
 

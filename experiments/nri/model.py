@@ -86,19 +86,23 @@ class MLP(nn.Module):
 
 
 class Encoder(nn.Module):
-    """NRI factor-graph MLP encoder: one logit per directed edge.
+    """NRI factor-graph MLP encoder: ``out`` logits per directed edge (1, or 2 for the released Indep. edges).
 
-    Input ``(B, T, n, D)`` trajectories; output ``(B, E)`` logits (directed layout of :class:`EdgeIndex`).
+    Input ``(B, T, n, D)`` trajectories; output ``(B, E)`` logits (``out = 1``) or ``(B, E, out)`` (directed
+    layout of :class:`EdgeIndex`).
     """
 
-    def __init__(self, index: EdgeIndex, n_in: int, hidden: int = 256, dropout: float = 0.0) -> None:
+    def __init__(self, index: EdgeIndex, n_in: int, hidden: int = 256, dropout: float = 0.0, out: int = 1) -> None:
         super().__init__()
+        if out not in (1, 2):
+            raise ValueError(f"encoder out (logits per directed edge) must be 1 or 2, got {out}")
         self.index = index
+        self.out = out
         self.mlp1 = MLP(n_in, hidden, hidden, dropout)
         self.mlp2 = MLP(2 * hidden, hidden, hidden, dropout)
         self.mlp3 = MLP(hidden, hidden, hidden, dropout)
         self.mlp4 = MLP(3 * hidden, hidden, hidden, dropout)
-        self.fc_out = nn.Linear(hidden, 1)
+        self.fc_out = nn.Linear(hidden, out)
         nn.init.xavier_normal_(self.fc_out.weight)
         nn.init.constant_(self.fc_out.bias, 0.1)
 
@@ -117,7 +121,8 @@ class Encoder(nn.Module):
         skip = x
         x = self.mlp3(self.edge2node(x))
         x = self.mlp4(torch.cat([self.node2edge(x), skip], dim=-1))
-        return self.fc_out(x).squeeze(-1)
+        y = self.fc_out(x)
+        return y.squeeze(-1) if self.out == 1 else y
 
 
 class Decoder(nn.Module):
@@ -199,14 +204,17 @@ class NRIModel(nn.Module):
 
     def __init__(self, n: int, timesteps: int, dims: int = 2, encoder_hidden: int = 256,
                  decoder_hidden: int = 256, edge_types: int = 2, skip_first: bool = False,
-                 encoder_dropout: float = 0.0, decoder_dropout: float = 0.0) -> None:
+                 encoder_dropout: float = 0.0, decoder_dropout: float = 0.0, logits_per_edge: int = 1) -> None:
         super().__init__()
         self.index = EdgeIndex(n)
-        self.encoder = Encoder(self.index, timesteps * dims, encoder_hidden, encoder_dropout)
+        self.encoder = Encoder(self.index, timesteps * dims, encoder_hidden, encoder_dropout, logits_per_edge)
         self.decoder = Decoder(self.index, dims, decoder_hidden, edge_types, skip_first, decoder_dropout)
 
     def edge_logits(self, locs: Tensor) -> Tensor:
-        """``(B, T, n, D)`` -> ``(B, M)`` symmetrised undirected logits."""
+        """``(B, T, n, D)`` -> ``(B, M)`` symmetrised undirected logits (one logit per directed edge only)."""
+        if self.encoder.out != 1:
+            raise ValueError("edge_logits symmetrises one logit per directed edge; this encoder gives "
+                             f"{self.encoder.out} (use EdgeDistribution.logits(model.encoder(locs)))")
         return self.index.symmetrise(self.encoder(locs))
 
 

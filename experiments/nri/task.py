@@ -15,8 +15,8 @@ import sst
 from experiments.common.data import TensorBatches, cache_dir
 from experiments.common.task import Task, adam
 from experiments.nri.data import load_graph_layout
-from experiments.nri.edges import EdgeDistribution, edge_counts
-from experiments.nri.model import NRIModel, gaussian_nll, gumbel_kl
+from experiments.nri.edges import KL_EDGES, EdgeDistribution, edge_counts, released_choice, released_edge_sums
+from experiments.nri.model import NRIModel, gaussian_nll
 from sst.estimators import tile
 
 EVAL_SEED = 1234  # hard samples at evaluation use their own generator: the same noise at every evaluation
@@ -42,22 +42,30 @@ class NRITask(Task):
         self.batch_size = int(dcfg.batch_size)
         self.pred_steps = prediction_steps(cfg, self.timesteps)
         self.variance = float(mcfg.variance)
-        self.kl_scale = 2.0 if str(mcfg.get("kl_edges", "undirected")) == "directed" else 1.0
+        self.kl_edges = str(mcfg.get("kl_edges", "directed"))
+        if self.kl_edges not in KL_EDGES:
+            raise ValueError(f"model.kl_edges must be one of {', '.join(KL_EDGES)}, got {self.kl_edges!r}")
+        rcfg = cfg.relaxation
+        if str(rcfg.name) == "indep" and self.kl_edges != "directed":
+            raise ValueError("model.kl_edges=undirected needs symmetrised logits; relaxation=indep (as released) "
+                             "has 2 logits per directed edge: use model.kl_edges=directed or relaxation=indep_sym")
+        if str(rcfg.name) == "ef_topk_fd" and not float(rcfg.get("eps", 1e-2)) > 0:
+            raise ValueError(f"relaxation.eps (the finite-difference step of ef_topk_fd) must be > 0, got {rcfg.eps}")
         sizes = {"train": dcfg.num_train, "valid": dcfg.num_valid, "test": dcfg.num_test}
         t0 = time.perf_counter()
         data = load_graph_layout(cache_dir(cfg), sizes, self.n, self.timesteps, int(dcfg.seed),
                                  progress=bool(cfg.trainer.get("progress", True)))
         self.data_info = {"loc_min": data.loc_min, "loc_max": data.loc_max, "files": data.files,
                           "generation_s": data.generation_s, "load_s": round(time.perf_counter() - t0, 3)}
+        per_edge = 2 if str(rcfg.name) == "indep" else 1
         self.model = NRIModel(self.n, self.timesteps, encoder_hidden=int(mcfg.encoder_hidden),
                               decoder_hidden=int(mcfg.decoder_hidden), edge_types=int(mcfg.edge_types),
-                              skip_first=bool(mcfg.skip_first)).to(device)
+                              skip_first=bool(mcfg.skip_first), logits_per_edge=per_edge).to(device)
         idx = self.model.index
         self.locs = {s: torch.as_tensor(v, device=device) for s, v in data.locs.items()}
         self.edges = {s: idx.from_matrix(torch.as_tensor(v, device=device)).float() for s, v in data.trees.items()}
-        rcfg = cfg.relaxation
         self.dist = EdgeDistribution(str(rcfg.name), idx, float(rcfg.tau), rcfg.get("regularizer"),
-                                     mcfg.get("max_range"))
+                                     mcfg.get("max_range"), float(rcfg.get("eps", 1e-2)))
         self.estimator = self._build_estimator(cfg)
 
     # ----------------------------------------------------------------------------------------------- set-up
@@ -90,17 +98,23 @@ class NRITask(Task):
         return iter(TensorBatches([self.locs["train"]], self.batch_size, generator))
 
     # ----------------------------------------------------------------------------------------------- training
+    def logits(self, locs: Tensor) -> Tensor:
+        """``(B, T, n, D)`` -> the edge distribution's u (``(B, M)`` symmetrised, or ``(B, E, 2)`` for indep)."""
+        return self.dist.logits(self.model.encoder(locs))
+
     def kl(self, u: Tensor) -> Tensor:
-        return self.kl_scale * gumbel_kl(u, self.n)
+        """The training KL ``(B,)``: over directed entries (the released ELBO) or, with
+        ``model.kl_edges=undirected``, over the undirected pairs."""
+        return self.dist.kl(u, self.kl_edges)
 
     def nll_of(self, locs: Tensor, x: Tensor, pred_steps: int) -> Tensor:
-        """Per-item NLL ``(B,)`` of trajectories given ``(B, M)`` undirected edge weights."""
-        preds = self.model.decoder(locs, self.model.index.to_directed(x), pred_steps)
+        """Per-item NLL ``(B,)`` of trajectories given edge weights in the distribution's layout."""
+        preds = self.model.decoder(locs, self.dist.to_directed(x), pred_steps)
         return gaussian_nll(preds, locs[:, 1:], self.variance)
 
     def training_step(self, batch: Any, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         (locs,) = batch
-        u = self.model.edge_logits(locs)
+        u = self.logits(locs)
         kl = self.kl(u)
 
         def nll(z: Tensor) -> Tensor:  # rows are sample-major: row r belongs to item r % B
@@ -115,30 +129,44 @@ class NRITask(Task):
 
     # ----------------------------------------------------------------------------------------------- evaluation
     def evaluate(self, split: str) -> dict[str, float]:
+        """ELBO (teacher forcing, a hard sample per simulation, KL as ``model.kl_edges``: directed by default,
+        the released ELBO), both KL variants, and the edge metrics: ours (``edge_precision``/``edge_recall``:
+        the sample itself, per graph) and the released complement-aware ones (``edge_*_released``)."""
         locs_all, edges_all = self.locs[split], self.edges[split]
         bs = int(self.cfg.get("eval", {}).get("batch_size", 500))
         gen = torch.Generator(device=self.device)
         gen.manual_seed(EVAL_SEED)
         sums: dict[str, Tensor] = {}
+        released = None
         total = locs_all.shape[0]
+        idx = self.model.index
         for start in range(0, total, bs):
             locs, true = locs_all[start:start + bs], edges_all[start:start + bs]
-            u = self.model.edge_logits(locs)
+            u = self.logits(locs)
             x = self.dist.hard(u, generator=gen)
             nll = self.nll_of(locs, x, 1)  # teacher forcing every step
-            kl = gumbel_kl(u, self.n)
-            prec, rec = edge_counts(x, true)
-            mprec, mrec = edge_counts(self.dist.mode(u), true)
+            kl_dir = self.dist.kl(u, "directed")
+            kl = self.kl(u)
+            true_d = idx.to_directed(true) if self.dist.directed else true
+            prec, rec = edge_counts(x, true_d)
+            mprec, mrec = edge_counts(self.dist.mode(u), true_d)
             mse = nll * (2.0 * self.variance / ((locs.shape[1] - 1) * locs.shape[3]))
-            batch = {"elbo": -(nll + self.kl_scale * kl), "nll": nll, "kl": kl,
-                     "elbo_kl_directed": -(nll + 2.0 * kl), "mse": mse,
+            batch = {"elbo": -(nll + kl), "nll": nll, "kl": kl, "kl_directed": kl_dir,
+                     "elbo_kl_directed": -(nll + kl_dir), "mse": mse,
                      "edge_precision": prec, "edge_recall": rec,
                      "edge_precision_mode": mprec, "edge_recall_mode": mrec,
-                     "num_edges": x.sum(-1)}
+                     "num_edges": x.sum(-1) / (2.0 if self.dist.directed else 1.0)}
+            if not self.dist.directed:
+                kl_und = self.dist.kl(u, "undirected")
+                batch.update(kl_undirected=kl_und, elbo_kl_undirected=-(nll + kl_und))
             for k, v in batch.items():
                 s = v.double().sum()
                 sums[k] = sums[k] + s if k in sums else s
-        return {f"{split}/{k}": float(v) / total for k, v in sums.items()}
+            r = released_edge_sums(self.dist.to_directed(x), idx.to_directed(true)).double()
+            released = r if released is None else released + r
+        out = {f"{split}/{k}": float(v) / total for k, v in sums.items()}
+        out.update({f"{split}/{k}": v for k, v in released_choice(released / total).items()})
+        return out
 
     # ----------------------------------------------------------------------------------------------- records
     def record_extras(self) -> dict[str, Any]:
@@ -152,8 +180,10 @@ class NRITask(Task):
         locs = self.locs["test"][:k]
         self.model.eval()
         with torch.no_grad():
-            u = self.model.edge_logits(locs)
-            pred = self.dist.mode(u)
+            pred = self.dist.mode(self.logits(locs))
+            if self.dist.directed:  # a pair counts as an edge when either direction is one
+                idx = self.model.index
+                pred = torch.maximum(pred[:, idx.und_ij], pred[:, idx.und_ji])
         plot_predictions(locs.cpu().numpy(), self.edges["test"][:k].cpu().numpy(), pred.cpu().numpy(),
                          self.model.index, pathlib.Path(out_dir) / "nri_test_trajectories.png",
                          title=f"NRI {self.dist.name}, T={self.timesteps}")
