@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 tables: $(STAMP)
-	$(PY) scripts/make_tables.py --readme README.md docs/l2x.md docs/vae.md
+	$(PY) scripts/make_tables.py --readme README.md docs/l2x.md docs/vae.md docs/nri.md
 	$(PY) scripts/plot_l2x.py
 	$(PY) scripts/plot_l2x.py --w2v-epochs 5 -o results/l2x/table_w2v5.png
 	$(PY) scripts/plot_l2x_margins.py

@@ -17,6 +17,7 @@ def test_tables_fill_ours_and_keep_missing(tmp_path: Path):
     nri_md = render.markdown(*nri.nri_table(records))
     st_row = next(line for line in nri_md.splitlines() if line.startswith("| Spanning tree"))
     assert "-1050 ± 71 (n=2)" in st_row and "-1080 ± 110" in st_row and "90.0 ± 0.0 (n=2)" in st_row
+    assert st_row.rstrip(" |").endswith("80.0 ± 0.0 (n=2)")  # the sample itself, beside the released metric
     indep_row = next(line for line in nri_md.splitlines() if line.startswith("| Indep."))
     assert indep_row.split(" | ")[1] == MISSING
     l2x_md = render.markdown(*l2x.l2x_table(records))
@@ -70,3 +71,13 @@ def test_goals_table(tmp_path: Path):
                                "not met"]
     assert [cells.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 23)] == ["1st", "2nd", "3rd", "4th", "11th", "12th",
                                                                            "23rd"]
+
+
+def test_nri_cells_take_only_the_released_elbo():
+    def rec(seed: int, kl: str | None) -> dict:
+        model = {} if kl is None else {"model": {"kl_edges": kl}}
+        return {"experiment": "nri", "relaxation": "spanning_tree", "estimator": "relaxed", "seed": seed,
+                "timesteps": 10, "metrics": {"test/elbo": -1000.0 - seed}, "config": model}
+
+    groups = nri.nri_groups([rec(0, "directed"), rec(1, "undirected"), rec(2, None)])
+    assert groups[("spanning_tree", 10, "relaxed")] == [{"test/elbo": -1000.0}]
