@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from experiments.common.config import check_bool, check_choice, check_int, check_number, check_step_schedule
+from experiments.common.config import (
+    ConfigError,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_step_schedule,
+)
 
-KL_EDGES = ("undirected", "directed")
+KL_EDGES = ("directed", "undirected")  # experiments.nri.edges uses this tuple too
 EDGE_TYPES = (1, 2)  # experiments.nri.model: type 0 "no edge" (weight 1 - x), type 1 "edge" (weight x)
 
 
@@ -27,7 +34,12 @@ def validate(cfg: DictConfig) -> None:
     check_bool(cfg, "model.skip_first", default=False)
     check_number(cfg, "model.variance", low=0, low_open=True)
     check_number(cfg, "model.max_range", low=0, low_open=True, optional=True)
-    check_choice(cfg, "model.kl_edges", KL_EDGES, default="undirected")
+    kl = check_choice(cfg, "model.kl_edges", KL_EDGES, default="directed")
+    if str(cfg.relaxation.name) == "indep" and kl != "directed":
+        raise ConfigError("model.kl_edges=undirected needs symmetrised logits; relaxation=indep (as released) has 2 "
+                          "logits per directed edge: use model.kl_edges=directed or relaxation=indep_sym")
+    if str(cfg.relaxation.name) == "ef_topk_fd":
+        check_number(cfg, "relaxation.eps", low=0, low_open=True, optional=True)
     check_int(cfg, "eval.num_plot", low=0, optional=True)
     # the step schedule's period is in epochs here (NRITask.configure_optimizers)
     check_step_schedule(cfg, "optim.lr_decay_epochs")

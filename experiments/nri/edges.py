@@ -24,10 +24,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from experiments.nri.checks import KL_EDGES
 from experiments.nri.model import EdgeIndex, gumbel_kl
 
 RELAXATIONS = ("indep", "indep_sym", "ef_topk", "ef_topk_fd", "spanning_tree")
-KL_EDGES = ("directed", "undirected")
 
 
 def clip_range(w: Tensor, max_range: float, index: EdgeIndex | None = None) -> Tensor:

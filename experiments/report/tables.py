@@ -16,8 +16,8 @@ Table = tuple[list[str], list[list[str]]]
 GOALS = [
     ("NRI, T = 10, spanning tree: test ELBO", "nri", ("spanning_tree", 10, "relaxed"), "test/elbo", 1.0, 0,
      -1080.0, True),
-    ("NRI, T = 10, spanning tree: edge precision %", "nri", ("spanning_tree", 10, "relaxed"), "test/edge_precision_released",
-     100.0, 1, 91.0, True),
+    ("NRI, T = 10, spanning tree: edge precision %", "nri", ("spanning_tree", 10, "relaxed"),
+     "test/edge_precision_released", 100.0, 1, 91.0, True),
     ("NRI, T = 10, indep. edges: test ELBO", "nri", ("indep", 10, "relaxed"), "test/elbo", 1.0, 0, -1370.0, True),
     ("NRI, T = 10, E.F. Ent. Top |V|-1: test ELBO", "nri", ("ef_topk_fd", 10, "relaxed"), "test/elbo", 1.0, 0, -2100.0,
      True),
@@ -98,7 +98,8 @@ def all_tables(records: list[dict], side_records: list[dict] = ()) -> dict[str, 
     curves."""
     side = list(side_records)
     return {
-        "nri": ("NRI graph layout, T = 10: test ELBO (released form) and edge precision/recall of hard samples (released complement-aware metric; last column: the sample itself)",
+        "nri": (("NRI graph layout, T = 10: test ELBO (released form) and edge precision/recall of hard samples "
+                 "(released complement-aware metric; last column: the sample itself)"),
                 nri.nri_table(records, 10)),
         "nri20": ("NRI graph layout, T = 20", nri.nri_table(records, 20)),
         "l2x": ("L2X on BeerAdvocate, aroma: test MSE ×100 / subset precision %", l2x.l2x_table(records)),
