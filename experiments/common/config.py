@@ -62,6 +62,14 @@ def validate_config(cfg: DictConfig) -> None:
     flush = cfg.trainer.get("flush_denormal", True)
     if not isinstance(flush, bool):
         raise ConfigError(f"trainer.flush_denormal must be true or false, got {flush!r}")
+    compile_ = cfg.trainer.get("compile", "auto")
+    if not isinstance(compile_, (bool, str)) or str(compile_).lower() not in ("auto", "true", "false"):
+        raise ConfigError(f"trainer.compile={compile_!r} is unknown; legal choices: auto, true, false")
+    if not isinstance(cfg.trainer.get("tf32", True), bool):
+        raise ConfigError(f"trainer.tf32 must be true or false, got {cfg.trainer.tf32!r}")
+    budget = cfg.trainer.get("max_minutes")
+    if budget is not None and (isinstance(budget, bool) or not float(budget) > 0):
+        raise ConfigError(f"trainer.max_minutes must be null (no budget) or a number of minutes > 0, got {budget!r}")
     model = cfg.get("model") or {}
     if cfg.relaxation.structure == "corr_topk" and "pairwise" in model and model.pairwise not in PAIRWISE_HEADS:
         raise ConfigError(f"model.pairwise={model.pairwise!r} is unknown; legal choices: {_choices(PAIRWISE_HEADS)}")

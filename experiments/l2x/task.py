@@ -183,8 +183,8 @@ class BeerL2XTask(Task):
     def selector_logits(self, ids: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         """ids (B, L) -> embeddings (B, n, d), unary logits (B, n), pairwise logits of adjacent words (B, n-1) or
         None, mask (B, n) of real words, over the first n = max(longest review, k) positions."""
-        n = max(int((ids != PAD_ID).sum(-1).max()), self.k)
-        ids = ids[:, :n]
+        if not torch.compiler.is_compiling():  # compiled (trainer.compile): the full width, a static shape
+            ids = ids[:, :max(int((ids != PAD_ID).sum(-1).max()), self.k)]
         mask = ids != PAD_ID
         emb = self.model.embed(ids)
         unary, pairwise = self.model.selector(emb, mask)
