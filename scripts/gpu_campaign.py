@@ -121,8 +121,11 @@ def run_status(run_dir: Path) -> dict[str, Any]:
         record = json.loads(metrics.read_text())
         finished = bool(record.get("finished", True))
         return {"status": "finished" if finished else "partial", "step": record.get("step")}
-    if (run_dir / "last.pt").is_file():
-        return {"status": "partial", "step": None}
+    if (run_dir / "last.pt").is_file():  # interrupted before writing its record
+        import torch
+
+        ckpt = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
+        return {"status": "partial", "step": int(ckpt["state"]["step"])}
     return {"status": "new", "step": None}
 
 
