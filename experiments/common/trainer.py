@@ -128,21 +128,20 @@ class TrainStep:
         if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
         loss, logs = self._forward(batch, step)
+        out = _copy_out(loss, logs) if self.cudagraphs else (loss, logs)
         loss.backward()
         if self.compiled and self._counts1 is None:
             self._counts1 = _dynamo_counts()  # everything compiled so far belongs to the first step
-        if self.cudagraphs:
-            loss, logs = _copy_out(loss, logs)
         if self.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        return loss, logs
+        return out
 
 
 def _copy_out(loss: torch.Tensor, logs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The scalars out of CUDA-graph memory: one stack (one kernel), then views of the copy."""
+    """The scalars out of CUDA-graph memory (detached): one stack (one kernel), then views of the copy."""
     values = torch.stack([loss.detach().float().reshape(()), *(v.detach().float().reshape(()) for v in logs.values())])
     parts = values.unbind(0)
     return parts[0], dict(zip(logs, parts[1:], strict=True))

@@ -145,10 +145,12 @@ class VAETask(Task):
 
     @torch.compiler.disable
     def step_scalars(self, step: int) -> tuple[Tensor, Tensor]:
-        """Anneal the temperature for ``step`` (:meth:`set_temperature`) and return it and the KL weight as 0-dim
-        float32 tensors. Eager even inside a compiled training step: the Python arithmetic on ``step`` stays out of
-        the graph, which sees the new temperature as data, so annealing does not recompile the step."""
-        return torch.tensor(self.set_temperature(step)), torch.tensor(self.kl_weight(step))
+        """Anneal the temperature for ``step`` (:meth:`set_temperature`) and return it and the KL weight as new 0-dim
+        float32 tensors on the task's device (a fill kernel each, no host-to-device copy). Eager even inside a
+        compiled training step: the Python arithmetic on ``step`` stays out of the graph, which sees the new
+        temperature as data, so annealing does not recompile the step."""
+        tau, beta = self.set_temperature(step), self.kl_weight(step)
+        return torch.full((), tau, device=self.device), torch.full((), beta, device=self.device)
 
     def hard_sampler(self, generator: torch.Generator) -> Callable[[Tensor], Tensor]:
         """logits (B, ...) -> one exact sample (B, ...) of the latent (the argmax of Gumbel-perturbed logits), the
