@@ -145,3 +145,21 @@ def test_fit_compiled_records_its_counts(tmp_path: Path, one_thread):
     assert record["compile"]["recompiles"] <= 2
     history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert any("compile/recompiles" in h for h in history)
+
+
+def test_bench_training_table_puts_compiled_beside_eager():
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_training", REPO / "scripts" / "bench_training.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    row = {"experiment": "vae", "relaxation": "gumbel_softmax", "estimator": "relaxed", "batch_size": 100,
+           "ms_per_iter": 10.0, "steps_per_s": 100.0, "paper_run_steps": 100000, "paper_run_minutes": 16.7,
+           "compiled_step": {"steps_per_s": 150.0, "compile_s": 12.3, "recompiles": 1}, "compiled_speedup": 1.5}
+    table = bench.markdown([row], "cpu", 1)
+    assert "compiled steps/s | compile (s) | recompiles | speed-up" in table
+    assert "| 150 | 12.3 | 1 | x1.50 |" in table
+    with pytest.raises(ValueError, match="off, on, both"):
+        bench.bench_row("vae", "gumbel_softmax", "cpu", [], 1, 0, compile_mode="maybe")
