@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
     variants = {
         "per_tensor": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=False),
         "foreach": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True),
+        "fused": lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True),
         "adam()": lambda ps: adam(ps, 1e-3),
     }
     out: dict = {"model": "DiscreteVAE() (categorical 20x10)", "threads": args.threads, "ms_per_step": {}}

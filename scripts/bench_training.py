@@ -24,6 +24,7 @@ adds ``logging``: the trainer's per-step log bookkeeping, timed on its own.
     python scripts/bench_training.py --device cpu --threads 2   # CPU, 2 torch threads
     python scripts/bench_training.py --experiments nri:spanning_tree+indep,vae --iters 50
     python scripts/bench_training.py --quick --out /tmp/bench.json   # a few steps each: a smoke test
+    python scripts/bench_training.py --compile both               # eager and compiled steps/s side by side
     python scripts/bench_training.py nri:model.decoder_hidden=128 trainer.log_every=10   # Hydra overrides
 
 ``--experiments`` takes ``name`` (default relaxations: nri spanning_tree, indep, ef_topk; vae gumbel_softmax;
@@ -64,7 +65,7 @@ from experiments.common.runtime import (  # noqa: E402
     seed_everything,
     write_bench_record,
 )
-from experiments.common.trainer import batch_generator, train_step  # noqa: E402
+from experiments.common.trainer import TrainStep, batch_generator, tf32_matmuls  # noqa: E402
 
 EXPERIMENTS = ("nri", "vae", "l2x")
 DEFAULT_RELAXATIONS: dict[str, tuple[str, ...]] = {
@@ -82,6 +83,7 @@ SMALL_DATA: dict[str, tuple[str, ...]] = {
 # --quick, when the full training set's word2vec vectors are not cached: tiny vectors trained in seconds
 QUICK_W2V = ("data.embedding_dim=16", "data.w2v.epochs=1", "data.w2v.workers=1")
 NRI_PARTS = ("data", "encoder", "sampler", "decoder", "backward", "optimizer", "logging")
+COMPILE_MODES = ("off", "on", "both")
 DEFAULT_ITERS = {"cpu": (3, 20), "cuda": (10, 100), "quick": (1, 2)}  # (warmup, timed iterations)
 
 
@@ -197,18 +199,23 @@ class LogSums:
                 raise FloatingPointError(f"non-finite training loss at step {step}")
 
 
-def time_training(cfg: DictConfig, iters: int, warmup: int, log_reps: int = 200) -> dict[str, Any]:
+def time_training(cfg: DictConfig, iters: int, warmup: int, log_reps: int = 200,
+                  compiled: bool = False) -> dict[str, Any]:
     """Build the task as the trainer does and time ``iters`` whole training iterations after ``warmup`` ones,
-    with ``trainer.flush_denormal`` as the trainer sets it.
+    with ``trainer.flush_denormal`` and ``trainer.tf32`` as the trainer sets them; ``compiled``: the trainer's
+    compiled step (``trainer.compile=true``; at least 3 warm-up iterations, the first one compiles).
 
     Returns batch size, set-up seconds, ms/iter, steps/s, the logging bookkeeping's ms per step (timed alone over
-    ``log_reps`` steps) and, on CUDA, the peak memory.
+    ``log_reps`` steps), on CUDA the peak memory and, compiled, the first iteration's seconds (``compile_s``: the
+    compilation) and dynamo's counts (``recompiles``: frames compiled after the first iteration).
     """
-    with flush_denormal(bool(cfg.trainer.get("flush_denormal", True))):
-        return _time_training(cfg, iters, warmup, log_reps)
+    device = resolve_device(str(cfg.device))
+    with flush_denormal(bool(cfg.trainer.get("flush_denormal", True))), \
+            tf32_matmuls(bool(cfg.trainer.get("tf32", True)), device):
+        return _time_training(cfg, iters, max(warmup, 3) if compiled else warmup, log_reps, compiled)
 
 
-def _time_training(cfg: DictConfig, iters: int, warmup: int, log_reps: int) -> dict[str, Any]:
+def _time_training(cfg: DictConfig, iters: int, warmup: int, log_reps: int, compiled: bool = False) -> dict[str, Any]:
     name = str(cfg.experiment.name)
     tcfg = cfg.trainer
     grad_clip = tcfg.get("grad_clip")
@@ -219,6 +226,7 @@ def _time_training(cfg: DictConfig, iters: int, warmup: int, log_reps: int) -> d
     task = task_class(name)(cfg, device)
     module = task.module().to(device)
     optimizer, scheduler = task.configure_optimizers()
+    step_fn = TrainStep(task, module, optimizer, scheduler, grad_clip, compiled=compiled, device=device)
     batches: Iterator[Any] = iter(task.train_batches(batch_generator(int(cfg.seed), 0, device)))
     setup_s = time.perf_counter() - t0
     module.train()
@@ -226,13 +234,17 @@ def _time_training(cfg: DictConfig, iters: int, warmup: int, log_reps: int) -> d
         torch.cuda.reset_peak_memory_stats(device)
     step, t = 0, time.perf_counter()
     loss, logs = torch.zeros(()), {}
-    for i in range(warmup + iters):  # the trainer's own iteration (train_step)
+    first_s = None
+    for i in range(warmup + iters):  # the trainer's own iteration (TrainStep)
         if i == warmup:
             sync(device)
             t = time.perf_counter()
-        loss, logs = train_step(task, module, optimizer, scheduler, next(batches), step, grad_clip)
+        loss, logs = step_fn(next(batches), step)
         step += 1
         log.add(loss, logs, step)
+        if i == 0:
+            sync(device)
+            first_s = time.perf_counter() - t
     sync(device)
     elapsed = time.perf_counter() - t
     # the logging bookkeeping alone, on the last step's scalars (for the per-iteration split)
@@ -253,7 +265,10 @@ def _time_training(cfg: DictConfig, iters: int, warmup: int, log_reps: int) -> d
         "ms_per_iter": round(1e3 * elapsed / iters, 3),
         "steps_per_s": round(iters / elapsed, 3),
         "logging_ms": round(logging_ms, 4),
+        "compiled": compiled,
     }
+    if compiled:
+        out.update(compile_s=round(first_s or 0.0, 2), **step_fn.counts)
     extras = task.record_extras()
     out.update({k: v for k, v in extras.items() if isinstance(v, (int, float, str))})
     if isinstance(extras.get("data"), dict) and "embedding_dim" in extras["data"]:
@@ -276,18 +291,31 @@ def nri_split(cfg: DictConfig, iters: int, warmup: int, logging_ms: float) -> di
 
 
 def bench_row(name: str, relaxation: str, device: str, user: list[str], iters: int, warmup: int,
-              split_iters: tuple[int, int] | None = None, quick: bool = False) -> dict[str, Any]:
+              split_iters: tuple[int, int] | None = None, quick: bool = False,
+              compile_mode: str = "off") -> dict[str, Any]:
     """One experiment x relaxation: the config, the whole-iteration timing, the NRI split (``split_iters`` =
-    (warmup, iterations) of the profile, default the same as the timing's), the paper-run estimate."""
+    (warmup, iterations) of the profile, default the same as the timing's), the paper-run estimate.
+    ``compile_mode``: ``off`` (eager), ``on`` (the compiled step; ``compiled: true`` in the row) or ``both`` (eager
+    in the row's main keys, the compiled step's figures under ``compiled_step``, and their ratio)."""
     cfg, overrides, note = build_cfg(name, relaxation, device, user, quick)
     row: dict[str, Any] = {"experiment": name, "relaxation": str(cfg.relaxation.name),
                            "estimator": str(cfg.estimator.name), "tau": float(cfg.relaxation.tau)}
     if note is not None:
         row["embeddings"] = note
-    row.update(time_training(cfg, iters, warmup))
+    if compile_mode not in COMPILE_MODES:
+        raise ValueError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}, got {compile_mode!r}")
+    row.update(time_training(cfg, iters, warmup, compiled=compile_mode == "on"))
     steps = int(cfg.experiment.max_steps)
     row["paper_run_steps"] = steps
     row["paper_run_minutes"] = round(steps / row["steps_per_s"] / 60.0, 1)
+    if compile_mode == "both":
+        gc.collect()
+        c = time_training(cfg, iters, warmup, compiled=True)
+        keep = ("warmup", "iters", "timed_s", "ms_per_iter", "steps_per_s", "compile_s", "frames", "graphs",
+                "recompiles", "peak_memory_mib")
+        row["compiled_step"] = {k: c[k] for k in keep if k in c}
+        row["compiled_step"]["paper_run_minutes"] = round(steps / c["steps_per_s"] / 60.0, 1)
+        row["compiled_speedup"] = round(c["steps_per_s"] / row["steps_per_s"], 3)
     if name == "nri":
         split_warmup, split_n = split_iters if split_iters is not None else (warmup, iters)
         row["split"] = nri_split(cfg, split_n, split_warmup, row["logging_ms"])
@@ -305,16 +333,26 @@ def _num(x: float) -> str:
 
 def markdown(rows: list[dict[str, Any]], device: str, threads: int) -> str:
     """Two compact tables: throughput of every row, then the NRI per-iteration split."""
+    both = any("compiled_step" in r for r in rows)
+    extra_head, extra_rule = (" compiled steps/s | compile (s) | recompiles | speed-up |", "---:|---:|---:|---:|") \
+        if both else ("", "")
     lines = [f"| experiment | relaxation | estimator | batch | device ({threads} thr) | ms/iter | steps/s "
-             "| paper steps | paper run (min) |",
-             "|---|---|---|---:|---|---:|---:|---:|---:|"]
+             f"| paper steps | paper run (min) |{extra_head}",
+             f"|---|---|---|---:|---|---:|---:|---:|---:|{extra_rule}"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['experiment']} | {r['relaxation']} | | | {device} | error | | | |")
+            lines.append(f"| {r['experiment']} | {r['relaxation']} | | | {device} | error | | | |"
+                         + " |" * (4 if both else 0))
             continue
-        lines.append(f"| {r['experiment']} | {r['relaxation']} | {r['estimator']} | {r['batch_size']} | {device} "
-                     f"| {_num(r['ms_per_iter'])} | {_num(r['steps_per_s'])} | {r['paper_run_steps']} "
-                     f"| {r['paper_run_minutes']:.0f} |")
+        mode = " (compiled)" if r.get("compiled") else ""
+        line = (f"| {r['experiment']} | {r['relaxation']}{mode} | {r['estimator']} | {r['batch_size']} | {device} "
+                f"| {_num(r['ms_per_iter'])} | {_num(r['steps_per_s'])} | {r['paper_run_steps']} "
+                f"| {r['paper_run_minutes']:.0f} |")
+        if both:
+            c = r.get("compiled_step")
+            line += (f" {_num(c['steps_per_s'])} | {c['compile_s']:.1f} | {c['recompiles']} "
+                     f"| x{r['compiled_speedup']:.2f} |" if c else " | | | |")
+        lines.append(line)
     split = [r for r in rows if "split" in r]
     if split:
         lines += ["", "| NRI relaxation | " + " | ".join(NRI_PARTS) + " | total (ms) | sampler share |",
@@ -337,6 +375,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--warmup", type=int, default=None, help="untimed iterations first (default 3 CPU, 10 GPU, 1 quick)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
     p.add_argument("--quick", action="store_true", help="a few iterations each (a smoke test); writes only with --out")
+    p.add_argument("--compile", default="off", choices=COMPILE_MODES,
+                   help="off: eager steps (default); on: the compiled step (trainer.compile=true); both: side by side")
     p.add_argument("--out", default=None, help="JSON path (default results/bench/training_<device>.json)")
     argv = list(sys.argv[1:] if argv is None else argv)
     args, overrides = p.parse_known_args(argv)
@@ -364,9 +404,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for rel in relaxations:
             try:
                 row = bench_row(name, rel, device.type, per_exp[name], iters, warmup,
-                                split_iters=(0, 1) if args.quick else None, quick=args.quick)
+                                split_iters=(0, 1) if args.quick else None, quick=args.quick,
+                                compile_mode=args.compile)
+                c = row.get("compiled_step")
                 print(f"[bench] {name}/{rel}: {row['ms_per_iter']:.1f} ms/iter, {row['steps_per_s']:.2f} steps/s "
-                      f"(set-up {row['setup_s']:.1f} s)", file=sys.stderr, flush=True)
+                      f"(set-up {row['setup_s']:.1f} s)" + (f"; compiled {c['steps_per_s']:.2f} steps/s, compile "
+                      f"{c['compile_s']:.1f} s, {c['recompiles']} recompiles" if c else ""), file=sys.stderr,
+                      flush=True)
             except Exception as e:  # one missing data set must not hide the other rows
                 row = {"experiment": name, "relaxation": rel, "error": f"{type(e).__name__}: {e}"}
                 print(f"[bench] {name}/{rel} failed: {row['error']}", file=sys.stderr, flush=True)
@@ -388,6 +432,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "load_avg_after": [round(x, 2) for x in os.getloadavg()] if load_before else None,
         "warmup": warmup,
         "iters": iters,
+        "compile": args.compile,
         "wall_time_s": round(time.perf_counter() - t0, 2),
         "notes": ("steps/s: whole trainer iterations (training_step, zero_grad, backward, optimizer.step, "
                   "scheduler.step, log sums), device synced only around the timed region; paper_run_minutes = "

@@ -28,6 +28,9 @@ _CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("sst_checks", def
 @contextmanager
 def checks(enabled: bool = True) -> Iterator[None]:
     """Context manager: run (``True``, the default) or skip (``False``) the value checks inside the block."""
+    if torch.compiler.is_compiling():  # traced code has no value checks (see checks_enabled)
+        yield
+        return
     token = _CHECKS.set(bool(enabled))
     try:
         yield
@@ -36,7 +39,10 @@ def checks(enabled: bool = True) -> Iterator[None]:
 
 
 def checks_enabled() -> bool:
-    """Whether value checks (those that sync with the device) are on in the current context."""
+    """Whether value checks (those that sync with the device) are on in the current context. Off in code traced by
+    ``torch.compile``: a check there would be a host sync and a graph break."""
+    if torch.compiler.is_compiling():
+        return False
     return _CHECKS.get()
 
 

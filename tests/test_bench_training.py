@@ -103,5 +103,5 @@ def test_bench_adam_reports_every_variant():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(out["ms_per_step"]) == {"per_tensor", "foreach", "adam()"}
+    assert set(out["ms_per_step"]) == {"per_tensor", "foreach", "fused", "adam()"}
     assert all(v > 0 for v in out["ms_per_step"].values()) and out["parameters"] > 1_000_000

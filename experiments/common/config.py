@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 DEVICES = ("auto", "cpu", "cuda")
 LOGGERS = ("wandb", "none")
+COMPILE_CHOICES = ("auto", "true", "false")  # trainer.compile: auto = on for CUDA, off for CPU
 LOGGER_MODES = ("offline", "online", "disabled")
 SCHEDULES = ("constant", "cosine", "step")  # experiments.common.task.LR_SCHEDULES (kept torch-free here)
 _ABSENT = object()
@@ -193,8 +194,12 @@ def validate_common(cfg: DictConfig) -> None:
     check_number(cfg, "trainer.grad_clip", low=0, low_open=True, optional=True)
     check_number(cfg, "trainer.loss_limit", low=0, low_open=True, optional=True,
                  why="null stops on non-finite losses only")
-    for key in ("flush_denormal", "progress", "resume"):
+    for key in ("flush_denormal", "progress", "resume", "tf32"):
         check_bool(cfg, f"trainer.{key}", default=True)
+    compile_ = value_of(cfg, "trainer.compile", "auto")
+    if (str(compile_).lower() if isinstance(compile_, (bool, str)) else compile_) not in COMPILE_CHOICES:
+        raise ConfigError(f"trainer.compile={compile_!r} is unknown; legal choices: {_choices(COMPILE_CHOICES)}")
+    check_number(cfg, "trainer.max_minutes", low=0, low_open=True, optional=True, why="null: no time budget")
     check_number(cfg, "optim.lr", low=0, low_open=True)
     check_choice(cfg, "optim.schedule", SCHEDULES, default="constant")
     check_number(cfg, "optim.lr_min", low=0, optional=True)

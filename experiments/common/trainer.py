@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,17 +63,97 @@ def _evaluate(task: Task, split: str) -> dict[str, float]:
 def train_step(task: Task, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LRScheduler | None, batch: Any, step: int,
                grad_clip: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One optimisation step exactly as :func:`fit` takes it (no host sync): ``task.training_step``, zero_grad,
-    backward, optional global-norm clipping, optimizer and scheduler steps. Returns the loss and the logs."""
-    loss, logs = task.training_step(batch, step)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip:
-        torch.nn.utils.clip_grad_norm_(module.parameters(), float(grad_clip))
-    optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
-    return loss, logs
+    """One eager optimisation step (:class:`TrainStep` without compilation). Returns the loss and the logs."""
+    return TrainStep(task, module, optimizer, scheduler, grad_clip)(batch, step)
+
+
+COMPILE_CHOICES = ("auto", "true", "false")
+
+
+def compile_setting(value: Any) -> str:
+    """``trainer.compile`` as one of :data:`COMPILE_CHOICES` (YAML gives booleans for true/false)."""
+    text = str(value).lower() if isinstance(value, (bool, str)) else repr(value)
+    if text not in COMPILE_CHOICES:
+        raise ValueError(f"trainer.compile must be one of {', '.join(COMPILE_CHOICES)}, got {value!r}")
+    return text
+
+
+def use_compile(value: Any, device: torch.device) -> bool:
+    """Whether to compile the training step: ``auto`` compiles on CUDA only (on CPU the compiled step is not
+    reliably faster, see results/bench/), ``true``/``false`` force it."""
+    setting = compile_setting(value)
+    return device.type == "cuda" if setting == "auto" else setting == "true"
+
+
+def _dynamo_counts() -> dict[str, int]:
+    """Process-wide torch._dynamo counters: frames compiled (a frame compiled again after a guard failure counts
+    again) and graphs captured."""
+    from torch._dynamo.utils import counters
+
+    return {"frames": int(counters["frames"]["ok"]), "graphs": int(counters["stats"]["unique_graphs"])}
+
+
+class TrainStep:
+    """One optimisation step exactly as :func:`fit` takes it (no host sync): zero_grad, ``task.training_step``,
+    backward, optional global-norm clipping, optimizer and scheduler steps; returns the loss and the logs.
+
+    With ``compiled``, ``task.training_step`` (forward, estimator, loss) runs under ``torch.compile``; its backward
+    is compiled with it (AOTAutograd). On CUDA the mode is ``reduce-overhead`` (CUDA graphs: one launch for the
+    forward, one for the backward); the returned scalars are then copied out of the graphs' memory in one stacked
+    kernel, because the next replay overwrites them. On CPU it is plain ``torch.compile`` with
+    ``fallback_random``, so that the noise comes from torch's generator as in eager mode and a compiled run
+    reproduces an eager one (to float rounding). The optimizer step stays eager (fused Adam on CUDA: a few
+    launches). :attr:`counts` gives the compiled frames, graphs and recompiles since construction.
+    """
+
+    def __init__(self, task: Task, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler | None, grad_clip: float | None = None,
+                 compiled: bool = False, device: torch.device | None = None) -> None:
+        self.task, self.module, self.optimizer, self.scheduler = task, module, optimizer, scheduler
+        self.grad_clip = float(grad_clip) if grad_clip else None
+        self.compiled = bool(compiled)
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        self.cudagraphs = self.compiled and device.type == "cuda"
+        self._forward = task.training_step
+        self._counts0 = _dynamo_counts() if self.compiled else None
+        self._counts1: dict[str, int] | None = None
+        if self.compiled:
+            kwargs: dict[str, Any] = ({"mode": "reduce-overhead"} if self.cudagraphs
+                                      else {"options": {"fallback_random": True}})
+            self._forward = torch.compile(task.training_step, **kwargs)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """``frames``/``graphs``: compiled since this step was built; ``recompiles``: frames compiled after the
+        first step (guard failures: a new shape, a value the graph had specialised on). Zeros when eager."""
+        if self._counts0 is None or self._counts1 is None:
+            return {"frames": 0, "graphs": 0, "recompiles": 0}
+        now = _dynamo_counts()
+        return {"frames": now["frames"] - self._counts0["frames"], "graphs": now["graphs"] - self._counts0["graphs"],
+                "recompiles": now["frames"] - self._counts1["frames"]}
+
+    def __call__(self, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        loss, logs = self._forward(batch, step)
+        out = _copy_out(loss, logs) if self.cudagraphs else (loss, logs)
+        loss.backward()
+        if self.compiled and self._counts1 is None:
+            self._counts1 = _dynamo_counts()  # everything compiled so far belongs to the first step
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return out
+
+
+def _copy_out(loss: torch.Tensor, logs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The scalars out of CUDA-graph memory (detached): one stack (one kernel), then views of the copy."""
+    values = torch.stack([loss.detach().float().reshape(()), *(v.detach().float().reshape(()) for v in logs.values())])
+    parts = values.unbind(0)
+    return parts[0], dict(zip(logs, parts[1:], strict=True))
 
 
 def batch_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -98,10 +179,32 @@ def fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Task
     ``best.pt`` (by ``task.monitor``) and ``last.pt``, resumes from ``last.pt`` when restarted in the same
     folder, evaluates the best weights on test and writes ``metrics.json``. With ``trainer.flush_denormal``
     (default true) CPU arithmetic treats subnormal floats as zero for the whole run (see
-    :func:`experiments.common.runtime.flush_denormal`); the setting is restored afterwards.
+    :func:`experiments.common.runtime.flush_denormal`); the setting is restored afterwards. ``trainer.compile``
+    (auto: CUDA only) compiles the training step (:class:`TrainStep`), ``trainer.tf32`` (default true) lets CUDA
+    matmuls use TF32 during the run, and ``trainer.max_minutes`` bounds this call's wall time: when it runs out,
+    ``last.pt`` and a ``metrics.json`` with ``"finished": false`` are written (no test evaluation) and the function
+    returns the best validation metrics so far; calling it again in the same folder resumes (docs/gpu.md).
     """
-    with flush_denormal(bool(cfg.trainer.get("flush_denormal", True))):
+    with flush_denormal(bool(cfg.trainer.get("flush_denormal", True))), \
+            tf32_matmuls(bool(cfg.trainer.get("tf32", True)), resolve_device(str(cfg.device))):
         return _fit(cfg, task_factory, out_dir)
+
+
+@contextmanager
+def tf32_matmuls(enabled: bool, device: torch.device) -> Iterator[None]:
+    """On CUDA, let float32 matmuls and convolutions use TF32 (``enabled``) or not for the block, then restore the
+    previous settings (no global state leaks out of a run). No effect on CPU."""
+    if device.type != "cuda":
+        yield
+        return
+    precision, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
+    torch.backends.cudnn.allow_tf32 = bool(enabled)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(precision)
+        torch.backends.cudnn.allow_tf32 = cudnn
 
 
 def _fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Task],
@@ -114,6 +217,7 @@ def _fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Tas
     grad_clip = tcfg.get("grad_clip")
     loss_limit = float(tcfg.get("loss_limit") or math.inf)
 
+    deadline = _deadline(tcfg.get("max_minutes"))
     commit = git_commit()  # at start: the code that trains, even if the tree changes during a long run
     ckpt = read_last(out_dir, cfg) if tcfg.get("resume", True) else None  # refuses a bad resume before any work
     seed_everything(int(cfg.seed))
@@ -129,6 +233,8 @@ def _fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Tas
     logger = build_logger(cfg, out_dir, run_id=state.logger_run_id)
     state.logger_run_id = getattr(logger, "run_id", None)
 
+    step_fn = TrainStep(task, module, optimizer, scheduler, grad_clip,
+                        compiled=use_compile(tcfg.get("compile", "auto"), device), device=device)
     batches = skip_batches(iter(task.train_batches(batch_generator(int(cfg.seed), 0, device))), state.step, device)
     meter = RunningMeans()
     t_start = time.perf_counter()
@@ -138,7 +244,9 @@ def _fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Tas
     try:
         module.train()
         while state.step < max_steps:
-            loss, logs = train_step(task, module, optimizer, scheduler, next(batches), state.step, grad_clip)
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+            loss, logs = step_fn(next(batches), state.step)
             state.step += 1
             meter.add({"train/loss": loss, **logs})
             bar.update(1)
@@ -150,6 +258,8 @@ def _fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Tas
                         f"trainer.loss_limit={loss_limit:g}: the run diverged; the last good checkpoint is "
                         f"{out_dir / 'last.pt'} (lower the learning rate, clip gradients or check the temperature)"
                     )
+                if step_fn.compiled:
+                    means["compile/recompiles"] = float(step_fn.counts["recompiles"])
                 logger.log(means, state.step)
                 bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in list(means.items())[:3]})
             if state.step % eval_every == 0 or state.step == max_steps:
@@ -172,6 +282,9 @@ def _fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Tas
         bar.close()
     train_time = time.perf_counter() - t_start
     state.elapsed_s = elapsed_before + train_time
+    if state.step < max_steps:  # out of trainer.max_minutes
+        return _stop_unfinished(cfg, task, state, module, optimizer, scheduler, logger, out_dir, device, commit,
+                                count_rate(state, train_time, elapsed_before), step_fn)
 
     load_best(out_dir, module)
     test = _evaluate(task, "test")
@@ -181,10 +294,55 @@ def _fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Tas
         metrics["best/step"] = state.best_step
     metrics["train/steps_per_s"] = count_rate(state, train_time, elapsed_before)
     record = build_record(cfg, task, metrics, device, state.elapsed_s, commit=commit)
+    record.update(finished=True, step=state.step, compile=_compile_record(step_fn))
     (out_dir / METRICS_FILE).write_text(json.dumps(record, indent=2) + "\n")
     logger.log(test, state.step)
     logger.finish()
     return metrics
+
+
+def _deadline(max_minutes: Any) -> float | None:
+    """``time.perf_counter()`` at which this call's ``trainer.max_minutes`` (counted from the start of
+    :func:`fit`: set-up, compilation and evaluations included) runs out; None without a budget."""
+    if max_minutes is None:
+        return None
+    minutes = float(max_minutes)
+    if not minutes > 0:
+        raise ValueError(f"trainer.max_minutes must be null (no budget) or > 0, got {max_minutes!r}")
+    return time.perf_counter() + 60.0 * minutes
+
+
+def _compile_record(step_fn: TrainStep) -> dict[str, Any]:
+    """The record's ``compile`` entry: whether the step was compiled, in which mode, and dynamo's counts."""
+    mode = ("reduce-overhead" if step_fn.cudagraphs else "default") if step_fn.compiled else None
+    return {"enabled": step_fn.compiled, "mode": mode, **step_fn.counts}
+
+
+def _stop_unfinished(cfg: DictConfig, task: Task, state: TrainState, module: torch.nn.Module,
+                     optimizer: torch.optim.Optimizer, scheduler: Any, logger: Any, out_dir: Path,
+                     device: torch.device, commit: str | None, rate: float, step_fn: TrainStep) -> dict[str, float]:
+    """End a run cut by ``trainer.max_minutes``: ``last.pt``, a ``metrics.json`` with ``"finished": false``, the
+    step reached and the best validation metrics so far (no test evaluation), and how to continue."""
+    save_last(out_dir, state, module, optimizer, scheduler)
+    metrics: dict[str, float] = {f"best/{k}": v for k, v in state.best_metrics.items()}
+    if state.best_step is not None:
+        metrics["best/step"] = state.best_step
+    metrics["train/steps_per_s"] = rate
+    record = build_record(cfg, task, metrics, device, state.elapsed_s, commit=commit)
+    record.update(finished=False, step=state.step, compile=_compile_record(step_fn))
+    (out_dir / METRICS_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    logger.finish()
+    print(f"[sst] trainer.max_minutes={cfg.trainer.max_minutes} reached at step {state.step}/{cfg.trainer.max_steps}; "
+          f"saved {out_dir / 'last.pt'} and metrics.json (\"finished\": false). To continue, run the same command "
+          f"again in the same folder: {continue_command(out_dir)}", flush=True)
+    return metrics
+
+
+def continue_command(out_dir: Path) -> str:
+    """The command that resumes this run: the one that started it, with ``hydra.run.dir`` pinned to ``out_dir``
+    (Hydra's default folder has a timestamp, so a plain rerun would start afresh elsewhere)."""
+    parts = [p for p in command_line().split(" ") if not p.startswith("hydra.run.dir=")]
+    return " ".join([*parts, f"hydra.run.dir={out_dir}"])
 
 
 def count_rate(state: TrainState, train_time: float, elapsed_before: float) -> float:

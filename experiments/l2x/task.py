@@ -54,6 +54,12 @@ def logit_stats(unary: Tensor, pairwise: Tensor | None, mask: Tensor) -> dict[st
     return out
 
 
+def full_width() -> bool:
+    """Whether batches keep their full ``data.max_len`` width rather than being cut to their longest review: in code
+    traced by ``torch.compile`` (``trainer.compile``), where a static shape avoids a host sync and recompiles."""
+    return torch.compiler.is_compiling()
+
+
 class Sampler:
     """The selection distribution of one relaxation over a review's tokens.
 
@@ -184,8 +190,8 @@ class BeerL2XTask(Task):
     def selector_logits(self, ids: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         """ids (B, L) -> embeddings (B, n, d), unary logits (B, n), pairwise logits of adjacent words (B, n-1) or
         None, mask (B, n) of real words, over the first n = max(longest review, k) positions."""
-        n = max(int((ids != PAD_ID).sum(-1).max()), self.k)
-        ids = ids[:, :n]
+        if not full_width():
+            ids = ids[:, :max(int((ids != PAD_ID).sum(-1).max()), self.k)]
         mask = ids != PAD_ID
         emb = self.model.embed(ids)
         unary, pairwise = self.model.selector(emb, mask)

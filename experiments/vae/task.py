@@ -130,7 +130,7 @@ class VAETask(Task):
 
     def training_step(self, batch: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         x = batch
-        tau = self.set_temperature(step)
+        tau, beta = self.step_scalars(step)
         logits = self.model.encode(x)
         # f gets sample-major rows (m * B, *event); row r belongs to image r % B
         out = self.estimator(self.structure, logits, lambda z: self.model.recon_nll(tile(x, z.shape[0]), z),
@@ -138,11 +138,19 @@ class VAETask(Task):
         kl = self.model.kl(logits).mean()
         nll = out.value.detach().mean()
         logs = {"train/neg_elbo": nll + kl.detach(), "train/recon": nll, "train/kl": kl.detach(),
-                "train/tau": torch.tensor(tau), **{f"estimator/{k}": v.detach() for k, v in out.stats.items()}}
-        beta = self.kl_weight(step)
+                "train/tau": tau, **{f"estimator/{k}": v.detach() for k, v in out.stats.items()}}
         if self.kl_warmup:
-            logs["train/kl_weight"] = torch.tensor(beta)
+            logs["train/kl_weight"] = beta
         return out.loss + beta * kl, logs
+
+    @torch.compiler.disable
+    def step_scalars(self, step: int) -> tuple[Tensor, Tensor]:
+        """Anneal the temperature for ``step`` (:meth:`set_temperature`) and return it and the KL weight as new 0-dim
+        float32 tensors on the task's device (a fill kernel each, no host-to-device copy). Eager even inside a
+        compiled training step: the Python arithmetic on ``step`` stays out of the graph, which sees the new
+        temperature as data, so annealing does not recompile the step."""
+        tau, beta = self.set_temperature(step), self.kl_weight(step)
+        return torch.full((), tau, device=self.device), torch.full((), beta, device=self.device)
 
     def hard_sampler(self, generator: torch.Generator) -> Callable[[Tensor], Tensor]:
         """logits (B, ...) -> one exact sample (B, ...) of the latent (the argmax of Gumbel-perturbed logits), the

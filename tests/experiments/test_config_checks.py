@@ -25,7 +25,8 @@ BAD = [
     (["trainer.progress=maybe"], r"trainer.progress='maybe' .* true or false"),
     (["logger=wandb", "logger.mode=cloud"], r"logger.mode='cloud' is unknown; legal choices: offline, online"),
     (["experiment=nri", "model.prediction_steps=10"], r"model.prediction_steps=10 .* \[1, 9\]"),
-    (["experiment=nri", "model.kl_edges=both"], r"model.kl_edges='both' is unknown; legal choices: directed, undirected"),
+    (["experiment=nri", "model.kl_edges=both"], r"model.kl_edges='both' is unknown; legal choices: directed, "
+     r"undirected"),
     (["experiment=nri", "data.batch_size=60000"], r"data.batch_size=60000 .*\[1, 50000\] \(at most data.num_train\)"),
     (["experiment=nri_quick", "data.num_vertices=1"], r"data.num_vertices=1"),
     (["experiment=vae", "anneal.tau_min=0"], r"anneal.tau_min=0 .* > 0"),
