@@ -19,6 +19,22 @@ def compose_cfg(overrides: list[str] | None = None, return_hydra_config: bool = 
         return compose(config_name="config", overrides=overrides or [], return_hydra_config=return_hydra_config)
 
 
+# The real config of each experiment shrunk to seconds on a CPU: tiny data, small networks, no logger.
+SHRINK = {
+    "nri": ["data.num_train=256", "data.num_valid=128", "data.num_test=128", "data.batch_size=32",
+            "model.encoder_hidden=32", "model.decoder_hidden=32", "eval.batch_size=128"],
+    "vae": ["data.batch_size=16", "data.num_valid=40", "data.limit_eval=24", "eval.iw_samples=4",
+            "eval.iw_batch_size=8", "eval.batch_size=10"],
+}
+
+
+def tiny_cfg(experiment: str, *overrides: str) -> DictConfig:
+    """The composed config of ``experiment`` on the CPU without a logger, shrunk by ``SHRINK`` (when it has an
+    entry), then ``overrides``."""
+    return compose_cfg([f"experiment={experiment}", "logger=none", "device=cpu", *SHRINK.get(experiment, []),
+                        *overrides])
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return REPO

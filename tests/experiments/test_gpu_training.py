@@ -17,7 +17,7 @@ from experiments.common.runtime import seed_everything
 from experiments.common.task import adam
 from experiments.common.trainer import TrainStep, batch_generator, fit, tf32_matmuls, use_compile
 from tests.conftest import compose_cfg
-from tests.test_trainer import Regression, _cfg
+from tests.experiments.test_trainer import Regression, _cfg
 
 VAE = ["experiment=vae", "relaxation=gumbel_softmax", "data.batch_size=16", "data.num_valid=40", "data.limit_eval=24",
        "model.hidden=[32,16]", "anneal.every=1", "anneal.rate=0.01", "anneal.kl_warmup=10"]
@@ -66,7 +66,7 @@ def test_l2x_compiled_matches_eager_with_few_recompiles(tmp_path, monkeypatch, o
     """Compiled, L2X keeps batches at their full width (a static shape), so its noise and dropout masks have other
     shapes than in the default eager run (which cuts each batch to its longest review): the eager reference here
     runs at full width too."""
-    from tests.test_l2x_run import make_tiny_beer
+    from tests.experiments.test_l2x_run import make_tiny_beer
 
     root = make_tiny_beer(tmp_path / "data")
     monkeypatch.setenv("SST_CACHE_DIR", str(tmp_path / "cache"))

@@ -10,7 +10,7 @@ import torch
 
 import sst
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_relaxations.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_relaxations.py"
 
 
 def _load():

@@ -11,21 +11,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from experiments.vae import task as vtask
+from tests.conftest import tiny_cfg
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ESTIMATORS = ["relaxed", "straight_through", "reinforce", "nvil", "muprop", "rebar", "relax"]
 
 
 def _cfg(relaxation: str, estimator: str, *extra: str):
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose("config", overrides=[
-            "experiment=vae", f"relaxation={relaxation}", f"estimator={estimator}", "logger=none",
-            "device=cpu", "data.batch_size=16", "data.num_valid=40", "data.limit_eval=24", "eval.iw_samples=4",
-            "eval.iw_batch_size=8", "eval.batch_size=10", *extra,
-        ])
+    return tiny_cfg("vae", f"relaxation={relaxation}", f"estimator={estimator}", *extra)
 
 
 @pytest.mark.parametrize("relaxation", ["gumbel_softmax", "binary_concrete"])

@@ -13,7 +13,7 @@ from types import ModuleType
 import pytest
 
 from tests.conftest import REPO
-from tests.test_l2x_run import make_tiny_beer
+from tests.experiments.test_l2x_run import make_tiny_beer
 
 SCRIPT = REPO / "scripts" / "bench_training.py"
 NRI_PARTS = {"data", "encoder", "sampler", "decoder", "backward", "optimizer", "logging"}

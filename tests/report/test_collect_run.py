@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("collect_run", REPO / "scripts" / "collect_run.py")
 collect_run = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(collect_run)

@@ -13,7 +13,7 @@ from experiments.common.runtime import flush_denormal_enabled
 from experiments.common.trainer import fit
 from experiments.vae import task as vtask
 from tests.conftest import REPO
-from tests.test_vae_run import _cfg
+from tests.experiments.test_vae_run import _cfg
 
 
 def _script():
