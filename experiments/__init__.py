@@ -1,5 +1,5 @@
-"""Experiments reproducing Paulus et al. (2020); each package exposes `validate(cfg)`, `task_class()` and
-`train(cfg) -> dict`."""
+"""Experiments reproducing Paulus et al. (2020); each package exposes `validate(cfg)` (torch-free config checks)
+and `task_class()` (its Task); :func:`train` runs any of them with the one shared trainer."""
 
 from __future__ import annotations
 
@@ -13,11 +13,19 @@ EXPERIMENTS = ("vae", "l2x", "nri")
 
 def run_experiment(cfg: DictConfig) -> dict:
     """Validate the composed config (before any work: shared keys, then ``experiments.<name>.validate``), then
-    call ``experiments.<name>.train(cfg)``. A config error, a refused resume or an interrupt prints one message
+    :func:`train`. A config error, a refused resume or an interrupt prints one message
     (the traceback only with HYDRA_FULL_ERROR=1), exits with a non-zero status and leaves no empty run folder."""
     with user_errors():
         validate_config(cfg)
-        return experiment_module(cfg.experiment.name).train(cfg)
+        return train(cfg)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train and evaluate the experiment of ``cfg`` with the shared trainer (:func:`experiments.common.trainer.fit`:
+    checkpoints, resume, ``metrics.json`` in the run folder); returns the final metrics."""
+    from experiments.common.trainer import fit
+
+    return fit(cfg, task_class(str(cfg.experiment.name)))
 
 
 def task_class(name: str) -> type:

@@ -5,11 +5,9 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
-
 from experiments.l2x.checks import validate  # torch-free config checks, run before any work
 
-__all__ = ["task_class", "train", "validate"]
+__all__ = ["task_class", "validate"]
 
 
 def task_class() -> type:
@@ -17,10 +15,3 @@ def task_class() -> type:
     from experiments.l2x.task import BeerL2XTask
 
     return BeerL2XTask
-
-
-def train(cfg: DictConfig) -> dict:
-    """Train and evaluate the L2X model of ``cfg``; returns the test metrics (also in metrics.json)."""
-    from experiments.common.trainer import fit
-
-    return fit(cfg, task_class())

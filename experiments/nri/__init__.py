@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
-
 from experiments.nri.checks import validate  # torch-free config checks, run before any work
 
-__all__ = ["task_class", "train", "validate"]
+__all__ = ["task_class", "validate"]
 
 
 def task_class() -> type:
@@ -14,10 +12,3 @@ def task_class() -> type:
     from experiments.nri.task import NRITask
 
     return NRITask
-
-
-def train(cfg: DictConfig) -> dict:
-    """Train and evaluate one NRI model; writes metrics.json, checkpoints and a PNG in the run folder."""
-    from experiments.common.trainer import fit
-
-    return fit(cfg, task_class())

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
-
 from experiments.vae.checks import validate  # torch-free config checks, run before any work
 
-__all__ = ["task_class", "train", "validate"]
+__all__ = ["task_class", "validate"]
 
 
 def task_class() -> type:
@@ -14,10 +12,3 @@ def task_class() -> type:
     from experiments.vae.task import VAETask
 
     return VAETask
-
-
-def train(cfg: DictConfig) -> dict:
-    """Train and evaluate the discrete VAE with the shared trainer; returns the final metrics."""
-    from experiments.common.trainer import fit
-
-    return fit(cfg, task_class())
