@@ -6,7 +6,7 @@
 # Writes into OUTDIR (at most 8 files, flat):
 #   gpu.txt                    nvidia-smi's name / memory / driver line (or "no nvidia-smi")
 #   relaxations_<dev>.json     benchmarks/bench_relaxations.py (ours vs the released code's algorithms)
-#   training_<dev>.json        scripts/bench_training.py (steps/s of NRI, VAE and L2X at paper settings)
+#   training_<dev>.json        benchmarks/bench_training.py (steps/s of NRI, VAE and L2X at paper settings)
 #   nri_tree_s<seed>_metrics.json   spanning-tree NRI runs of NRI_STEPS steps (default 2500) at the paper's settings,
 #   nri_tree_s<seed>_history.jsonl  one per seed in NRI_SEEDS (default "1 2"), with their histories, to time them and
 #                                   see whether the tree is learnt (a seed can learn its negative: keep the best ELBO)
@@ -21,6 +21,8 @@
 # with the checkout and point SST_DATA_DIR at it, and bring the cached word2vec file (data/cache/beer_word2vec_*,
 # gzipped it is small enough to carry; gunzip it there) or leave L2X out: BENCH_EXPERIMENTS=nri,vae.
 set -uo pipefail
+# The checkout need not be installed (a lent GPU machine has torch but not sst): import it from here.
+export PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 out=${1:?usage: scripts/gpu_checks.sh OUTDIR [NRI_STEPS]}
 steps=${2:-2500}
 py=${PYTHON:-python3}
@@ -44,7 +46,7 @@ part() {  # part NAME SECONDS CMD...: run with a time limit, log its output and 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"; } \
     > "$out/gpu.txt"
 part relaxations 150 "$py" benchmarks/bench_relaxations.py --device "$dev" $quick --out "$out/relaxations_$dev.json"
-part training 150 "$py" scripts/bench_training.py --device "$dev" $quick --experiments "${BENCH_EXPERIMENTS:-nri,vae,l2x}" \
+part training 150 "$py" benchmarks/bench_training.py --device "$dev" $quick --experiments "${BENCH_EXPERIMENTS:-nri,vae,l2x}" \
     --out "$out/training_$dev.json"
 for seed in ${NRI_SEEDS:-1 2}; do
     run_dir=$(mktemp -d)

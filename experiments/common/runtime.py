@@ -62,7 +62,7 @@ def flush_denormal(enabled: bool) -> Iterator[bool]:
     is on inside (False also where the CPU does not support it). Subnormals are slow on x86 CPUs, and trained
     models at a low temperature make many of them (trained L2X models of the L2X (t = 0.1) and SoftSub (t = 0.5)
     rows take 1.5 to 2.4 times as many steps per second with the flag on, the top-k rows at t = 1 1.04 to 1.11
-    times, the VAE at t = 0.5 1.45 to 1.85 times; ``scripts/bench_flush_denormal.py``). CUDA kernels are not
+    times, the VAE at t = 0.5 1.45 to 1.85 times; ``benchmarks/bench_flush_denormal.py``). CUDA kernels are not
     affected."""
     before = flush_denormal_enabled()
     active = bool(torch.set_flush_denormal(bool(enabled))) and bool(enabled)

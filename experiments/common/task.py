@@ -22,7 +22,7 @@ def adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
 
     On CUDA fused is the launch-cheapest update (the trainer's compiled step leaves the optimizer eager). On the CPU
     fused is also the faster choice: for the VAE's 1.2M parameters on one core, median ms per step (``python
-    scripts/bench_adam.py --threads 1 --reps 300``, two runs on a loaded 2-core AMD EPYC): fused 2.09 / 12.3,
+    benchmarks/bench_adam.py --threads 1 --reps 300``, two runs on a loaded 2-core AMD EPYC): fused 2.09 / 12.3,
     foreach 49.0 / 36.1, per-tensor loop 25.0 / 17.6 (the earlier quiet-machine figures: fused 1.5, loop 6.0).
     """
     params = list(params)

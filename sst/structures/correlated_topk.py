@@ -62,7 +62,7 @@ class CorrelatedTopK(Structure):
         amount and neither the argmax nor the marginals. The log-space recursion's rounding error grows with the
         size of its values (a float32 ulp is 1e-3 at 1e4); with this shift the likely configurations' partial
         scores stay near 0 (against the row maximum: 6 to 20 times smaller float32 errors at logit scales 30 to
-        1500, `scripts/chain_precision_probe.py`)."""
+        1500, `results/bench/chain_backward_precision.json`)."""
         n = (w.shape[-1] + 1) // 2
         a = w[..., :n]
         return a - a.detach().topk(self.k, dim=-1).values.mean(-1, keepdim=True), w[..., n:]

@@ -1,4 +1,4 @@
-"""scripts/bench_training.py: the helpers, and a --quick run of NRI, VAE and L2X (shrunk models) writing its JSON."""
+"""benchmarks/bench_training.py: the helpers, and a --quick run of NRI, VAE and L2X (shrunk models) writing its JSON."""
 
 from __future__ import annotations
 

@@ -160,7 +160,7 @@ def test_float32_backward_scales_with_the_upstream_gradient(S, reg, n):
 def test_chain_backward_is_accurate_in_float32_for_small_upstream_gradients():
     """The same at L2X's size (n = 200, k = 10), down to |g| ~ 1e-9: before the per-row rescaling of the chain's
     tangent pass its error here was in the percent range, and training runs drifted to logits in the
-    thousands (scripts/chain_precision_probe.py)."""
+    thousands (results/bench/chain_backward_precision.json)."""
     torch.manual_seed(0)
     S = sst.CorrelatedTopK(10)
     w64 = torch.randn(8, 2 * 200 - 1, dtype=torch.float64) * 2

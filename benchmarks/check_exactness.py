@@ -1,9 +1,9 @@
 """Worst error of SpanningTree / Arborescence marginals (and their gradients) against brute-force enumeration, and
 of Permutation's Sinkhorn (row/column residual, and distance to a tight reference), over random weights.
 
-    python scripts/check_exactness.py                 # float64 and float32 regimes of docs/library.md
-    python scripts/check_exactness.py --trials 200    # more instances per cell
-    python scripts/check_exactness.py --timing        # only: SpanningTree relax fwd+bwd times (128 graphs)
+    python benchmarks/check_exactness.py                 # float64 and float32 regimes of docs/library.md
+    python benchmarks/check_exactness.py --trials 200    # more instances per cell
+    python benchmarks/check_exactness.py --timing        # only: SpanningTree relax fwd+bwd times (128 graphs)
 
 Weights: ``w / tau`` drawn N(0, 1), rescaled per graph to the given spread (max - min over the edges), times tau.
 Gradient: of ``<c, mu>`` for a random c, against autograd of the brute-force log-partition, relative to the

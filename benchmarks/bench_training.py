@@ -20,12 +20,12 @@ For NRI the per-iteration split (data, encoder, sampler, decoder + likelihood, b
 rather than through the estimator, so its total is close to, not equal to, the whole-iteration time; this script
 adds ``logging``: the trainer's per-step log bookkeeping, timed on its own.
 
-    python scripts/bench_training.py                            # --device auto; results/bench/training_<device>.json
-    python scripts/bench_training.py --device cpu --threads 2   # CPU, 2 torch threads
-    python scripts/bench_training.py --experiments nri:spanning_tree+indep,vae --iters 50
-    python scripts/bench_training.py --quick --out /tmp/bench.json   # a few steps each: a smoke test
-    python scripts/bench_training.py --compile both               # eager and compiled steps/s side by side
-    python scripts/bench_training.py nri:model.decoder_hidden=128 trainer.log_every=10   # Hydra overrides
+    python benchmarks/bench_training.py                            # --device auto; results/bench/training_<device>.json
+    python benchmarks/bench_training.py --device cpu --threads 2   # CPU, 2 torch threads
+    python benchmarks/bench_training.py --experiments nri:spanning_tree+indep,vae --iters 50
+    python benchmarks/bench_training.py --quick --out /tmp/bench.json   # a few steps each: a smoke test
+    python benchmarks/bench_training.py --compile both               # eager and compiled steps/s side by side
+    python benchmarks/bench_training.py nri:model.decoder_hidden=128 trainer.log_every=10   # Hydra overrides
 
 ``--experiments`` takes ``name`` (default relaxations: nri spanning_tree, indep, ef_topk; vae gumbel_softmax;
 l2x corr_topk) or ``name:rel1+rel2``. Positional Hydra overrides apply to every experiment; prefix one with
@@ -52,12 +52,9 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from experiments import task_class  # noqa: E402
-from experiments.common.loggers import RunningMeans  # noqa: E402
-from experiments.common.runtime import (  # noqa: E402
+from experiments import task_class
+from experiments.common.loggers import RunningMeans
+from experiments.common.runtime import (
     flush_denormal,
     git_commit,
     hardware,
@@ -65,7 +62,9 @@ from experiments.common.runtime import (  # noqa: E402
     seed_everything,
     write_bench_record,
 )
-from experiments.common.trainer import TrainStep, batch_generator, tf32_matmuls  # noqa: E402
+from experiments.common.trainer import TrainStep, batch_generator, tf32_matmuls
+
+ROOT = Path(__file__).resolve().parents[1]
 
 EXPERIMENTS = ("nri", "vae", "l2x")
 DEFAULT_RELAXATIONS: dict[str, tuple[str, ...]] = {
@@ -421,7 +420,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table = markdown(rows, device.type, torch.get_num_threads())
     print(table)
     record = {
-        "command": "python " + shlex.join(["scripts/bench_training.py", *argv]),
+        "command": "python " + shlex.join(["benchmarks/bench_training.py", *argv]),
         "commit": git_commit(),
         "quick": args.quick,
         "device": device.type,
