@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import REPO
 from tests.experiments.test_l2x_run import make_tiny_beer
 
-SCRIPT = REPO / "scripts" / "bench_training.py"
+SCRIPT = REPO / "benchmarks" / "bench_training.py"
 NRI_PARTS = {"data", "encoder", "sampler", "decoder", "backward", "optimizer", "logging"}
 ROW_KEYS = {"experiment", "relaxation", "estimator", "batch_size", "iters", "warmup", "ms_per_iter", "steps_per_s",
             "logging_ms", "setup_s", "paper_run_steps", "paper_run_minutes", "overrides"}

@@ -152,7 +152,7 @@ def test_bench_training_table_puts_compiled_beside_eager():
 
     from tests.conftest import REPO
 
-    spec = importlib.util.spec_from_file_location("bench_training", REPO / "scripts" / "bench_training.py")
+    spec = importlib.util.spec_from_file_location("bench_training", REPO / "benchmarks" / "bench_training.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     row = {"experiment": "vae", "relaxation": "gumbel_softmax", "estimator": "relaxed", "batch_size": 100,
