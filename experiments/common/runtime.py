@@ -134,10 +134,13 @@ def provenance(device: torch.device | None, wall_time_s: float) -> dict[str, Any
 
 
 def write_record(path: Path | None, record: dict[str, Any]) -> None:
-    """Write ``record`` as indented JSON to ``path`` (parents created); nothing when ``path`` is None."""
+    """Write ``record`` as indented JSON to ``path`` (parents created), marked with the records' schema version
+    (``experiments.report.records.SCHEMA``); nothing when ``path`` is None."""
+    from experiments.report.records import SCHEMA
+
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(record, indent=2) + "\n")
+        Path(path).write_text(json.dumps({"schema": SCHEMA, **record}, indent=2) + "\n")
 
 
 def write_bench_record(out: str | Path | None, default: Path, record: dict[str, Any], quick: bool) -> None:

@@ -33,7 +33,7 @@ def test_bench_times_a_finished_run_both_ways(fake_mnist, tmp_path: Path):
     fit(cfg, vtask.VAETask, out_dir=run)
     out = tmp_path / "bench.json"
     record = _script().main([str(run), "--blocks", "2", "--steps", "3", "--out", str(out)])
-    assert json.loads(out.read_text()) == record
+    assert json.loads(out.read_text()) == {"schema": 1, **record}
     (row,) = record["rows"]
     assert row["experiment"] == "vae" and row["from_step"] == 4
     assert row["tau"] == 0.5  # annealed to tau_min by step 4 at this rate, not the configured initial 1.0
