@@ -1,0 +1,139 @@
+"""One way to build a relaxation (experiments.common.relaxations): every experiment's first training steps are
+unchanged by it. The fingerprints below were measured on main before the builder existed (commit 4660bfa):
+build the Task at ``torch.manual_seed(0)``, take 3 optimizer steps on the batches of ``Generator(0)``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import compose_cfg, tiny_cfg
+from tests.experiments.test_l2x_run import make_tiny_beer
+
+STEPS = 3
+
+
+def losses(task) -> list[float]:
+    """The first ``STEPS`` training losses of ``task`` (seeded: the same noise every run)."""
+    torch.manual_seed(0)
+    opt, _ = task.configure_optimizers()
+    batches = task.train_batches(torch.Generator(device=task.device).manual_seed(0))
+    out = []
+    for step in range(STEPS):
+        loss, _ = task.training_step(next(batches), step)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        out.append(float(loss.detach()))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------- L2X
+L2X = {
+    "l2x/relaxed": [0.019293462857604027, 0.014424765482544899, 0.030721798539161682],
+    "l2x/straight_through": [0.01918657310307026, 0.014414563775062561, 0.030616361647844315],
+    "softsub/relaxed": [0.01936526969075203, 0.014478467404842377, 0.030354710295796394],
+    "softsub/straight_through": [0.019398357719182968, 0.014547651633620262, 0.03032638318836689],
+    "euclid_topk/relaxed": [0.019406065344810486, 0.014497848227620125, 0.030317068099975586],
+    "cat_ent_topk/relaxed": [0.01935606822371483, 0.014460043981671333, 0.03037518635392189],
+    "bin_ent_topk/relaxed": [0.01934521086513996, 0.014441246166825294, 0.030393444001674652],
+    "ef_topk/relaxed": [0.019347261637449265, 0.014443017542362213, 0.03039119765162468],
+    "ef_topk/straight_through": [0.019398357719182968, 0.014547651633620262, 0.03032638318836689],
+    "ef_topk_fd/relaxed": [0.019347261637449265, 0.014443101361393929, 0.03039121814072132],
+    "ef_topk_fd/straight_through": [0.019398357719182968, 0.014547651633620262, 0.03032638318836689],
+    "corr_topk/relaxed": [0.019071873277425766, 0.014836220070719719, 0.030011920258402824],
+    "corr_topk/straight_through": [0.01897442899644375, 0.014878813177347183, 0.029900597408413887],
+}
+
+
+@pytest.fixture(scope="module")
+def beer(tmp_path_factory):
+    """A tiny BeerAdvocate, its config overrides and its data (read once, word2vec in a private cache)."""
+    import os
+
+    from experiments.l2x.data import load_beer
+
+    tmp = tmp_path_factory.mktemp("beer")
+    root = make_tiny_beer(tmp / "data", n_train=80, n_test=10)
+    old = os.environ.get("SST_CACHE_DIR")
+    os.environ["SST_CACHE_DIR"] = str(tmp / "cache")
+    over = ["experiment=l2x", "logger=none", "device=cpu", f"data.root={root}", "data.train_files=[beer/train.txt.gz]",
+            "data.test_file=beer/annotations.json", "data.embedding_dim=16", "data.w2v.epochs=1",
+            "data.w2v.workers=1", "data.batch_size=8", "trainer.progress=false", "model.filters=16",
+            "model.hidden=16", "k=5"]
+    data = load_beer(compose_cfg(over), progress=False)
+    yield over, data
+    if old is None:
+        os.environ.pop("SST_CACHE_DIR", None)
+    else:
+        os.environ["SST_CACHE_DIR"] = old
+
+
+def l2x_losses(beer, relaxation: str, estimator: str) -> list[float]:
+    from experiments.l2x.task import BeerL2XTask
+
+    over, data = beer
+    torch.manual_seed(0)
+    cfg = compose_cfg([*over, f"relaxation={relaxation}", f"estimator={estimator}"])
+    return losses(BeerL2XTask(cfg, torch.device("cpu"), data=data))
+
+
+# ------------------------------------------------------------------------------------------------------- VAE
+VAE = {
+    "gumbel_softmax/relaxed": [544.5020751953125, 545.2053833007812, 544.9525756835938],
+    "gumbel_softmax/straight_through": [544.6223754882812, 545.3225708007812, 545.0516967773438],
+    "gumbel_softmax/reinforce": [544.6835327148438, 545.3141479492188, 544.9407958984375],
+    "binary_concrete/relaxed": [545.1693725585938, 545.5866088867188, 545.1795043945312],
+    "binary_concrete/straight_through": [545.4496459960938, 545.7996215820312, 545.468017578125],
+    "binary_concrete/reinforce": [545.4547119140625, 545.8179321289062, 545.2806396484375],
+}
+
+
+def vae_losses(relaxation: str, estimator: str) -> list[float]:
+    from experiments.vae.task import VAETask
+
+    torch.manual_seed(0)
+    cfg = tiny_cfg("vae", f"relaxation={relaxation}", f"estimator={estimator}", "model.hidden=[32,16]")
+    return losses(VAETask(cfg, torch.device("cpu")))
+
+
+# ------------------------------------------------------------------------------------------------------- NRI
+NRI = {
+    "indep/relaxed": [312646.5625, 278370.96875, 248783.84375],
+    "indep/straight_through": [314921.40625, 274619.03125, 243933.59375],
+    "indep/reinforce": [314931.40625, 277330.09375, 245357.03125],
+    "indep_sym/relaxed": [76204.53125, 65191.17578125, 57137.04296875],
+    "ef_topk/relaxed": [75209.2578125, 64686.90625, 58608.609375],
+    "ef_topk_fd/relaxed": [75209.2578125, 64686.9609375, 58608.859375],
+    "ef_topk_fd/straight_through": [74302.65625, 63421.6484375, 56965.609375],
+    "ef_topk_fd/reinforce": [74114.7890625, 63370.8671875, 57377.42578125],
+    "spanning_tree/relaxed": [75182.5078125, 64793.44140625, 58720.76171875],
+    "spanning_tree/straight_through": [74182.0546875, 64090.68359375, 57163.453125],
+    "spanning_tree/reinforce": [74217.3046875, 63710.28515625, 57806.65234375],
+}
+
+
+def nri_losses(relaxation: str, estimator: str) -> list[float]:
+    from experiments.nri.task import NRITask
+
+    torch.manual_seed(0)
+    return losses(NRITask(tiny_cfg("nri", f"relaxation={relaxation}", f"estimator={estimator}"), torch.device("cpu")))
+
+
+def _same(got: list[float], want: list[float]) -> None:
+    assert got == pytest.approx(want, rel=1e-6, abs=1e-9), (got, want)
+
+
+@pytest.mark.parametrize("case", sorted(L2X))
+def test_l2x_fingerprint(beer, case, one_thread):
+    _same(l2x_losses(beer, *case.split("/")), L2X[case])
+
+
+@pytest.mark.parametrize("case", sorted(VAE))
+def test_vae_fingerprint(fake_mnist, case, one_thread):
+    _same(vae_losses(*case.split("/")), VAE[case])
+
+
+@pytest.mark.parametrize("case", sorted(NRI))
+def test_nri_fingerprint(case, one_thread):
+    _same(nri_losses(*case.split("/")), NRI[case])
