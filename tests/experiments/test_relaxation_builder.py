@@ -137,3 +137,89 @@ def test_vae_fingerprint(fake_mnist, case, one_thread):
 @pytest.mark.parametrize("case", sorted(NRI))
 def test_nri_fingerprint(case, one_thread):
     _same(nri_losses(*case.split("/")), NRI[case])
+
+
+# ------------------------------------------------------------------------------------------ the builder itself
+def test_torch_free_regularizer_table_agrees_with_the_builder():
+    from experiments.common.config import RELAXATION_REGULARIZERS
+    from experiments.common.relaxations import STRUCTURES, legal_regularizers
+
+    assert RELAXATION_REGULARIZERS == {kind: legal_regularizers(kind) for kind in STRUCTURES}
+
+
+@pytest.mark.parametrize("experiment, relaxation, kind", [("vae", "gumbel_softmax", "categorical"),
+                                                          ("l2x", "softsub", "topk"), ("nri", "spanning_tree",
+                                                                                      "spanning_tree")])
+def test_every_config_builds(experiment, relaxation, kind):
+    """Every relaxation config of every experiment builds (one per experiment spelled out, all of them looped)."""
+    from experiments.common.relaxations import build_relaxation
+
+    for name in compose_cfg([f"experiment={experiment}"]).experiment.relaxations:
+        cfg = compose_cfg([f"experiment={experiment}", f"relaxation={name}"])
+        rel = build_relaxation(cfg.relaxation, k=5, masked=experiment == "l2x", max_range=15.0)
+        assert rel.name == name and rel.tau == float(cfg.relaxation.tau)
+    rel = build_relaxation(compose_cfg([f"experiment={experiment}", f"relaxation={relaxation}"]).relaxation, k=5,
+                           masked=experiment == "l2x", max_range=15.0)
+    assert rel.kind == kind
+
+
+def test_structures_by_config_and_context():
+    import sst
+    from experiments.common.relaxations import ClippedSpanningTree, build_relaxation, relaxation_config
+    from sst.subset_baselines import FiniteDifferenceTopK, SubsetSampler
+
+    def build(name, **context):
+        return build_relaxation(relaxation_config(name, tau=0.5), **context)
+
+    assert type(build("ef_topk", k=3).structure) is sst.TopK
+    fd = build("ef_topk_fd", k=3)  # unmasked (NRI): a structure every estimator serves, exp-family regularizer
+    assert isinstance(fd.structure, FiniteDifferenceTopK) and fd.regularizer == "exp_family_entropy"
+    masked = build("ef_topk_fd", k=3, masked=True)  # masked items (L2X): the masked sampler
+    assert isinstance(masked.structure, SubsetSampler) and masked.structure.options == {"eps": 0.01}
+    assert build("l2x", k=3).structure.method == "l2x" and build("softsub", k=3).structure.options == {}
+    assert isinstance(build("corr_topk", k=3).structure, sst.CorrelatedTopK)
+    assert isinstance(build("spanning_tree", max_range=15.0).structure, ClippedSpanningTree)
+    assert type(build("spanning_tree").structure) is sst.SpanningTree
+    assert build("indep").options == {"directed": True} and build("indep_sym").options == {}
+
+
+def test_bad_relaxation_configs_fail_naming_the_key():
+    from experiments.common.relaxations import build_relaxation, relaxation_config
+
+    with pytest.raises(ValueError, match=r"relaxation.regularizer='entropy'.*legal: exp_family_entropy"):
+        build_relaxation(relaxation_config("ef_topk", tau=1.0, regularizer="entropy"), k=3)
+    with pytest.raises(ValueError, match=r"relaxation.structure='tree'.*legal choices: categorical"):
+        build_relaxation({"name": "x", "structure": "tree", "tau": 1.0})
+    with pytest.raises(ValueError, match="needs the subset size k"):
+        build_relaxation(relaxation_config("ef_topk", tau=1.0))
+    with pytest.raises(ValueError, match="relaxation.tau"):
+        build_relaxation(relaxation_config("binary_concrete", tau=0.0))
+    with pytest.raises(ValueError, match="relaxation='nope' is unknown; legal choices: bin_ent_topk"):
+        relaxation_config("nope")
+
+
+@pytest.mark.parametrize("override, match", [
+    ("relaxation.regularizer=entropy", r"relaxation.regularizer='entropy' is not available for "
+                                       r"relaxation.structure=topk; legal choices: exp_family_entropy"),
+    ("relaxation.structure=tree", r"relaxation.structure='tree' is unknown; legal choices: categorical"),
+])
+def test_bad_relaxation_fails_config_validation(override, match):
+    from experiments.common.config import ConfigError, validate_common
+
+    with pytest.raises(ConfigError, match=match):
+        validate_common(compose_cfg(["experiment=l2x", "relaxation=softsub", override]))
+
+
+def test_clipped_spanning_tree_clips_w_over_tau_to_max_range():
+    import sst
+    from experiments.common.relaxations import ClippedSpanningTree
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(2, 5, 5, generator=g, dtype=torch.float64) * 20
+    theta = (a + a.transpose(-1, -2)).requires_grad_(True)
+    iu, ju = torch.triu_indices(5, 5, offset=1)
+    m = theta[..., iu, ju].amax(-1)[..., None, None]
+    want = sst.SpanningTree().relax(torch.maximum(theta, m - 3.0 * 0.5), tau=0.5)
+    got = ClippedSpanningTree(3.0).relax(theta, tau=0.5)
+    torch.testing.assert_close(got, want)
+    assert (theta < m - 1.5).any()  # the clip acted
