@@ -137,7 +137,7 @@ def experiment_names() -> list[str]:
                 module = importlib.import_module(f"experiments.{info.name}")
             except ImportError:
                 continue
-            if hasattr(module, "train") and hasattr(module, "validate"):
+            if hasattr(module, "task_class") and hasattr(module, "validate"):
                 names.append(info.name)
     return names
 
@@ -150,7 +150,7 @@ def experiment_module(name: Any):
             module = importlib.import_module(f"experiments.{name}")
         except ModuleNotFoundError:
             module = None
-    if module is None or not (hasattr(module, "train") and hasattr(module, "validate")):
+    if module is None or not (hasattr(module, "task_class") and hasattr(module, "validate")):
         raise ConfigError(f"experiment={name!r} is unknown; legal choices: {_choices(experiment_names())}")
     return module
 
