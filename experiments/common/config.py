@@ -163,27 +163,16 @@ def validate_config(cfg: DictConfig) -> None:
     module.validate(cfg)
 
 
-# relaxation.structure -> its legal relaxation.regularizer values: the sst structure's regularizers and, for topk,
-# the earlier k-subset samplers (experiments.common.relaxations builds them all; kept torch-free here, and
-# tests/experiments/test_relaxation_builder.py checks the two agree)
-RELAXATION_REGULARIZERS: dict[str, tuple[str, ...]] = {
-    "categorical": ("entropy", "euclidean"),
-    "binary": ("binary_entropy",),
-    "topk": ("exp_family_entropy", "euclidean", "categorical_entropy", "binary_entropy", "l2x", "softsub",
-             "ef_topk_fd"),
-    "corr_topk": ("exp_family_entropy",),
-    "spanning_tree": ("exp_family_entropy",),
-}
-
-
 def check_relaxation(cfg: DictConfig) -> None:
     """``relaxation.structure`` is one :func:`experiments.common.relaxations.build_relaxation` knows and
     ``relaxation.regularizer`` (when set) one that structure has."""
-    kind = check_choice(cfg, "relaxation.structure", tuple(RELAXATION_REGULARIZERS))
+    from experiments.common.relaxations import REGULARIZERS
+
+    kind = check_choice(cfg, "relaxation.structure", tuple(REGULARIZERS))
     reg = value_of(cfg, "relaxation.regularizer", None)
-    if reg is not None and reg not in RELAXATION_REGULARIZERS[kind]:
+    if reg is not None and reg not in REGULARIZERS[kind]:
         raise ConfigError(f"relaxation.regularizer={reg!r} is not available for relaxation.structure={kind}; "
-                          f"legal choices: {_choices(RELAXATION_REGULARIZERS[kind])}")
+                          f"legal choices: {_choices(REGULARIZERS[kind])}")
 
 
 def validate_common(cfg: DictConfig) -> None:

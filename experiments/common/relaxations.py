@@ -7,20 +7,36 @@ other keys (``options``: ``eps``, ``directed``...). The structure is chosen by t
 (:data:`STRUCTURES`), the top-k variant by its ``regularizer``: the earlier k-subset samplers (``l2x``,
 ``softsub``, ``ef_topk_fd`` on masked items) are :class:`sst.subset_baselines.SubsetSampler` structures and go
 through :func:`sst.sample` and ``sst.estimators`` like the rest. No experiment dispatches on the relaxation's name.
+
+Torch-free to import (``sst`` is imported when a relaxation is built): the config checks read :data:`REGULARIZERS`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
-import sst
-import sst.estimators
-from sst.subset_baselines import SUBSET_METHODS, FiniteDifferenceTopK, SubsetSampler
+    import sst
+    import sst.estimators
+
+# the earlier k-subset samplers (sst.subset_baselines.SUBSET_METHODS), legal regularizers of topk
+SUBSET_METHODS = ("l2x", "softsub", "ef_topk_fd")
+# relaxation.structure -> its legal relaxation.regularizer values: the sst structure's regularizers (first: its
+# default) and, for topk, the earlier samplers; kept torch-free for the config checks (a test checks them
+# against sst)
+REGULARIZERS: dict[str, tuple[str, ...]] = {
+    "categorical": ("entropy", "euclidean"),
+    "binary": ("binary_entropy",),
+    "topk": ("exp_family_entropy", "euclidean", "categorical_entropy", "binary_entropy", *SUBSET_METHODS),
+    "corr_topk": ("exp_family_entropy",),
+    "spanning_tree": ("exp_family_entropy",),
+}
 
 # config keys read by build_relaxation itself; the others go to Relaxation.options
 _OWN_KEYS = ("name", "structure", "regularizer", "tau")
@@ -47,6 +63,8 @@ class Relaxation:
         """The structure and weights to sample items ``(..., n)`` where ``mask`` (..., n) bool is True (padding
         False): a sampler that takes the mask itself (``SubsetSampler.with_mask``) and ``w`` as it is, else the
         structure and its masked weights ``structure.masked(w, mask)`` (top-k structures)."""
+        from sst.subset_baselines import SubsetSampler
+
         if isinstance(self.structure, SubsetSampler):
             return self.structure.with_mask(mask), w
         return self.structure, self.structure.masked(w, mask)
@@ -54,6 +72,8 @@ class Relaxation:
     def estimator(self, name: str, **options: Any) -> sst.estimators.Estimator:
         """``sst.estimators.build(name)`` at this relaxation's temperature and regularizer (``options`` as there),
         after checking that the estimator serves the structure (ValueError naming the supported ones)."""
+        import sst.estimators
+
         sst.estimators.check_supported(name, self.structure)
         return sst.estimators.build(name, **{"tau": self.tau, "regularizer": self.regularizer, **options})
 
@@ -65,10 +85,14 @@ def _k(k: int | None, kind: str) -> int:
 
 
 def _categorical(reg: str | None, opts: dict, **_: Any) -> tuple[sst.Structure, str | None]:
+    import sst
+
     return sst.Categorical(), reg
 
 
 def _binary(reg: str | None, opts: dict, **_: Any) -> tuple[sst.Structure, str | None]:
+    import sst
+
     return sst.Binary(), reg
 
 
@@ -76,6 +100,9 @@ def _topk(reg: str | None, opts: dict, k: int | None = None, masked: bool = Fals
           **_: Any) -> tuple[sst.Structure, str | None]:
     """``sst.TopK(k)``; an earlier sampler (``SubsetSampler``) for ``l2x`` and ``softsub``, and for
     ``ef_topk_fd`` on masked items; unmasked ``ef_topk_fd`` is ``FiniteDifferenceTopK`` (every estimator)."""
+    import sst
+    from sst.subset_baselines import FiniteDifferenceTopK, SubsetSampler
+
     k = _k(k, "topk")
     eps = {"eps": float(opts["eps"])} if "eps" in opts else {}
     if reg == "ef_topk_fd" and not masked:
@@ -86,35 +113,45 @@ def _topk(reg: str | None, opts: dict, k: int | None = None, masked: bool = Fals
 
 
 def _corr_topk(reg: str | None, opts: dict, k: int | None = None, **_: Any) -> tuple[sst.Structure, str | None]:
+    import sst
+
     return sst.CorrelatedTopK(_k(k, "corr_topk")), reg
 
 
-class ClippedSpanningTree(sst.SpanningTree):
-    """``sst.SpanningTree`` whose relaxation first raises every weight to at least ``max(w) - max_range * tau``
-    (max over the off-diagonal, i.e. ``w / tau`` within ``max_range`` of its maximum), as the released NRI code
-    does; any estimator that calls ``relax`` gets the clip."""
+@functools.cache
+def clipped_spanning_tree() -> type:
+    """The class ``ClippedSpanningTree(max_range)``: an ``sst.SpanningTree`` whose relaxation first raises every
+    weight to at least ``max(w) - max_range * tau`` (max over the off-diagonal, i.e. ``w / tau`` within
+    ``max_range`` of its maximum), as the released NRI code does; any estimator that calls ``relax`` gets the clip.
+    (A function so that this module imports no torch.)"""
+    import torch
 
-    def __init__(self, max_range: float) -> None:
-        super().__init__()
-        self.max_range = float(max_range)
+    import sst
 
-    def __repr__(self) -> str:
-        return f"ClippedSpanningTree(max_range={self.max_range})"
+    class ClippedSpanningTree(sst.SpanningTree):
+        def __init__(self, max_range: float) -> None:
+            super().__init__()
+            self.max_range = float(max_range)
 
-    def relax(self, w, tau=1.0, regularizer=None):
-        import torch
+        def __repr__(self) -> str:
+            return f"ClippedSpanningTree(max_range={self.max_range})"
 
-        n = w.shape[-1]
-        iu, ju = torch.triu_indices(n, n, offset=1, device=w.device)
-        m = w[..., iu, ju].amax(dim=-1, keepdim=True).unsqueeze(-1)
-        return super().relax(torch.maximum(w, m - self.max_range * float(tau)), tau, regularizer)
+        def relax(self, w, tau=1.0, regularizer=None):
+            n = w.shape[-1]
+            iu, ju = torch.triu_indices(n, n, offset=1, device=w.device)
+            m = w[..., iu, ju].amax(dim=-1, keepdim=True).unsqueeze(-1)
+            return super().relax(torch.maximum(w, m - self.max_range * float(tau)), tau, regularizer)
+
+    return ClippedSpanningTree
 
 
 def _spanning_tree(reg: str | None, opts: dict, max_range: float | None = None,
                    **_: Any) -> tuple[sst.Structure, str | None]:
+    import sst
+
     if max_range is None or float(max_range) == float("inf"):
         return sst.SpanningTree(), reg
-    return ClippedSpanningTree(float(max_range)), reg
+    return clipped_spanning_tree()(float(max_range)), reg
 
 
 # the config's ``structure`` key -> builder(regularizer, options, **experiment context) -> (structure, regularizer)
@@ -125,12 +162,6 @@ STRUCTURES: dict[str, Callable[..., tuple[sst.Structure, str | None]]] = {
     "corr_topk": _corr_topk,
     "spanning_tree": _spanning_tree,
 }
-
-
-def legal_regularizers(kind: str) -> tuple[str, ...]:
-    """The regularizer names ``relaxation.structure=kind`` accepts (the earlier samplers' too, for topk)."""
-    probe, _ = STRUCTURES[kind](None, {}, k=1)
-    return (*probe.regularizers, *SUBSET_METHODS) if kind == "topk" else tuple(probe.regularizers)
 
 
 def build_relaxation(cfg: Any, *, k: int | None = None, masked: bool = False,
@@ -150,7 +181,7 @@ def build_relaxation(cfg: Any, *, k: int | None = None, masked: bool = False,
         raise ValueError(f"relaxation.structure={kind!r} is unknown; legal choices: {', '.join(STRUCTURES)}")
     reg = conf.get("regularizer")
     reg = None if reg is None else str(reg)
-    legal = legal_regularizers(kind)
+    legal = REGULARIZERS[kind]
     if reg is not None and reg not in legal:
         raise ValueError(f"relaxation.regularizer={reg!r} is not available for relaxation.structure={kind}; "
                          f"legal: {', '.join(legal)}")

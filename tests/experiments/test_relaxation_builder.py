@@ -140,11 +140,15 @@ def test_nri_fingerprint(case, one_thread):
 
 
 # ------------------------------------------------------------------------------------------ the builder itself
-def test_torch_free_regularizer_table_agrees_with_the_builder():
-    from experiments.common.config import RELAXATION_REGULARIZERS
-    from experiments.common.relaxations import STRUCTURES, legal_regularizers
+def test_torch_free_regularizer_table_agrees_with_sst():
+    from experiments.common.relaxations import REGULARIZERS, STRUCTURES, SUBSET_METHODS
+    from sst import subset_baselines
 
-    assert RELAXATION_REGULARIZERS == {kind: legal_regularizers(kind) for kind in STRUCTURES}
+    assert SUBSET_METHODS == tuple(subset_baselines.SUBSET_METHODS) and set(REGULARIZERS) == set(STRUCTURES)
+    for kind, builder in STRUCTURES.items():
+        structure, _ = builder(None, {}, k=1)
+        extra = SUBSET_METHODS if kind == "topk" else ()
+        assert REGULARIZERS[kind] == (*structure.regularizers, *extra), kind
 
 
 @pytest.mark.parametrize("experiment, relaxation, kind", [("vae", "gumbel_softmax", "categorical"),
@@ -165,7 +169,7 @@ def test_every_config_builds(experiment, relaxation, kind):
 
 def test_structures_by_config_and_context():
     import sst
-    from experiments.common.relaxations import ClippedSpanningTree, build_relaxation, relaxation_config
+    from experiments.common.relaxations import build_relaxation, clipped_spanning_tree, relaxation_config
     from sst.subset_baselines import FiniteDifferenceTopK, SubsetSampler
 
     def build(name, **context):
@@ -178,7 +182,7 @@ def test_structures_by_config_and_context():
     assert isinstance(masked.structure, SubsetSampler) and masked.structure.options == {"eps": 0.01}
     assert build("l2x", k=3).structure.method == "l2x" and build("softsub", k=3).structure.options == {}
     assert isinstance(build("corr_topk", k=3).structure, sst.CorrelatedTopK)
-    assert isinstance(build("spanning_tree", max_range=15.0).structure, ClippedSpanningTree)
+    assert isinstance(build("spanning_tree", max_range=15.0).structure, clipped_spanning_tree())
     assert type(build("spanning_tree").structure) is sst.SpanningTree
     assert build("indep").options == {"directed": True} and build("indep_sym").options == {}
 
@@ -212,7 +216,7 @@ def test_bad_relaxation_fails_config_validation(override, match):
 
 def test_clipped_spanning_tree_clips_w_over_tau_to_max_range():
     import sst
-    from experiments.common.relaxations import ClippedSpanningTree
+    from experiments.common.relaxations import clipped_spanning_tree
 
     g = torch.Generator().manual_seed(0)
     a = torch.randn(2, 5, 5, generator=g, dtype=torch.float64) * 20
@@ -220,6 +224,6 @@ def test_clipped_spanning_tree_clips_w_over_tau_to_max_range():
     iu, ju = torch.triu_indices(5, 5, offset=1)
     m = theta[..., iu, ju].amax(-1)[..., None, None]
     want = sst.SpanningTree().relax(torch.maximum(theta, m - 3.0 * 0.5), tau=0.5)
-    got = ClippedSpanningTree(3.0).relax(theta, tau=0.5)
+    got = clipped_spanning_tree()(3.0).relax(theta, tau=0.5)
     torch.testing.assert_close(got, want)
     assert (theta < m - 1.5).any()  # the clip acted
