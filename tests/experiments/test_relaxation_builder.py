@@ -1,8 +1,12 @@
 """One way to build a relaxation (experiments.common.relaxations): every experiment's first training steps are
-unchanged by it. The fingerprints below were measured on main before the builder existed (commit 4660bfa):
-build the Task at ``torch.manual_seed(0)``, take 3 optimizer steps on the batches of ``Generator(0)``."""
+unchanged by it. The fingerprints (relaxation_fingerprints.json) were measured on main before the builder existed
+(commit 4660bfa): build the Task at ``torch.manual_seed(0)``, take 3 optimizer steps on the batches of
+``Generator(0)``."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +15,8 @@ from tests.conftest import compose_cfg, tiny_cfg
 from tests.experiments.test_l2x_run import make_tiny_beer
 
 STEPS = 3
+# experiment -> "relaxation/estimator" -> the losses of the first STEPS steps, measured on main at 4660bfa
+FINGERPRINTS = json.loads((Path(__file__).parent / "relaxation_fingerprints.json").read_text())
 
 
 def losses(task) -> list[float]:
@@ -29,23 +35,6 @@ def losses(task) -> list[float]:
 
 
 # ------------------------------------------------------------------------------------------------------- L2X
-L2X = {
-    "l2x/relaxed": [0.019293462857604027, 0.014424765482544899, 0.030721798539161682],
-    "l2x/straight_through": [0.01918657310307026, 0.014414563775062561, 0.030616361647844315],
-    "softsub/relaxed": [0.01936526969075203, 0.014478467404842377, 0.030354710295796394],
-    "softsub/straight_through": [0.019398357719182968, 0.014547651633620262, 0.03032638318836689],
-    "euclid_topk/relaxed": [0.019406065344810486, 0.014497848227620125, 0.030317068099975586],
-    "cat_ent_topk/relaxed": [0.01935606822371483, 0.014460043981671333, 0.03037518635392189],
-    "bin_ent_topk/relaxed": [0.01934521086513996, 0.014441246166825294, 0.030393444001674652],
-    "ef_topk/relaxed": [0.019347261637449265, 0.014443017542362213, 0.03039119765162468],
-    "ef_topk/straight_through": [0.019398357719182968, 0.014547651633620262, 0.03032638318836689],
-    "ef_topk_fd/relaxed": [0.019347261637449265, 0.014443101361393929, 0.03039121814072132],
-    "ef_topk_fd/straight_through": [0.019398357719182968, 0.014547651633620262, 0.03032638318836689],
-    "corr_topk/relaxed": [0.019071873277425766, 0.014836220070719719, 0.030011920258402824],
-    "corr_topk/straight_through": [0.01897442899644375, 0.014878813177347183, 0.029900597408413887],
-}
-
-
 @pytest.fixture(scope="module")
 def beer(tmp_path_factory):
     """A tiny BeerAdvocate, its config overrides and its data (read once, word2vec in a private cache)."""
@@ -79,14 +68,6 @@ def l2x_losses(beer, relaxation: str, estimator: str) -> list[float]:
 
 
 # ------------------------------------------------------------------------------------------------------- VAE
-VAE = {
-    "gumbel_softmax/relaxed": [544.5020751953125, 545.2053833007812, 544.9525756835938],
-    "gumbel_softmax/straight_through": [544.6223754882812, 545.3225708007812, 545.0516967773438],
-    "gumbel_softmax/reinforce": [544.6835327148438, 545.3141479492188, 544.9407958984375],
-    "binary_concrete/relaxed": [545.1693725585938, 545.5866088867188, 545.1795043945312],
-    "binary_concrete/straight_through": [545.4496459960938, 545.7996215820312, 545.468017578125],
-    "binary_concrete/reinforce": [545.4547119140625, 545.8179321289062, 545.2806396484375],
-}
 
 
 def vae_losses(relaxation: str, estimator: str) -> list[float]:
@@ -98,19 +79,6 @@ def vae_losses(relaxation: str, estimator: str) -> list[float]:
 
 
 # ------------------------------------------------------------------------------------------------------- NRI
-NRI = {
-    "indep/relaxed": [312646.5625, 278370.96875, 248783.84375],
-    "indep/straight_through": [314921.40625, 274619.03125, 243933.59375],
-    "indep/reinforce": [314931.40625, 277330.09375, 245357.03125],
-    "indep_sym/relaxed": [76204.53125, 65191.17578125, 57137.04296875],
-    "ef_topk/relaxed": [75209.2578125, 64686.90625, 58608.609375],
-    "ef_topk_fd/relaxed": [75209.2578125, 64686.9609375, 58608.859375],
-    "ef_topk_fd/straight_through": [74302.65625, 63421.6484375, 56965.609375],
-    "ef_topk_fd/reinforce": [74114.7890625, 63370.8671875, 57377.42578125],
-    "spanning_tree/relaxed": [75182.5078125, 64793.44140625, 58720.76171875],
-    "spanning_tree/straight_through": [74182.0546875, 64090.68359375, 57163.453125],
-    "spanning_tree/reinforce": [74217.3046875, 63710.28515625, 57806.65234375],
-}
 
 
 def nri_losses(relaxation: str, estimator: str) -> list[float]:
@@ -120,23 +88,21 @@ def nri_losses(relaxation: str, estimator: str) -> list[float]:
     return losses(NRITask(tiny_cfg("nri", f"relaxation={relaxation}", f"estimator={estimator}"), torch.device("cpu")))
 
 
-def _same(got: list[float], want: list[float]) -> None:
+CASES = [(experiment, case) for experiment in ("l2x", "vae", "nri") for case in sorted(FINGERPRINTS[experiment])]
+
+
+@pytest.mark.parametrize("experiment, case", CASES)
+def test_fingerprint(request, experiment, case, one_thread):
+    relaxation, estimator = case.split("/")
+    if experiment == "l2x":
+        got = l2x_losses(request.getfixturevalue("beer"), relaxation, estimator)
+    elif experiment == "vae":
+        request.getfixturevalue("fake_mnist")
+        got = vae_losses(relaxation, estimator)
+    else:
+        got = nri_losses(relaxation, estimator)
+    want = FINGERPRINTS[experiment][case]
     assert got == pytest.approx(want, rel=1e-6, abs=1e-9), (got, want)
-
-
-@pytest.mark.parametrize("case", sorted(L2X))
-def test_l2x_fingerprint(beer, case, one_thread):
-    _same(l2x_losses(beer, *case.split("/")), L2X[case])
-
-
-@pytest.mark.parametrize("case", sorted(VAE))
-def test_vae_fingerprint(fake_mnist, case, one_thread):
-    _same(vae_losses(*case.split("/")), VAE[case])
-
-
-@pytest.mark.parametrize("case", sorted(NRI))
-def test_nri_fingerprint(case, one_thread):
-    _same(nri_losses(*case.split("/")), NRI[case])
 
 
 # ------------------------------------------------------------------------------------------ the builder itself
