@@ -30,7 +30,6 @@ from experiments.common.relaxations import Relaxation
 from experiments.nri.checks import KL_EDGES
 from experiments.nri.model import EdgeIndex, gumbel_kl
 
-RELAXATIONS = ("indep", "indep_sym", "ef_topk", "ef_topk_fd", "spanning_tree")
 LAYOUTS = ("binary", "topk", "spanning_tree")  # relaxation.structure kinds an edge distribution can lay out
 
 
