@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from experiments.common.relaxations import build_relaxation
 from experiments.l2x.data import ASPECTS, PAD_ID, UNK_ID
 from experiments.l2x.model import L2XModel
 from experiments.l2x.task import Sampler
@@ -52,15 +53,13 @@ def load_run(run: Path, checkpoint: Path | None = None):
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["module"]
     table = state["embeddings"]
     m = cfg.model
-    correlated = str(cfg.relaxation.name) == "corr_topk"
+    sampler = Sampler(build_relaxation(cfg.relaxation, k=int(cfg.k), masked=True))
     model = L2XModel(torch.zeros_like(table), [""] * table.shape[0], filters=int(m.filters),
                      kernel_size=int(m.kernel_size), dropout=float(m.dropout), hidden=int(m.hidden),
-                     pairwise=str(m.pairwise) if correlated else None,
+                     pairwise=str(m.pairwise) if sampler.correlated else None,
                      pairwise_offset=float(m.get("pairwise_offset", 0.0)))
     model.load_state_dict(state)
     model.eval()
-    sampler = Sampler(str(cfg.relaxation.name), str(cfg.relaxation.regularizer), int(cfg.k),
-                      float(cfg.relaxation.tau), hard=False)
     return cfg, model, sampler
 
 

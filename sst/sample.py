@@ -41,6 +41,9 @@ def sample(S: Structure, theta: Tensor, tau: float | Tensor = 1.0, regularizer: 
             the relaxed sample's gradient in the backward pass (straight-through).
         generator: optional ``torch.Generator`` for the noise.
 
+    A structure with a ``relaxed_sample(theta, tau, hard, generator)`` method draws its own sample instead
+    (:class:`sst.subset_baselines.SubsetSampler`: earlier k-subset relaxations that are not ``relax(perturb)``).
+
     Returns:
         ``(..., *event)`` tensor with theta's dtype and device.
 
@@ -53,6 +56,9 @@ def sample(S: Structure, theta: Tensor, tau: float | Tensor = 1.0, regularizer: 
         raise ValueError(f"S must be an sst structure instance such as sst.TopK(k=3) or sst.SpanningTree(), got "
                          f"{type(S).__name__} {S!r}{hint}")
     S._check(theta, "theta")
+    own = getattr(S, "relaxed_sample", None)  # a structure that draws its own (sst.subset_baselines.SubsetSampler)
+    if own is not None:
+        return own(theta, tau, hard=hard, generator=generator)
     u = S.perturb(theta, generator=generator)
     soft = S.relax(u, tau, regularizer)
     if not hard:

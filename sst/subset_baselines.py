@@ -26,6 +26,11 @@ upstream gradient ``g`` (eps = 1e-2 there), which is exact only as ``eps |g| -> 
 that gradient costs; ``sst.TopK(k).relax`` is the exact version of the same relaxation.
 
 Noise comes from ``sst.noise.gumbel_like`` (the library's Gumbel sampler, never inf or NaN).
+
+As structures, so that :func:`sst.sample` and the ``relaxed`` / ``straight_through`` estimators draw them like any
+other relaxation: :class:`SubsetSampler` (a ``TopK`` whose relaxed sample is one of the three functions above, its
+mask bound with :meth:`SubsetSampler.with_mask`) and :class:`FiniteDifferenceTopK` (a ``TopK`` whose
+exp-family relaxation has the finite-difference backward, with no mask: ``relax(perturb(theta))``).
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ from torch import Tensor
 
 from sst.noise import gumbel_like
 from sst.sample import straight_through
+from sst.structures.topk import TopK
 
-__all__ = ["ef_topk_fd_subset", "l2x_subset", "softsub_subset"]
+__all__ = ["SUBSET_METHODS", "FiniteDifferenceTopK", "SubsetSampler", "ef_topk_fd_subset", "l2x_subset",
+           "softsub_subset"]
 
 
 def _check(theta: Tensor, k: int, tau: float, mask: Tensor | None) -> None:
@@ -129,8 +136,6 @@ def softsub_subset(theta: Tensor, k: int, tau: float = 0.5, mask: Tensor | None 
 
 
 def _ef_marginals(theta: Tensor, k: int) -> Tensor:
-    from sst.structures import TopK
-
     with torch.no_grad():
         return TopK(k).relax(theta, tau=1.0, regularizer="exp_family_entropy")
 
@@ -178,3 +183,67 @@ def ef_topk_fd_subset(theta: Tensor, k: int, tau: float = 1.0, mask: Tensor | No
     if mask is not None:
         soft = soft * mask.to(soft.dtype)
     return _straight_through(soft, int(k), mask) if hard else soft
+
+
+# name (the config's regularizer) -> relaxed k-subset sampler
+SUBSET_METHODS = {"l2x": l2x_subset, "softsub": softsub_subset, "ef_topk_fd": ef_topk_fd_subset}
+
+
+class SubsetSampler(TopK):
+    """k-subsets whose relaxed sample is an earlier method's (``method``: one of :data:`SUBSET_METHODS`).
+
+    Exact samples, ``argmax`` and ``masked`` are :class:`~sst.TopK`'s; :func:`sst.sample` (so the ``relaxed`` and
+    ``straight_through`` estimators) draws ``SUBSET_METHODS[method](theta, k, tau, mask=mask, hard=hard,
+    generator=generator, **options)`` instead of ``relax(perturb(theta))``, which these methods are not (L2X
+    perturbs k times). Its only regularizer name is ``method``.
+
+    Args:
+        k: subset size. method: ``l2x``, ``softsub`` or ``ef_topk_fd``.
+        mask: optional (..., n) bool of the selectable items of the next samples (see :meth:`with_mask`).
+        **options: the method's own keywords (``eps`` of ``ef_topk_fd`` and ``softsub``).
+    """
+
+    def __init__(self, k: int, method: str, mask: Tensor | None = None, **options: float) -> None:
+        if method not in SUBSET_METHODS:
+            raise ValueError(f"method must be one of {', '.join(SUBSET_METHODS)}, got {method!r}")
+        super().__init__(k)
+        self.method, self.mask, self.options = method, mask, dict(options)
+        self.regularizers = (method,)
+
+    def __repr__(self) -> str:
+        opts = "".join(f", {k}={v}" for k, v in self.options.items())
+        return f"SubsetSampler(k={self.k}, method={self.method!r}{opts})"
+
+    def with_mask(self, mask: Tensor | None) -> SubsetSampler:
+        """The same sampler for items where ``mask`` (..., n) bool is True (False: padding, never selected)."""
+        return SubsetSampler(self.k, self.method, mask, **self.options)
+
+    def relaxed_sample(self, theta: Tensor, tau: float, hard: bool = False,
+                       generator: torch.Generator | None = None) -> Tensor:
+        """The method's relaxed (or, ``hard``, straight-through k-hot) sample (..., n) of logits ``theta`` (..., n)."""
+        return SUBSET_METHODS[self.method](theta, self.k, tau, mask=self.mask, hard=hard, generator=generator,
+                                           **self.options)
+
+    def _relax(self, w: Tensor, tau, regularizer: str) -> Tensor:
+        raise ValueError(f"{self!r} has no relax(w): its relaxed sample is not relax(perturb(theta)); "
+                         "draw it with sst.sample or the relaxed / straight_through estimators")
+
+
+class FiniteDifferenceTopK(TopK):
+    """``TopK(k)`` whose ``exp_family_entropy`` relaxation is differentiated as the paper's released ``SoftTopK``
+    layer is: forward the exact marginals of ``w / tau``, backward ``(mu(w/tau + eps g) - mu(w/tau - eps g)) /
+    (2 eps)`` along the upstream gradient ``g`` (:func:`ef_topk_fd_subset`'s mechanism, without a mask)."""
+
+    regularizers = ("exp_family_entropy",)
+
+    def __init__(self, k: int, eps: float = 1e-2) -> None:
+        if not float(eps) > 0:
+            raise ValueError(f"eps (finite-difference step) must be > 0, got {eps}")
+        super().__init__(k)
+        self.eps = float(eps)
+
+    def __repr__(self) -> str:
+        return f"FiniteDifferenceTopK(k={self.k}, eps={self.eps})"
+
+    def _relax(self, w: Tensor, tau, regularizer: str) -> Tensor:
+        return _FiniteDifferenceMarginals.apply(w / tau, self.k, self.eps)

@@ -163,6 +163,18 @@ def validate_config(cfg: DictConfig) -> None:
     module.validate(cfg)
 
 
+def check_relaxation(cfg: DictConfig) -> None:
+    """``relaxation.structure`` is one :func:`experiments.common.relaxations.build_relaxation` knows and
+    ``relaxation.regularizer`` (when set) one that structure has."""
+    from experiments.common.relaxations import REGULARIZERS
+
+    kind = check_choice(cfg, "relaxation.structure", tuple(REGULARIZERS))
+    reg = value_of(cfg, "relaxation.regularizer", None)
+    if reg is not None and reg not in REGULARIZERS[kind]:
+        raise ConfigError(f"relaxation.regularizer={reg!r} is not available for relaxation.structure={kind}; "
+                          f"legal choices: {_choices(REGULARIZERS[kind])}")
+
+
 def validate_common(cfg: DictConfig) -> None:
     """The keys every experiment shares."""
     name = cfg.experiment.name
@@ -176,6 +188,7 @@ def validate_common(cfg: DictConfig) -> None:
     if est not in legal_est:
         raise ConfigError(f"estimator={est!r} is not available for experiment={name}; legal choices: "
                           f"{_choices(legal_est)}")
+    check_relaxation(cfg)
     supported = cfg.estimator.get("structures")
     if supported is not None and cfg.relaxation.structure not in supported:
         ok = [r for r in legal_relax if _structure_of(r) in supported]

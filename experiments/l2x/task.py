@@ -8,17 +8,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 import sst
 from experiments.common.data import TensorBatches
+from experiments.common.relaxations import Relaxation, build_relaxation
 from experiments.common.task import Task
 from experiments.l2x.data import ASPECTS, PAD_ID, BeerData, load_beer
 from experiments.l2x.model import L2XModel
-from sst.subset_baselines import ef_topk_fd_subset, l2x_subset, softsub_subset
-
-BASELINES = {"l2x": l2x_subset, "softsub": softsub_subset, "ef_topk_fd": ef_topk_fd_subset}
+from sst.estimators import tile
 
 
 def subset_precision(selected: Tensor, rationale: Tensor, k: int) -> Tensor:
@@ -67,41 +66,37 @@ class Sampler:
     when ``hard``); ``mode(unary, pairwise, mask)`` the test-time selection (B, L): the exact argmax of the same
     structure at the unperturbed logits (top-k for every top-k row, the chain DP for corr_topk).
 
-    corr_topk: ``sst.CorrelatedTopK(k)`` on the token chain with weights ``cat([unary, pairwise], -1)`` of
+    ``relaxation``: from :func:`~experiments.common.relaxations.build_relaxation` with ``k`` and ``masked=True``.
+    A ``sst.CorrelatedTopK(k)`` structure works on the token chain with weights ``cat([unary, pairwise], -1)`` of
     shape (B, 2L-1); the selection is the unary part ``x[..., :L]``.
     """
 
-    def __init__(self, name: str, regularizer: str, k: int, tau: float, hard: bool, eps: float = 1e-2):
-        self.name, self.regularizer, self.k, self.tau, self.hard = name, regularizer, int(k), float(tau), hard
-        self.options = {"eps": float(eps)} if regularizer == "ef_topk_fd" else {}  # relaxation.eps
-        self.correlated = name == "corr_topk"
-        self.structure = sst.CorrelatedTopK(self.k) if self.correlated else sst.TopK(self.k)
-        if regularizer not in BASELINES and regularizer not in self.structure.regularizers:
-            raise ValueError(
-                f"relaxation.regularizer={regularizer!r} is not available for {type(self.structure).__name__}; "
-                f"legal: {', '.join([*self.structure.regularizers, *BASELINES])}"
-            )
+    def __init__(self, relaxation: Relaxation, hard: bool = False):
+        self.relaxation, self.hard = relaxation, hard
+        self.structure, self.tau, self.regularizer = relaxation.structure, relaxation.tau, relaxation.regularizer
+        self.k = int(self.structure.k)
+        self.correlated = isinstance(self.structure, sst.CorrelatedTopK)
 
-    def _weights(self, unary: Tensor, pairwise: Tensor | None, mask: Tensor) -> Tensor:
-        """The structure's weights with padding taken out of every subset (``masked``; a review shorter than k:
-        its words, then the first padding positions as fillers)."""
-        if self.correlated:
-            if pairwise is None:
-                raise ValueError("corr_topk needs pairwise logits from the selector")
-            return self.structure.masked(torch.cat([unary, pairwise], dim=-1), mask)
-        return self.structure.masked(unary, mask)
+    def _weights(self, unary: Tensor, pairwise: Tensor | None) -> Tensor:
+        if not self.correlated:
+            return unary
+        if pairwise is None:
+            raise ValueError("corr_topk needs pairwise logits from the selector")
+        return torch.cat([unary, pairwise], dim=-1)
+
+    def items(self, unary: Tensor, pairwise: Tensor | None, mask: Tensor) -> tuple[sst.Structure, Tensor]:
+        """The structure and its weights with padding taken out of every subset (``Relaxation.on_items``; a review
+        shorter than k: its words, then the first padding positions as fillers)."""
+        return self.relaxation.on_items(self._weights(unary, pairwise), mask)
 
     def relaxed(self, unary: Tensor, pairwise: Tensor | None, mask: Tensor) -> Tensor:
-        L = unary.shape[-1]
-        if self.regularizer in BASELINES:
-            return BASELINES[self.regularizer](unary, self.k, self.tau, mask=mask, hard=self.hard, **self.options)
-        x = sst.sample(self.structure, self._weights(unary, pairwise, mask), tau=self.tau,
-                       regularizer=self.regularizer, hard=self.hard)
-        return x[..., :L]
+        structure, w = self.items(unary, pairwise, mask)
+        x = sst.sample(structure, w, tau=self.tau, regularizer=self.regularizer, hard=self.hard)
+        return x[..., :unary.shape[-1]]
 
     def mode(self, unary: Tensor, pairwise: Tensor | None, mask: Tensor) -> Tensor:
-        L = unary.shape[-1]
-        return self.structure.argmax(self._weights(unary, pairwise, mask))[..., :L]
+        w = self.structure.masked(self._weights(unary, pairwise), mask)
+        return self.structure.argmax(w)[..., :unary.shape[-1]]
 
 
 class BeerL2XTask(Task):
@@ -117,10 +112,11 @@ class BeerL2XTask(Task):
         self.data = data if data is not None else load_beer(cfg, progress=bool(cfg.trainer.get("progress", True)))
         if self.k > int(cfg.data.max_len):
             raise ValueError(f"k={self.k} exceeds data.max_len={cfg.data.max_len}")
-        r = cfg.relaxation
-        estimator = str(cfg.estimator.name)
-        self.sampler = Sampler(str(r.name), str(r.regularizer), self.k, float(r.tau),
-                               hard=estimator == "straight_through", eps=float(r.get("eps", 1e-2)))
+        relaxation = build_relaxation(cfg.relaxation, k=self.k, masked=True)
+        options = {key: v for key, v in OmegaConf.to_container(cfg.estimator, resolve=True).items()
+                   if key not in ("name", "structures")}
+        self.estimator = relaxation.estimator(str(cfg.estimator.name), **options)
+        self.sampler = Sampler(relaxation, hard=bool(getattr(self.estimator, "hard", False)))
         m = cfg.model
         pairwise = str(m.pairwise) if self.sampler.correlated else None
         self.model = L2XModel(self.data.embeddings, self.data.words, filters=int(m.filters),
@@ -199,8 +195,15 @@ class BeerL2XTask(Task):
 
     def training_step(self, batch: Any, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         ids, target = batch
-        pred, _, (unary, pairwise, mask) = self._run(ids, train=True)
-        loss = torch.mean((pred - target) ** 2)
+        emb, unary, pairwise, mask = self.selector_logits(ids)
+        structure, w = self.sampler.items(unary, pairwise, mask)
+        L = unary.shape[-1]
+
+        def f(z: Tensor) -> Tensor:  # squared errors (N,) of the sample-major rows z (N, n)
+            pred = self.model.predictor(tile(emb, z.shape[0]), z[..., :L].to(emb.dtype), self.k)
+            return (pred - tile(target, z.shape[0])) ** 2
+
+        loss = self.estimator(structure, w, f).loss
         return loss, logit_stats(unary.detach(), None if pairwise is None else pairwise.detach(), mask)
 
     def predict(self, split: str) -> tuple[Tensor, Tensor]:

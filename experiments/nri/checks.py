@@ -11,6 +11,7 @@ from experiments.common.config import (
     check_int,
     check_number,
     check_step_schedule,
+    value_of,
 )
 
 KL_EDGES = ("directed", "undirected")  # experiments.nri.edges uses this tuple too
@@ -35,10 +36,10 @@ def validate(cfg: DictConfig) -> None:
     check_number(cfg, "model.variance", low=0, low_open=True)
     check_number(cfg, "model.max_range", low=0, low_open=True, optional=True)
     kl = check_choice(cfg, "model.kl_edges", KL_EDGES, default="directed")
-    if str(cfg.relaxation.name) == "indep" and kl != "directed":
+    if value_of(cfg, "relaxation.directed", False) and kl != "directed":
         raise ConfigError("model.kl_edges=undirected needs symmetrised logits; relaxation=indep (as released) has 2 "
                           "logits per directed edge: use model.kl_edges=directed or relaxation=indep_sym")
-    if str(cfg.relaxation.name) == "ef_topk_fd":
+    if value_of(cfg, "relaxation.regularizer", None) == "ef_topk_fd":
         check_number(cfg, "relaxation.eps", low=0, low_open=True, optional=True)
     check_int(cfg, "eval.num_plot", low=0, optional=True)
     # the step schedule's period is in epochs here (NRITask.configure_optimizers)

@@ -5,6 +5,8 @@ into the distribution's parameter u, and every sample comes back in the distribu
 (:attr:`EdgeDistribution.directed`: ``(B, E)`` directed, ``E = n(n-1)``, else ``(B, M)`` undirected,
 ``M = n(n-1)/2``); :meth:`EdgeDistribution.to_directed` gives the decoder's ``(B, E)`` weights.
 
+The structure comes from :func:`experiments.common.relaxations.build_relaxation`; the distribution adds the layouts.
+
 ``indep``          As released (``--sst indep --symmeterize_logits False``): two logits (u0 "no edge", u1 "edge")
                    per DIRECTED edge, no symmetrisation, 90 independent 2-way Gumbel-softmax edges. The sample
                    softmax((u + G) / tau)[1] equals ``sigmoid((u1 - u0 + L) / tau)`` with L = G1 - G0 Logistic, so
@@ -13,10 +15,10 @@ into the distribution's parameter u, and every sample comes back in the distribu
                    symmetrised logit (one Logistic perturbation per pair), KL over the symmetrised logits.
 ``ef_topk``        ``sst.TopK(k=n-1)`` over the M edges, exponential-family entropy, exact gradients.
 ``ef_topk_fd``     The same marginals with the released layer's backward: a central finite difference along
-                   the upstream gradient with step ``eps`` (``sst.subset_baselines``' mechanism, shared with L2X).
+                   the upstream gradient with step ``eps`` (``sst.subset_baselines.FiniteDifferenceTopK``).
 ``spanning_tree``  ``sst.SpanningTree()`` on the ``(B, n, n)`` symmetric logits, exponential-family entropy; the
                    perturbed weights divided by tau are clipped to within ``max_range`` (15) of their maximum
-                   before the matrix-tree computation, as in the released code.
+                   before the matrix-tree computation, as in the released code (``ClippedSpanningTree``).
 """
 
 from __future__ import annotations
@@ -24,107 +26,40 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from experiments.common.relaxations import Relaxation
 from experiments.nri.checks import KL_EDGES
 from experiments.nri.model import EdgeIndex, gumbel_kl
 
-RELAXATIONS = ("indep", "indep_sym", "ef_topk", "ef_topk_fd", "spanning_tree")
-
-
-def clip_range(w: Tensor, max_range: float, index: EdgeIndex | None = None) -> Tensor:
-    """Raise every entry to at least ``max(w) - max_range`` (max over the event: last dim, or the
-    off-diagonal of the last two dims when ``index`` is given)."""
-    if max_range is None or max_range == float("inf"):
-        return w
-    if index is None:
-        m = w.amax(dim=-1, keepdim=True)
-    else:
-        m = index.from_matrix(w).amax(dim=-1, keepdim=True).unsqueeze(-1)
-    return torch.maximum(w, m - max_range)
-
-
-def _clipped_spanning_tree(max_range: float):
-    """An ``sst.SpanningTree`` whose relaxation clips its input weights to within ``max_range * tau`` of the
-    maximum (i.e. ``w / tau`` to within ``max_range``), so any estimator that calls ``relax`` gets the clip."""
-    import sst
-
-    class ClippedSpanningTree(sst.SpanningTree):
-        def __init__(self, max_range: float, n: int) -> None:
-            super().__init__()
-            self.max_range = float(max_range)
-            self._index = EdgeIndex(n)
-
-        def relax(self, w, tau=1.0, regularizer=None):
-            idx = self._index
-            if idx.iu.device != w.device:
-                self._index = idx = idx.to(w.device)
-            return super().relax(clip_range(w, self.max_range * float(tau), idx), tau, regularizer)
-
-    return ClippedSpanningTree
-
-
-def _finite_difference_topk(k: int, eps: float):
-    """An ``sst.TopK(k)`` whose exp-family relaxation is differentiated as the released ``SoftTopK`` layer is:
-    forward the exact marginals of ``w / tau``, backward ``(mu(w/tau + eps g) - mu(w/tau - eps g)) / (2 eps)``
-    (the mechanism of ``sst.subset_baselines.ef_topk_fd_subset``, used by L2X's ``ef_topk_fd`` row)."""
-    import sst
-    from sst.subset_baselines import _FiniteDifferenceMarginals
-
-    class FiniteDifferenceTopK(sst.TopK):
-        def __init__(self, k: int, eps: float) -> None:
-            super().__init__(k)
-            self.eps = float(eps)
-
-        def __repr__(self) -> str:
-            return f"FiniteDifferenceTopK(k={self.k}, eps={self.eps})"
-
-        def _relax(self, w: Tensor, tau, regularizer: str) -> Tensor:
-            return _FiniteDifferenceMarginals.apply(w / tau, self.k, self.eps)
-
-    return FiniteDifferenceTopK(k, eps)
+LAYOUTS = ("binary", "topk", "spanning_tree")  # relaxation.structure kinds an edge distribution can lay out
 
 
 class EdgeDistribution:
     """One of the NRI table's edge distributions over the edges of an n-vertex graph.
 
     Args:
-        relaxation: one of :data:`RELAXATIONS`.
+        relaxation: the :class:`~experiments.common.relaxations.Relaxation` (``build_relaxation(cfg.relaxation,
+            k=n - 1, max_range=model.max_range)``): its structure, regularizer and tau; ``options["directed"]``
+            (``indep`` as released) gives two logits per directed edge.
         index: the :class:`EdgeIndex` of the model (on the training device).
-        tau: relaxation temperature. regularizer: the structure's regularizer name (None: its default;
-            ``ef_topk_fd``, the L2X config's name for the finite-difference row, means the exp-family one).
-        max_range: spanning-tree clip (None or inf: no clip).
-        eps: finite-difference step of ``ef_topk_fd`` (the released ``--eps_for_finitediff``, default 1e-2).
 
-    Layouts: u is ``(B, E, 2)`` for ``indep`` and ``(B, M)`` (symmetrised) otherwise; samples are ``(B, E)``
-    for ``indep`` and ``(B, M)`` otherwise (:attr:`directed`).
+    Layouts: u is ``(B, E, 2)`` for a directed relaxation and ``(B, M)`` (symmetrised) otherwise; samples are
+    ``(B, E)`` for a directed one and ``(B, M)`` otherwise (:attr:`directed`).
     """
 
-    def __init__(self, relaxation: str, index: EdgeIndex, tau: float, regularizer: str | None = None,
-                 max_range: float | None = 15.0, eps: float = 1e-2) -> None:
-        import sst
-
-        if relaxation not in RELAXATIONS:
-            raise ValueError(f"relaxation must be one of {', '.join(RELAXATIONS)} for NRI, got {relaxation!r}")
-        if not float(tau) > 0:
-            raise ValueError(f"tau must be > 0, got {tau}")
-        self.name = relaxation
+    def __init__(self, relaxation: Relaxation, index: EdgeIndex) -> None:
+        if relaxation.kind not in LAYOUTS:
+            raise ValueError(f"relaxation.structure must be one of {', '.join(LAYOUTS)} for NRI, got "
+                             f"{relaxation.kind!r}")
+        self.relaxation = relaxation
+        self.name = relaxation.name
         self.index = index
-        self.tau = float(tau)
-        self.regularizer = "exp_family_entropy" if regularizer == "ef_topk_fd" else regularizer
-        self.eps = float(eps)
-        n = index.n
-        if relaxation in ("indep", "indep_sym"):
-            self.structure = sst.Binary()
-        elif relaxation == "ef_topk":
-            self.structure = sst.TopK(k=n - 1)
-        elif relaxation == "ef_topk_fd":
-            if not self.eps > 0:
-                raise ValueError(f"relaxation.eps (finite-difference step) must be > 0, got {eps}")
-            self.structure = _finite_difference_topk(n - 1, self.eps)
-        else:
-            clip = max_range if max_range is not None else float("inf")
-            self.structure = _clipped_spanning_tree(clip)(clip, n)
-        self.matrix = relaxation == "spanning_tree"
-        self.directed = relaxation == "indep"
+        self.tau = relaxation.tau
+        self.regularizer = relaxation.regularizer
+        self.structure = relaxation.structure
+        self.matrix = relaxation.kind == "spanning_tree"
+        self.directed = bool(relaxation.options.get("directed", False))
+        if self.directed and relaxation.kind != "binary":
+            raise ValueError(f"relaxation.directed needs relaxation.structure=binary, got {relaxation.kind}")
 
     @property
     def logits_per_edge(self) -> int:
@@ -188,6 +123,16 @@ class EdgeDistribution:
         with torch.no_grad():
             th = self.theta(u)
             return self.to_edges(self.structure.argmax(th)).to(th.dtype)
+
+
+def edge_distribution(name: str, index: EdgeIndex, tau: float, max_range: float | None = 15.0,
+                      **options: object) -> EdgeDistribution:
+    """The edge distribution of ``configs/relaxation/<name>.yaml`` at temperature ``tau`` (``options`` override its
+    other keys, e.g. ``eps``), as :class:`~experiments.nri.task.NRITask` builds it: for scripts and tests."""
+    from experiments.common.relaxations import build_relaxation, relaxation_config
+
+    cfg = relaxation_config(name, tau=tau, **options)
+    return EdgeDistribution(build_relaxation(cfg, k=index.n - 1, max_range=max_range), index)
 
 
 def edge_counts(pred: Tensor, true: Tensor) -> tuple[Tensor, Tensor]:

@@ -13,6 +13,7 @@ from torch import Tensor
 
 import sst
 from experiments.common.data import TensorBatches, cache_dir
+from experiments.common.relaxations import build_relaxation
 from experiments.common.task import Task, adam
 from experiments.nri.data import load_graph_layout
 from experiments.nri.edges import EdgeDistribution, edge_counts, released_choice, released_edge_sums
@@ -51,32 +52,27 @@ class NRITask(Task):
                                  progress=bool(cfg.trainer.get("progress", True)))
         self.data_info = {"loc_min": data.loc_min, "loc_max": data.loc_max, "files": data.files,
                           "generation_s": data.generation_s, "load_s": round(time.perf_counter() - t0, 3)}
-        per_edge = 2 if str(rcfg.name) == "indep" else 1
+        relaxation = build_relaxation(rcfg, k=self.n - 1, max_range=mcfg.get("max_range"))
+        per_edge = 2 if relaxation.options.get("directed", False) else 1
         self.model = NRIModel(self.n, self.timesteps, encoder_hidden=int(mcfg.encoder_hidden),
                               decoder_hidden=int(mcfg.decoder_hidden), edge_types=int(mcfg.edge_types),
                               skip_first=bool(mcfg.skip_first), logits_per_edge=per_edge).to(device)
         idx = self.model.index
         self.locs = {s: torch.as_tensor(v, device=device) for s, v in data.locs.items()}
         self.edges = {s: idx.from_matrix(torch.as_tensor(v, device=device)).float() for s, v in data.trees.items()}
-        self.dist = EdgeDistribution(str(rcfg.name), idx, float(rcfg.tau), rcfg.get("regularizer"),
-                                     mcfg.get("max_range"), float(rcfg.get("eps", 1e-2)))
+        self.dist = EdgeDistribution(relaxation, idx)
         self.estimator = self._build_estimator(cfg)
 
     # ----------------------------------------------------------------------------------------------- set-up
     def _build_estimator(self, cfg: DictConfig):
-        """``sst.estimators.build`` with the config's options, the relaxation's temperature and regularizer, and
-        the flattened trajectories as NVIL's context."""
+        """The relaxation's estimator (:meth:`Relaxation.estimator`) with the config's options and the flattened
+        trajectories as NVIL's context."""
         from omegaconf import OmegaConf
-
-        import sst.estimators
 
         opts = OmegaConf.to_container(cfg.estimator, resolve=True)
         name = opts.pop("name")
         opts.pop("structures", None)
-        opts.update(tau=self.dist.tau, regularizer=self.dist.regularizer,
-                    context_dim=self.timesteps * self.n * 2)
-        sst.estimators.check_supported(name, self.dist.structure)
-        return sst.estimators.build(name, **opts).to(self.device)
+        return self.dist.relaxation.estimator(name, context_dim=self.timesteps * self.n * 2, **opts).to(self.device)
 
     def module(self) -> torch.nn.Module:
         return torch.nn.ModuleDict({"model": self.model, "estimator": self.estimator})

@@ -11,16 +11,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-import sst
-import sst.estimators
 from experiments.common.data import TensorBatches, resolve_data_root
+from experiments.common.relaxations import build_relaxation
 from experiments.common.task import Task
 from experiments.report.vae import read_curve
 from experiments.vae.data import BINARIZE, binarize, load_mnist_images, split_train_valid
 from experiments.vae.model import DiscreteVAE, iw_neg_elbo, neg_elbo
 from sst.estimators import tile
 
-# relaxation config name -> (latent kind, default number of latent variables)
+# relaxation.structure -> (latent kind, default number of latent variables)
 LATENT_OF = {"categorical": ("categorical", 20), "binary": ("bernoulli", 200)}
 # estimator config keys that are not options of sst.estimators.build
 _NOT_OPTIONS = ("name", "structures")
@@ -40,9 +39,10 @@ class VAETask(Task):
 
     def __init__(self, cfg: DictConfig, device: torch.device) -> None:
         super().__init__(cfg, device)
-        structure = str(cfg.relaxation.structure)
-        if structure not in LATENT_OF:
-            raise ValueError(f"relaxation.structure must be one of {', '.join(LATENT_OF)} for the VAE, got {structure}")
+        self.relaxation = build_relaxation(cfg.relaxation)
+        if self.relaxation.kind not in LATENT_OF:
+            raise ValueError(f"relaxation.structure must be one of {', '.join(LATENT_OF)} for the VAE, got "
+                             f"{self.relaxation.kind}")
         self.mode = str(cfg.data.get("binarize", "dynamic"))
         if self.mode not in BINARIZE:
             raise ValueError(f"data.binarize must be one of {', '.join(BINARIZE)}, got {self.mode!r}")
@@ -63,7 +63,7 @@ class VAETask(Task):
         else:
             self.train_data = binarize(train, self.mode, torch.Generator().manual_seed(split_seed + 2)).to(device)
 
-        kind, default_vars = LATENT_OF[structure]
+        kind, default_vars = LATENT_OF[self.relaxation.kind]
         mcfg = cfg.get("model", {})
         self.init = str(mcfg.get("init", "torch"))
         self.model = DiscreteVAE(
@@ -73,10 +73,10 @@ class VAETask(Task):
             hidden=tuple(int(h) for h in mcfg.get("hidden", (512, 256))),
             init=self.init,
         )
-        self.structure = sst.Categorical() if kind == "categorical" else sst.Binary()
+        self.structure = self.relaxation.structure
         acfg = cfg.get("anneal", {})
         self.anneal = {
-            "tau0": float(cfg.relaxation.tau),
+            "tau0": self.relaxation.tau,
             "rate": float(acfg.get("rate", 1e-4)),
             "tau_min": float(acfg.get("tau_min", 0.5)),
             "every": int(acfg.get("every", 1000)),
@@ -86,14 +86,8 @@ class VAETask(Task):
             raise ValueError(f"anneal.kl_warmup must be a number of steps >= 0, got {self.kl_warmup}")
         options = OmegaConf.to_container(cfg.estimator, resolve=True)
         options = {k: v for k, v in options.items() if k not in _NOT_OPTIONS}
-        self.estimator = sst.estimators.build(
-            str(cfg.estimator.name),
-            tau=self.anneal["tau0"],
-            regularizer=cfg.relaxation.get("regularizer"),
-            event_shape=self.model.event_shape,
-            context_dim=self.model.data_dim,
-            **options,
-        )
+        self.estimator = self.relaxation.estimator(str(cfg.estimator.name), event_shape=self.model.event_shape,
+                                                   context_dim=self.model.data_dim, **options)
         self.net = nn.ModuleDict({"model": self.model, "estimator": self.estimator}).to(device)
         ecfg = cfg.get("eval", {})
         self.eval_batch = int(ecfg.get("batch_size", 1000))
@@ -159,7 +153,7 @@ class VAETask(Task):
 
     def relaxed_sampler(self, generator: torch.Generator, tau: float) -> Callable[[Tensor], Tensor]:
         """logits (B, ...) -> one relaxed sample (B, ...) at temperature ``tau``, the sampler of training."""
-        reg = self.cfg.relaxation.get("regularizer")
+        reg = self.relaxation.regularizer
         return lambda logits: self.structure.relax(self.structure.perturb(logits, generator=generator), tau=tau,
                                                    regularizer=reg)
 

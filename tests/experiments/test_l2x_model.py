@@ -20,6 +20,15 @@ RELAXATIONS = [
 ]
 
 
+def _sampler(name: str, regularizer: str, k: int, tau: float, hard: bool = False):
+    """L2X's sampler of configs/relaxation/<name>.yaml with ``regularizer`` and ``tau``, as BeerL2XTask builds it."""
+    from experiments.common.relaxations import build_relaxation, relaxation_config
+    from experiments.l2x.task import Sampler
+
+    return Sampler(build_relaxation(relaxation_config(name, regularizer=regularizer, tau=tau), k=k, masked=True),
+                   hard=hard)
+
+
 def test_subset_precision_hand_made():
     # review 0: k=3 selects positions 0, 1, 4; gold spans cover 1..4 -> 2 of 3 inside.
     # review 1: selects 2, 3 and a padding position 5 (short review); gold covers 3 -> 1 of 3.
@@ -106,8 +115,6 @@ def test_selector_ignores_padding_content():
 
 @pytest.mark.parametrize("name, regularizer, tau", RELAXATIONS)
 def test_padding_never_selected(name, regularizer, tau):
-    from experiments.l2x.task import Sampler
-
     torch.manual_seed(1)
     k = 10
     emb, mask = _batch()
@@ -117,7 +124,7 @@ def test_padding_never_selected(name, regularizer, tau):
         unary, pw = selector(emb, mask)
     unary = torch.where(mask, unary * 0 - 30.0, unary).requires_grad_(True)
     for hard in (False, True):
-        sampler = Sampler(name, regularizer, k, tau, hard=hard)
+        sampler = _sampler(name, regularizer, k, tau, hard=hard)
         z = sampler.relaxed(unary, pw, mask)
         assert z.shape == (4, 24) and torch.isfinite(z).all()
         assert float(z.detach()[~mask].abs().max()) < 1e-6, f"{name} put mass on padding"
@@ -125,7 +132,7 @@ def test_padding_never_selected(name, regularizer, tau):
         z.sum().backward() if not hard else (z * torch.randn_like(z)).sum().backward()
         assert torch.isfinite(unary.grad).all()
         unary.grad = None
-    mode = Sampler(name, regularizer, k, tau, hard=False).mode(unary.detach(), pw, mask)
+    mode = _sampler(name, regularizer, k, tau).mode(unary.detach(), pw, mask)
     assert torch.all(mode[~mask] == 0) and torch.all(mode.sum(-1) == k)
 
 
@@ -133,14 +140,12 @@ def test_chain_padding_is_excluded_exactly():
     """corr_topk: padding is out of the chain at any logit scale (very negative pairwise logits make swapping a
     real adjacent pair for padding pay under a merely large negative PAD_LOGIT), and a review shorter than k
     gets its words plus the first padding positions, with marginals 1 (to float32 rounding) and zero gradient."""
-    from experiments.l2x.task import Sampler
-
     k = 10
     emb, mask = _batch(lengths=(24, 15, 11, 6))
     torch.manual_seed(0)
     unary = (torch.randn(4, 24) * 50 - 5e3).masked_fill(~mask, PAD_LOGIT).requires_grad_()
     pairwise = torch.full((4, 23), -1e5).masked_fill(~(mask[:, 1:] & mask[:, :-1]), 0.0)
-    sampler = Sampler("corr_topk", "exp_family_entropy", k, 1.0, hard=False)
+    sampler = _sampler("corr_topk", "exp_family_entropy", k, 1.0)
     mode = sampler.mode(unary.detach(), pairwise, mask)
     assert torch.all(mode.sum(-1) == k)
     assert torch.all(mode[:3][~mask[:3]] == 0), "padding selected in a review of length >= k"
@@ -158,13 +163,11 @@ def test_topk_rows_keep_padding_out_when_logits_drift_below_pad_logit(regularize
     """The top-k rows mask padding relative to each review's logits (sst.TopK.masked): selector logits far
     below PAD_LOGIT still select no padding in a review of at least k words, and a shorter review gets its
     words plus the first padding positions, with zero gradient."""
-    from experiments.l2x.task import Sampler
-
     k = 10
     _, mask = _batch(lengths=(24, 15, 11, 6))
     torch.manual_seed(0)
     unary = (torch.randn(4, 24) * 50 + 10 * PAD_LOGIT).masked_fill(~mask, PAD_LOGIT).requires_grad_()
-    sampler = Sampler("ef_topk", regularizer, k, 1.0, hard=False)
+    sampler = _sampler("ef_topk", regularizer, k, 1.0)
     mode = sampler.mode(unary.detach(), None, mask)
     assert torch.all(mode.sum(-1) == k) and torch.all(mode[:3][~mask[:3]] == 0)
     assert torch.equal(mode[3], (torch.arange(24) < k).float()), "a short review: its words, then fillers"

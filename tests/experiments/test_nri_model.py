@@ -94,10 +94,10 @@ def test_edge_distributions(relaxation):
     sst = pytest.importorskip("sst")
     if not all(hasattr(sst, name) for name in ("Binary", "TopK", "SpanningTree")):
         pytest.skip("sst structures not available yet")
-    from experiments.nri.edges import EdgeDistribution, edge_counts
+    from experiments.nri.edges import edge_counts, edge_distribution
 
     idx = EdgeIndex(N)
-    dist = EdgeDistribution(relaxation, idx, tau=5.0, max_range=15.0)
+    dist = edge_distribution(relaxation, idx, tau=5.0, max_range=15.0)
     shape = (B, idx.num_directed, 2) if relaxation == "indep" else (B, idx.num_undirected)
     u = (3 * torch.randn(*shape)).requires_grad_(True)
     x = dist.relaxed(u)

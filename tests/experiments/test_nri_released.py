@@ -136,11 +136,11 @@ def test_undirected_kl_option_and_indep_rejects_it(monkeypatch, cache):
 def test_indep_is_directed_two_logit_gumbel_softmax():
     """The released Indep. edges: (B, 90, 2) logits, softmax((u + G) / tau)[1] = sigmoid((u1 - u0 + L) / tau), the
     two directions of a pair sampled independently, the KL over 180 terms."""
-    from experiments.nri.edges import EdgeDistribution
+    from experiments.nri.edges import edge_distribution
     from experiments.nri.model import EdgeIndex
 
     idx = EdgeIndex(N)
-    dist = EdgeDistribution("indep", idx, tau=0.5)
+    dist = edge_distribution("indep", idx, tau=0.5)
     assert dist.directed and dist.logits_per_edge == 2
     u = torch.randn(4000, 90, 2, dtype=torch.float64)
     u[:, :, 1] += 1.0
@@ -155,23 +155,23 @@ def test_indep_is_directed_two_logit_gumbel_softmax():
     assert abs(float(agree - expect)) < 0.01
     torch.testing.assert_close(dist.kl(u), released_kl_gumbel(u, N))
     # the symmetrised variant keeps its own name
-    sym = EdgeDistribution("indep_sym", idx, tau=0.5)
+    sym = edge_distribution("indep_sym", idx, tau=0.5)
     assert not sym.directed and sym.relaxed(torch.randn(2, 45)).shape == (2, 45)
 
 
 # --------------------------------------------------------------------------------------------- top-k, released FD
 def test_ef_topk_fd_forward_exact_backward_finite_difference(monkeypatch, cache):
-    from experiments.nri.edges import EdgeDistribution
+    from experiments.nri.edges import edge_distribution
     from experiments.nri.model import EdgeIndex
 
     idx = EdgeIndex(N)
-    exact = EdgeDistribution("ef_topk", idx, tau=0.5)
+    exact = edge_distribution("ef_topk", idx, tau=0.5)
     u = torch.randn(3, 45, dtype=torch.float64)
     g = torch.randn(3, 45, dtype=torch.float64)
     grads = {}
     for eps in (1e-4, 1.0):
-        fd = EdgeDistribution("ef_topk_fd", idx, tau=0.5, regularizer="ef_topk_fd", eps=eps)
-        assert fd.eps == eps and fd.regularizer == "exp_family_entropy"
+        fd = edge_distribution("ef_topk_fd", idx, tau=0.5, eps=eps)
+        assert fd.structure.eps == eps and fd.regularizer == "exp_family_entropy"
         a, b = u.clone().requires_grad_(True), u.clone().requires_grad_(True)
         xa = fd.relaxed(a, generator=torch.Generator().manual_seed(3))
         xb = exact.relaxed(b, generator=torch.Generator().manual_seed(3))
@@ -182,10 +182,10 @@ def test_ef_topk_fd_forward_exact_backward_finite_difference(monkeypatch, cache)
     torch.testing.assert_close(*grads[1e-4], rtol=1e-4, atol=1e-6)  # small step: the exact gradient
     assert not torch.allclose(*grads[1.0], rtol=1e-2, atol=1e-4)  # eps = 1: a different gradient
     with pytest.raises(ValueError, match="eps"):
-        EdgeDistribution("ef_topk_fd", idx, tau=0.5, eps=0.0)
+        edge_distribution("ef_topk_fd", idx, tau=0.5, eps=0.0)
     # relaxation.eps reaches the task, and a bad one fails before any data is built
     task = _task(monkeypatch, cache, ["relaxation=ef_topk_fd", "relaxation.eps=0.1"])
-    assert task.dist.eps == 0.1 and task.dist.structure.eps == 0.1
+    assert task.dist.structure.eps == 0.1
     monkeypatch.setenv("SST_CACHE_DIR", cache + "/never")
     with pytest.raises(ValueError, match="relaxation.eps"):
         from experiments.nri.task import NRITask

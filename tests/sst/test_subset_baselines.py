@@ -111,3 +111,47 @@ def test_hard_never_picks_padding_when_relaxed_entries_underflow(fn, tau):
     theta[~mask] = 100.0
     z = fn(theta, 5, tau, mask=mask, hard=True, generator=torch.Generator().manual_seed(0))
     assert torch.all(z.sum(-1) == 5) and torch.all(z[~mask] == 0) and torch.all(z[:, -1] == 1)
+
+
+# ------------------------------------------------------------------------------------------------ as structures
+@pytest.mark.parametrize("method, fn", [("l2x", l2x_subset), ("softsub", softsub_subset),
+                                        ("ef_topk_fd", ef_topk_fd_subset)])
+@pytest.mark.parametrize("hard", [False, True])
+def test_subset_sampler_draws_its_method_through_sst_sample_and_the_estimators(method, fn, hard):
+    """sst.sample and the relaxed / straight_through estimators draw SubsetSampler's method, mask included."""
+    import sst
+    import sst.estimators
+    from sst.subset_baselines import SubsetSampler
+
+    theta = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
+    mask = torch.arange(8) < torch.tensor([[8], [5], [2]])
+    S = SubsetSampler(3, method).with_mask(mask)
+    want = fn(theta, 3, 0.5, mask=mask, hard=hard, generator=torch.Generator().manual_seed(1))
+    got = sst.sample(S, theta, tau=0.5, regularizer=method, hard=hard, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    est = sst.estimators.build("straight_through" if hard else "relaxed", tau=0.5, regularizer=method)
+    out = est(S, theta, lambda z: z.sum(-1), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out.x, want, rtol=0, atol=0)
+    assert S.argmax(theta).sum(-1).eq(3).all() and S.regularizers == (method,)
+    with pytest.raises(ValueError, match="no relax"):
+        S.relax(theta, 0.5, method)
+
+
+def test_subset_sampler_and_finite_difference_topk_check_their_arguments():
+    import sst
+    from sst.subset_baselines import FiniteDifferenceTopK, SubsetSampler
+
+    with pytest.raises(ValueError, match="method must be one of l2x, softsub, ef_topk_fd"):
+        SubsetSampler(3, "sparsemax")
+    with pytest.raises(ValueError, match="eps"):
+        FiniteDifferenceTopK(3, eps=0.0)
+    theta = torch.randn(2, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    fd = FiniteDifferenceTopK(3, eps=1e-5)  # forward: the exact marginals; backward: close to exact for small eps
+    a, b = theta.clone().requires_grad_(True), theta.clone().requires_grad_(True)
+    x = fd.relax(a, tau=0.5)
+    y = sst.TopK(3).relax(b, tau=0.5)
+    torch.testing.assert_close(x, y)
+    g = torch.randn(2, 6, dtype=torch.float64)
+    (x * g).sum().backward()
+    (y * g).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-7)
