@@ -26,10 +26,10 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRESET = "nri_quick"
-# Wall seconds per seed, two seeds at a time on a 2-core CPU (rounded up): the four seeds of `make run` took 334 and
-# 474 s of CPU in all (80-120 s each: start-up, data, 2,000 steps, evaluation) in two runs on a 2-core AMD EPYC
-# shared with other jobs (load 4-8), 9.5 and 19.2 minutes of wall time.
-SEED_SECONDS = 180
+# Wall seconds per seed, two seeds at a time on a free 2-core CPU (rounded up): `make run` (four seeds, data
+# generation included) took 2.0 minutes of wall time on an otherwise idle 2-core AMD EPYC (3.7 CPU-minutes), and
+# 9.5 and 19.2 minutes on the same machine shared with other jobs (load 4-8).
+SEED_SECONDS = 60
 PAPER_COMMAND = "python run.py experiment=nri"
 PAPER_NOTE = ("the paper's setting: 10 vertices, 9-step prediction, 256 hidden units, batch 128, 50,000 steps; "
               "a GPU job (about 25 minutes on one H200 without torch.compile; days on a CPU)")
@@ -45,7 +45,7 @@ def plan(seeds: list[int], parallel: int) -> str:
         f"[quickstart] NRI graph layout (Paulus et al. 2020) at CPU size: {PRESET} = 5 vertices, one-step prediction,\n"
         f"  64 hidden units, batch 32, lr 1e-3, tau 1, 10k/1k/1k simulated trajectories, 2,000 steps per seed.\n"
         f"  Seeds {', '.join(map(str, seeds))}, {parallel} at a time (one thread each): about {minutes:.0f} minutes "
-        f"with {parallel} free CPU cores\n  (about {SEED_SECONDS / 60:.0f} minutes per seed; longer when other jobs "
+        f"with {parallel} free CPU cores\n  (about {SEED_SECONDS} s per seed; longer when other jobs "
         f"share the cores). Each seed learns the tree or its negative;\n  the seed with the best validation ELBO is "
         f"kept, as the paper's search does."
     )
