@@ -23,6 +23,7 @@ from experiments.common.checkpoint import (
     skip_batches,
     start_state,
 )
+from experiments.common.config import COMPILE_CHOICES
 from experiments.common.loggers import RunningMeans, build_logger
 from experiments.common.runtime import (
     command_line,
@@ -65,9 +66,6 @@ def train_step(task: Task, module: torch.nn.Module, optimizer: torch.optim.Optim
                grad_clip: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One eager optimisation step (:class:`TrainStep` without compilation). Returns the loss and the logs."""
     return TrainStep(task, module, optimizer, scheduler, grad_clip)(batch, step)
-
-
-COMPILE_CHOICES = ("auto", "true", "false")
 
 
 def compile_setting(value: Any) -> str:
