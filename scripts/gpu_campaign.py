@@ -3,7 +3,7 @@ next slot needs to continue into a few files.
 
     python scripts/gpu_campaign.py QUEUE OUTDIR --minutes M [--resume-from DIR] [--jobs N] [--workdir W]
 
-QUEUE follows the lead's queue format (/work/notes/queue_format.md, summarised in docs/gpu.md): one run a line,
+QUEUE (the format is in docs/gpu.md): one run a line,
 ``NAME OVERRIDE [OVERRIDE ...]`` (``#`` comments and blank lines ignored), or a YAML list of
 ``{name: NAME, overrides: [...]}``. Every run is ``python run.py <overrides> hydra.run.dir=<workdir>/<NAME>
 trainer.max_minutes=<its budget> trainer.progress=false`` plus ``logger=none`` and ``device=auto`` unless the line
