@@ -127,7 +127,7 @@ def check_step_schedule(cfg: DictConfig, key: str = "optim.lr_decay_steps") -> N
 
 
 def experiment_names() -> list[str]:
-    """The experiment packages under ``experiments/`` (those with ``train`` and ``validate``)."""
+    """The experiment packages under ``experiments/`` (those with ``task_class`` and ``validate``)."""
     import experiments
 
     names = []

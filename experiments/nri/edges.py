@@ -169,8 +169,7 @@ def released_choice(means: Tensor) -> dict[str, float]:
     """The released choice from :func:`released_edge_sums` ``/ count`` ``(3, 2)``: the type with the larger mean
     precision over the evaluation set (``np.argmax``: the complement wins ties), its precision, recall and
     accuracy, and ``complement`` = 1.0 when the complement was chosen."""
-    prec, rec, acc = (float(v) for v in means[0]), (float(v) for v in means[1]), (float(v) for v in means[2])
-    prec, rec, acc = list(prec), list(rec), list(acc)
+    prec, rec, acc = means.tolist()
     i = 0 if prec[0] >= prec[1] else 1
     return {"edge_precision_released": prec[i], "edge_recall_released": rec[i], "edge_accuracy_released": acc[i],
             "edge_released_complement": float(i == 0)}

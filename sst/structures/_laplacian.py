@@ -120,8 +120,8 @@ def eliminate_marginals(theta: Tensor, valid: Tensor, root: int) -> Tensor:
         # absent edge): the value -MAX_SPREAD as a constant (gradient 0)
         low = -MAX_SPREAD + torch.where(torch.isfinite(td), t - td, torch.zeros_like(td))
         x = torch.where(keep, t - mx, torch.where(valid, low, torch.zeros_like(td)))
-        if root != n - 1:
-            perm = torch.tensor([v for v in range(n) if v != root] + [root], device=theta.device)
+        if root != n - 1:  # rotate the nodes so that root comes last (det L_r does not depend on the order)
+            perm = (torch.arange(n, device=theta.device) + root + 1) % n
             x = x.index_select(-2, perm).index_select(-1, perm)
         logz = log_partition_eliminate(x)
         (g,) = torch.autograd.grad(logz.sum(), t, create_graph=need_graph)
