@@ -20,7 +20,7 @@ test: $(STAMP)
 test-full: $(STAMP)
 	$(PY) -m pytest -q
 
-# A short NRI job that learns the graph on a CPU (about 7 minutes on 2 cores), then a summary; ARGS go to
+# A short NRI job that learns the graph on a CPU (2 minutes on an idle 2-core CPU), then a summary; ARGS go to
 # experiments/quickstart.py (e.g. ARGS="--seeds 0 1"). The paper-scale run is `python run.py experiment=nri` (GPU).
 run: $(STAMP)
 	$(PY) -m experiments.quickstart $(ARGS)

@@ -61,6 +61,7 @@ from experiments.common.runtime import (
     resolve_device,
     seed_everything,
     write_bench_record,
+    write_record,
 )
 from experiments.common.trainer import TrainStep, batch_generator, tf32_matmuls
 
@@ -234,10 +235,11 @@ def _time_training(cfg: DictConfig, iters: int, warmup: int, log_reps: int, comp
     step, t = 0, time.perf_counter()
     loss, logs = torch.zeros(()), {}
     first_s = None
+    window_start = time.time()
     for i in range(warmup + iters):  # the trainer's own iteration (TrainStep)
         if i == warmup:
             sync(device)
-            t = time.perf_counter()
+            t, window_start = time.perf_counter(), time.time()
         loss, logs = step_fn(next(batches), step)
         step += 1
         log.add(loss, logs, step)
@@ -246,6 +248,7 @@ def _time_training(cfg: DictConfig, iters: int, warmup: int, log_reps: int, comp
             first_s = time.perf_counter() - t
     sync(device)
     elapsed = time.perf_counter() - t
+    window = [round(window_start, 3), round(time.time(), 3)]  # wall clock of the timed region (packed runs' overlap)
     # the logging bookkeeping alone, on the last step's scalars (for the per-iteration split)
     loss, logs = loss.detach(), {k: v.detach() for k, v in logs.items()}
     alone = LogSums(log.log_every)
@@ -263,6 +266,7 @@ def _time_training(cfg: DictConfig, iters: int, warmup: int, log_reps: int, comp
         "timed_s": round(elapsed, 4),
         "ms_per_iter": round(1e3 * elapsed / iters, 3),
         "steps_per_s": round(iters / elapsed, 3),
+        "timed_window_unix": window,
         "logging_ms": round(logging_ms, 4),
         "compiled": compiled,
     }
@@ -291,9 +295,10 @@ def nri_split(cfg: DictConfig, iters: int, warmup: int, logging_ms: float) -> di
 
 def bench_row(name: str, relaxation: str, device: str, user: list[str], iters: int, warmup: int,
               split_iters: tuple[int, int] | None = None, quick: bool = False,
-              compile_mode: str = "off") -> dict[str, Any]:
+              compile_mode: str = "off", split: bool = True) -> dict[str, Any]:
     """One experiment x relaxation: the config, the whole-iteration timing, the NRI split (``split_iters`` =
-    (warmup, iterations) of the profile, default the same as the timing's), the paper-run estimate.
+    (warmup, iterations) of the profile, default the same as the timing's; none when ``split`` is false), the
+    paper-run estimate.
     ``compile_mode``: ``off`` (eager), ``on`` (the compiled step; ``compiled: true`` in the row) or ``both`` (eager
     in the row's main keys, the compiled step's figures under ``compiled_step``, and their ratio)."""
     cfg, overrides, note = build_cfg(name, relaxation, device, user, quick)
@@ -315,7 +320,7 @@ def bench_row(name: str, relaxation: str, device: str, user: list[str], iters: i
         row["compiled_step"] = {k: c[k] for k in keep if k in c}
         row["compiled_step"]["paper_run_minutes"] = round(steps / c["steps_per_s"] / 60.0, 1)
         row["compiled_speedup"] = round(c["steps_per_s"] / row["steps_per_s"], 3)
-    if name == "nri":
+    if name == "nri" and split:
         split_warmup, split_n = split_iters if split_iters is not None else (warmup, iters)
         row["split"] = nri_split(cfg, split_n, split_warmup, row["logging_ms"])
     row["overrides"] = overrides
@@ -376,6 +381,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--quick", action="store_true", help="a few iterations each (a smoke test); writes only with --out")
     p.add_argument("--compile", default="off", choices=COMPILE_MODES,
                    help="off: eager steps (default); on: the compiled step (trainer.compile=true); both: side by side")
+    p.add_argument("--no-split", action="store_true", help="skip the NRI per-part profile (e.g. for packed runs)")
     p.add_argument("--out", default=None, help="JSON path (default results/bench/training_<device>.json)")
     argv = list(sys.argv[1:] if argv is None else argv)
     args, overrides = p.parse_known_args(argv)
@@ -398,48 +404,56 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    default_out = ROOT / "results" / "bench" / f"training_{device.type}.json"
+
+    def record_of(rows: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
+        table = markdown(rows, device.type, torch.get_num_threads())
+        return {
+            "command": "python " + shlex.join(["benchmarks/bench_training.py", *argv]),
+            "commit": git_commit(),
+            "quick": args.quick,
+            "complete": complete,
+            "device": device.type,
+            "hardware": hardware(device),
+            "torch_threads": torch.get_num_threads(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "load_avg_before": [round(x, 2) for x in load_before] if load_before else None,
+            "load_avg_after": [round(x, 2) for x in os.getloadavg()] if load_before else None,
+            "warmup": warmup,
+            "iters": iters,
+            "compile": args.compile,
+            "wall_time_s": round(time.perf_counter() - t0, 2),
+            "notes": ("steps/s: whole trainer iterations (training_step, zero_grad, backward, optimizer.step, "
+                      "scheduler.step, log sums), device synced only around the timed region; paper_run_minutes = "
+                      "paper_run_steps / steps_per_s / 60, training steps only (no evaluation)"),
+            "results": rows,
+            "markdown": table,
+        }
+
     rows: list[dict[str, Any]] = []
-    for name, relaxations in plan:
-        for rel in relaxations:
-            try:
-                row = bench_row(name, rel, device.type, per_exp[name], iters, warmup,
-                                split_iters=(0, 1) if args.quick else None, quick=args.quick,
-                                compile_mode=args.compile)
-                c = row.get("compiled_step")
-                print(f"[bench] {name}/{rel}: {row['ms_per_iter']:.1f} ms/iter, {row['steps_per_s']:.2f} steps/s "
-                      f"(set-up {row['setup_s']:.1f} s)" + (f"; compiled {c['steps_per_s']:.2f} steps/s, compile "
-                      f"{c['compile_s']:.1f} s, {c['recompiles']} recompiles" if c else ""), file=sys.stderr,
-                      flush=True)
-            except Exception as e:  # one missing data set must not hide the other rows
-                row = {"experiment": name, "relaxation": rel, "error": f"{type(e).__name__}: {e}"}
-                print(f"[bench] {name}/{rel} failed: {row['error']}", file=sys.stderr, flush=True)
-            rows.append(row)
-            gc.collect()
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-    table = markdown(rows, device.type, torch.get_num_threads())
-    print(table)
-    record = {
-        "command": "python " + shlex.join(["benchmarks/bench_training.py", *argv]),
-        "commit": git_commit(),
-        "quick": args.quick,
-        "device": device.type,
-        "hardware": hardware(device),
-        "torch_threads": torch.get_num_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "load_avg_before": [round(x, 2) for x in load_before] if load_before else None,
-        "load_avg_after": [round(x, 2) for x in os.getloadavg()] if load_before else None,
-        "warmup": warmup,
-        "iters": iters,
-        "compile": args.compile,
-        "wall_time_s": round(time.perf_counter() - t0, 2),
-        "notes": ("steps/s: whole trainer iterations (training_step, zero_grad, backward, optimizer.step, "
-                  "scheduler.step, log sums), device synced only around the timed region; paper_run_minutes = "
-                  "paper_run_steps / steps_per_s / 60, training steps only (no evaluation)"),
-        "results": rows,
-        "markdown": table,
-    }
-    write_bench_record(args.out, ROOT / "results" / "bench" / f"training_{device.type}.json", record, args.quick)
+    todo = [(name, rel) for name, relaxations in plan for rel in relaxations]
+    for i, (name, rel) in enumerate(todo):
+        try:
+            row = bench_row(name, rel, device.type, per_exp[name], iters, warmup,
+                            split_iters=(0, 1) if args.quick else None, quick=args.quick,
+                            compile_mode=args.compile, split=not args.no_split)
+            c = row.get("compiled_step")
+            print(f"[bench] {name}/{rel}: {row['ms_per_iter']:.1f} ms/iter, {row['steps_per_s']:.2f} steps/s "
+                  f"(set-up {row['setup_s']:.1f} s)" + (f"; compiled {c['steps_per_s']:.2f} steps/s, compile "
+                  f"{c['compile_s']:.1f} s, {c['recompiles']} recompiles" if c else ""), file=sys.stderr,
+                  flush=True)
+        except Exception as e:  # one missing data set must not hide the other rows
+            row = {"experiment": name, "relaxation": rel, "error": f"{type(e).__name__}: {e}"}
+            print(f"[bench] {name}/{rel} failed: {row['error']}", file=sys.stderr, flush=True)
+        rows.append(row)
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if i + 1 < len(todo) and args.out is not None:  # a call cut short keeps the rows done ("complete": false)
+            write_record(Path(args.out), record_of(rows, complete=False))
+    record = record_of(rows, complete=True)
+    print(record["markdown"])
+    write_bench_record(args.out, default_out, record, args.quick)
     return record
 
 

@@ -45,9 +45,9 @@ def plan(seeds: list[int], parallel: int) -> str:
         f"[quickstart] NRI graph layout (Paulus et al. 2020) at CPU size: {PRESET} = 5 vertices, one-step prediction,\n"
         f"  64 hidden units, batch 32, lr 1e-3, tau 1, 10k/1k/1k simulated trajectories, 2,000 steps per seed.\n"
         f"  Seeds {', '.join(map(str, seeds))}, {parallel} at a time (one thread each): about {minutes:.0f} minutes "
-        f"with {parallel} free CPU cores\n  (about {SEED_SECONDS} s per seed; longer when other jobs "
-        f"share the cores). Each seed learns the tree or its negative;\n  the seed with the best validation ELBO is "
-        f"kept, as the paper's search does."
+        f"with {parallel} free CPU core{'s' if parallel != 1 else ''}\n  (about {SEED_SECONDS} s per seed; longer "
+        f"when other jobs share the cores). Each seed learns the tree or its negative;\n  the seed with the best "
+        f"validation ELBO is kept, as the paper's search does."
     )
 
 

@@ -33,7 +33,13 @@ def test_environment_python_311():
     assert "python=3.11" in env["dependencies"]
 
 
-def test_gpu_checks_script_parses():
+def test_gpu_scripts_parse():
     import subprocess
 
-    subprocess.run(["bash", "-n", str(REPO / "scripts" / "gpu_checks.sh")], check=True)
+    for name in ("gpu_checks.sh", "gpu_bundle.sh"):
+        subprocess.run(["bash", "-n", str(REPO / "scripts" / name)], check=True)
+
+
+def test_gpu_bundle_folders_are_ignored():
+    ignored = (REPO / ".gitignore").read_text().splitlines()
+    assert "/.whl/" in ignored and "/.gpu_data/" in ignored

@@ -23,7 +23,7 @@ from experiments.report.l2x import (
     l2x_side_pairs,
     paper_value,
 )
-from experiments.report.vae import load_run
+from experiments.report.vae import VAE_LATENTS, VAE_ROWS, load_run
 
 MSE_METRIC = "test/mse_heldout_aspect_file"
 
@@ -254,28 +254,38 @@ def plot_learning_curve(summary: list[dict], out: Path, k: int = 10) -> Path:
 
 
 def plot_vae_curves(paths: Iterable[Path], out: Path, title: str = "Discrete VAE on MNIST") -> Path:
-    """Valid (solid) and train (dashed) negative ELBO against steps, one colour per run, on one figure."""
+    """Valid (solid) and train (dashed) negative ELBO against steps: one panel per latent (relaxation), one colour
+    per estimator (the same in every panel, in the table's row order)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     runs = [load_run(Path(p)) for p in paths]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, run in enumerate(sorted(runs, key=lambda r: r["label"])):
-        c = run["curve"]
-        colour = f"C{i % 10}"
-        ax.plot(c["step"], c["valid/neg_elbo"], "-", color=colour, label=run["label"])
-        train = [math.nan if v is None else v for v in c["train/neg_elbo"]]
-        ax.plot(c["step"], train, "--", color=colour, alpha=0.6)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("negative ELBO (nats); solid: valid, dashed: train")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    lo = [min(r["curve"]["valid/neg_elbo"]) for r in runs]
-    if lo:
-        ax.set_ylim(min(lo) - 5, min(lo) + 60)
+    latent_order = [rel for rel, _ in VAE_LATENTS]
+    latents = sorted({r["relaxation"] for r in runs},
+                     key=lambda rel: (latent_order.index(rel) if rel in latent_order else len(latent_order), rel))
+    names = dict(VAE_LATENTS)
+    est_order = [est for est, _ in VAE_ROWS]
+    extra = sorted({r["estimator"] for r in runs} - set(est_order))
+    colour = {est: f"C{i % 10}" for i, est in enumerate(est_order + extra)}
+    fig, axes = plt.subplots(1, max(1, len(latents)), figsize=(6.2 * max(1, len(latents)), 4.6), squeeze=False)
+    for ax, rel in zip(axes[0], latents):
+        mine = [r for r in runs if r["relaxation"] == rel]
+        rank = {est: i for i, est in enumerate(est_order + extra)}
+        for run in sorted(mine, key=lambda r: (rank[r["estimator"]], r["label"])):
+            c, col = run["curve"], colour[run["estimator"]]
+            ax.plot(c["step"], c["valid/neg_elbo"], "-", color=col, label=run["label"].split(" / ", 1)[-1])
+            train = [math.nan if v is None else v for v in c["train/neg_elbo"]]
+            ax.plot(c["step"], train, "--", color=col, alpha=0.55)
+        lo = min(min(r["curve"]["valid/neg_elbo"]) for r in mine)
+        ax.set_ylim(lo - 5, lo + 45)
+        ax.set_title(names.get(rel, rel), fontsize=10)
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("negative ELBO (nats); solid: valid, dashed: train")
+    fig.suptitle(title, fontsize=11)
     fig.savefig(out, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return Path(out)

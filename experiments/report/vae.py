@@ -94,7 +94,8 @@ def read_curve(path: Path) -> dict[str, list]:
 
 
 def load_run(path: Path) -> dict:
-    """{"label", "curve"} of a run, from a run folder (history.jsonl, metrics.json) or a metrics.json record.
+    """{"label", "relaxation", "estimator", "curve"} of a run, from a run folder (history.jsonl, metrics.json) or a
+    metrics.json record.
 
     Raises:
         ValueError: neither holds a training curve.
@@ -108,15 +109,16 @@ def load_run(path: Path) -> dict:
         curve = read_curve(folder / "history.jsonl")
     if not curve or not curve.get("step"):
         raise ValueError(f"{path}: no training curve (expected history.jsonl or a metrics.json with 'curve')")
-    label = f"{record.get('relaxation', '?')} / {record.get('estimator', '?')}"
-    if not record:  # still running: take the label from the hydra config saved in the folder
+    relaxation, estimator = str(record.get("relaxation", "?")), str(record.get("estimator", "?"))
+    if not record:  # still running: take the names from the hydra config saved in the folder
         hydra_cfg = folder / ".hydra" / "config.yaml"
         if hydra_cfg.is_file():
             from omegaconf import OmegaConf
 
             c = OmegaConf.load(hydra_cfg)
-            label = f"{c.relaxation.name} / {c.estimator.name}"
+            relaxation, estimator = str(c.relaxation.name), str(c.estimator.name)
+    label = f"{relaxation} / {estimator}"
     test = record.get("metrics", {}).get("test/neg_elbo")
     if test is not None:
         label += f" (test {test:.1f})"
-    return {"label": label, "curve": curve}
+    return {"label": label, "relaxation": relaxation, "estimator": estimator, "curve": curve}

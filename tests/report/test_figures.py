@@ -56,7 +56,7 @@ def test_plot_sweep(tmp_path: Path):
 def test_vae_curves(tmp_path: Path):
     import json
 
-    from experiments.report.vae import read_curve
+    from experiments.report.vae import load_run, read_curve
 
     runs = []
     for name, offset in (("a", 0.0), ("b", 5.0)):
@@ -73,4 +73,11 @@ def test_vae_curves(tmp_path: Path):
     assert curve == {"step": [10, 20], "train/neg_elbo": [199.25, 198.25], "valid/neg_elbo": [190.0, 180.0]}
     out = figures.plot_vae_curves([runs[0], runs[1] / "metrics.json"], tmp_path / "curves.png")
     assert out.stat().st_size > 1000
+    # one panel per latent: a Bernoulli run beside the categorical ones
+    record = json.loads((runs[1] / "metrics.json").read_text())
+    (runs[1] / "metrics.json").write_text(json.dumps({**record, "relaxation": "binary_concrete"}))
+    run = load_run(runs[1])
+    assert (run["relaxation"], run["estimator"]) == ("binary_concrete", "b")
+    assert run["label"] == "binary_concrete / b (test 186.0)"
+    assert figures.plot_vae_curves(runs, tmp_path / "two.png").stat().st_size > 1000
 
