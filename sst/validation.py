@@ -78,23 +78,32 @@ def check_floating(w: object, name: str = "w") -> None:
         raise ValueError(f"{name} must be a floating-point tensor (e.g. float32 or float64), got dtype {w.dtype}")
 
 
-def check_weights(w: Tensor, name: str = "w", allow_neg_inf: bool = False, valid: Tensor | None = None) -> None:
+def check_weights(w: Tensor, name: str = "w", allow_neg_inf: bool = False, valid: Tensor | None = None,
+                  extra: tuple[Tensor, str] | None = None) -> None:
     """``w`` must be a floating tensor; with checks on (one sync) it must not contain NaN or +inf, nor -inf unless
     ``allow_neg_inf``. ``valid`` (a bool mask broadcastable to ``w``) limits the infinity checks to the entries a
-    structure reads (e.g. the off-diagonal of a graph); NaN is rejected everywhere."""
+    structure reads (e.g. the off-diagonal of a graph); NaN is rejected everywhere. ``extra`` = (bool tensor, message):
+    a structure's own condition on the values, read in the same sync; any True entry raises ValueError(message)."""
     check_floating(w, name)
     if not checks_enabled():
         return
     inf = torch.isposinf(w) if allow_neg_inf else torch.isinf(w)
     if valid is not None:
         inf = inf & valid
-    if bool((torch.isnan(w) | inf).any()):
-        if bool(torch.isnan(w).any()):
-            raise ValueError(f"{name} contains NaN")
-        if bool((torch.isposinf(w) if valid is None else torch.isposinf(w) & valid).any()):
-            raise ValueError(f"{name} contains +inf; weights must be finite (or -inf where a structure allows it)")
+    flag = (torch.isnan(w) | inf).any()
+    if extra is not None:
+        flag = flag | extra[0].any()
+    if not bool(flag):  # the one sync
+        return
+    if bool(torch.isnan(w).any()):
+        raise ValueError(f"{name} contains NaN")
+    if bool((torch.isposinf(w) if valid is None else torch.isposinf(w) & valid).any()):
+        raise ValueError(f"{name} contains +inf; weights must be finite (or -inf where a structure allows it)")
+    if bool(inf.any()):
         raise ValueError(f"{name} contains -inf, which this structure cannot honour as 'never selected'; pass "
                          "finite weights")
+    if extra is not None:
+        raise ValueError(extra[1])
 
 
 def check_k(k: int, n: int | None = None, name: str = "k") -> int:

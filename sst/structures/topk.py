@@ -12,7 +12,7 @@ from sst.structures._backend import check_backend
 from sst.structures._capped import capped_simplex
 from sst.structures._masking import check_mask, subset_plan
 from sst.structures.base import Structure
-from sst.validation import check_k, checks_enabled
+from sst.validation import check_k, check_weights, checks_enabled
 
 __all__ = ["MASK_GAP", "TopK"]
 
@@ -63,10 +63,12 @@ class TopK(Structure):
             raise ValueError(f"k={self.k} must be <= n, the last dimension of {name}, which is {n}")
 
     def _check(self, w: Tensor, name: str = "w") -> None:
-        super()._check(w, name)
-        if checks_enabled() and bool((torch.isfinite(w).sum(-1) < self.k).any()):
-            raise ValueError(f"{name} has a row with fewer than k={self.k} finite entries (-inf means 'never "
-                             f"selected', so no k-subset exists there); use TopK.masked for padded rows")
+        self._check_shape(w, name)
+        few = None
+        if checks_enabled():  # read in check_weights' one sync
+            few = (torch.isfinite(w).sum(-1) < self.k, f"{name} has a row with fewer than k={self.k} finite entries "
+                   f"(-inf means 'never selected', so no k-subset exists there); use TopK.masked for padded rows")
+        check_weights(w, name, allow_neg_inf=self.allows_neg_inf, extra=few)
 
     def masked(self, w: Tensor, mask: Tensor) -> Tensor:
         """``w`` with the positions where ``mask`` is False taken out of every subset.

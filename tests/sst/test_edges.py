@@ -228,6 +228,26 @@ def test_issue_reproducer_topk_fewer_than_k_finite():
     assert (sst.Binary().relax(torch.full((2, 3), float("-inf")), 0.5) == 0).all()
 
 
+def test_topk_value_checks_cost_one_sync(monkeypatch):
+    """NaN / +inf and the finite-count condition are read together: one host sync per call, and none with checks
+    off."""
+    calls = []
+    original = torch.Tensor.__bool__
+
+    def counting(self):
+        calls.append(1)
+        return original(self)
+
+    monkeypatch.setattr(torch.Tensor, "__bool__", counting)
+    w = torch.randn(4, 6)
+    w[0, 0] = float("-inf")
+    sst.TopK(3)._check(w)
+    assert len(calls) == 1
+    with sst.checks(False):
+        sst.TopK(3)._check(w)
+    assert len(calls) == 1
+
+
 @pytest.mark.parametrize("S,shape", [(sst.Permutation(), (3, 3)), (sst.CorrelatedTopK(2), (5,))])
 def test_neg_inf_rejected_where_it_cannot_be_honoured(S, shape):
     w = torch.zeros(shape)
