@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -274,7 +275,8 @@ def _fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Tas
         state.elapsed_s = elapsed_before + time.perf_counter() - t_start
         save_last(out_dir, state, module, optimizer, scheduler)
         logger.finish()
-        print(f"[sst] interrupted at step {state.step}; rerun in {out_dir} to resume")
+        # the fact only: under Hydra, experiments.common.errors.user_errors prints the command that resumes
+        print(f"[sst] interrupted at step {state.step}; saved {out_dir / 'last.pt'}", file=sys.stderr)
         raise
     finally:
         bar.close()
