@@ -37,6 +37,10 @@ GOALS = [
      105.0, False),
     ("VAE, Bernoulli, ST binary Concrete: test -ELBO", "vae", ("straight_through", "binary_concrete"),
      "test/neg_elbo", 1.0, 1, 111.5, False),
+    ("VAE, Bernoulli, REINFORCE: test -ELBO", "vae", ("reinforce", "binary_concrete"), "test/neg_elbo", 1.0, 1,
+     112.2, False),
+    ("VAE, Bernoulli, MuProp: test -ELBO", "vae", ("muprop", "binary_concrete"), "test/neg_elbo", 1.0, 1, 109.7,
+     False),
 ]
 
 
