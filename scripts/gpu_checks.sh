@@ -56,10 +56,10 @@ part() {  # part NAME SECONDS CMD...: run with a time limit, log its output and 
     echo "== $name: exit $? after $((SECONDS - t0)) s" >> "$log"
 }
 
-together() {  # together NAME SECONDS: the commands in the array jobs[], started at once, each with the time limit
+together() {  # together NAME SECONDS: the commands in the array cmds[], started at once, each with the time limit
     local name=$1 limit=$2 t0=$SECONDS i=0 pids=()
-    echo "== $name: ${#jobs[@]} processes at once (limit ${limit}s each)" >> "$log"
-    for cmd in "${jobs[@]}"; do
+    echo "== $name: ${#cmds[@]} processes at once (limit ${limit}s each)" >> "$log"
+    for cmd in "${cmds[@]}"; do
         i=$((i + 1))
         echo "-- $name $i: $cmd" >> "$log"
         # shellcheck disable=SC2086  # each entry is one command line of words without spaces inside them
@@ -83,21 +83,21 @@ part bench "${BENCH_LIMIT:-250}" "$py" benchmarks/bench_training.py --device "$d
     --experiments "${BENCH_EXPERIMENTS:-nri:spanning_tree+indep+ef_topk,vae}" --out "$out/training_$dev.json" \
     "${nri_args[@]/#/nri:}" "${vae_args[@]/#/vae:}"
 
-jobs=()
+cmds=()
 for i in $(seq 1 "$packed"); do
-    jobs+=("$py benchmarks/bench_training.py --device $dev --no-split ${packed_args[*]} \
+    cmds+=("$py benchmarks/bench_training.py --device $dev --no-split ${packed_args[*]} \
 --experiments nri:spanning_tree --out $out/packed/p$i.json ${nri_args[*]/#/nri:}")
 done
 together packed "${PACKED_LIMIT:-110}"
 
-jobs=()
+cmds=()
 for exp in nri vae; do
     if [ "$exp" = nri ]; then extra="relaxation=spanning_tree trainer.eval_every=$(( steps < 500 ? steps : 500 )) ${nri_args[*]}"
     else extra="trainer.eval_every=$(( steps < 1000 ? steps : 1000 )) ${vae_args[*]}"; fi
     for run in s0_tf32on s0_tf32off s1_tf32on; do
         seed=${run:1:1}
         tf32=true; [ "${run#*tf32}" = off ] && tf32=false
-        jobs+=("$py run.py experiment=$exp $extra seed=$seed trainer.tf32=$tf32 trainer.max_steps=$steps \
+        cmds+=("$py run.py experiment=$exp $extra seed=$seed trainer.tf32=$tf32 trainer.max_steps=$steps \
 trainer.progress=false logger=none device=$dev hydra.run.dir=$out/runs/${exp}_$run")
     done
 done
