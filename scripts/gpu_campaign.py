@@ -384,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _git_commit() -> str | None:
+    """HEAD's commit, or None. Not experiments.common.runtime.git_commit: this script imports nothing from the
+    checkout, so that it runs on a GPU machine where the checkout is not installed (no PYTHONPATH needed)."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):

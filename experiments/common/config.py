@@ -165,14 +165,24 @@ def validate_config(cfg: DictConfig) -> None:
 
 def check_relaxation(cfg: DictConfig) -> None:
     """``relaxation.structure`` is one :func:`experiments.common.relaxations.build_relaxation` knows and
-    ``relaxation.regularizer`` (when set) one that structure has."""
-    from experiments.common.relaxations import REGULARIZERS
+    ``relaxation.regularizer`` (when set) one that structure has (:func:`~experiments.common.relaxations.
+    check_structure`, its message as a ConfigError)."""
+    from experiments.common.relaxations import check_structure
 
-    kind = check_choice(cfg, "relaxation.structure", tuple(REGULARIZERS))
     reg = value_of(cfg, "relaxation.regularizer", None)
-    if reg is not None and reg not in REGULARIZERS[kind]:
-        raise ConfigError(f"relaxation.regularizer={reg!r} is not available for relaxation.structure={kind}; "
-                          f"legal choices: {_choices(REGULARIZERS[kind])}")
+    try:
+        check_structure(str(value_of(cfg, "relaxation.structure", None)), None if reg is None else str(reg))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def compile_setting(value: Any) -> str:
+    """``trainer.compile`` as one of :data:`COMPILE_CHOICES` (YAML gives booleans for true/false); ConfigError
+    listing them otherwise."""
+    text = str(value).lower() if isinstance(value, (bool, str)) else repr(value)
+    if text not in COMPILE_CHOICES:
+        raise ConfigError(f"trainer.compile={value!r} is unknown; legal choices: {_choices(COMPILE_CHOICES)}")
+    return text
 
 
 def validate_common(cfg: DictConfig) -> None:
@@ -209,9 +219,7 @@ def validate_common(cfg: DictConfig) -> None:
                  why="null stops on non-finite losses only")
     for key in ("flush_denormal", "progress", "resume", "tf32"):
         check_bool(cfg, f"trainer.{key}", default=True)
-    compile_ = value_of(cfg, "trainer.compile", "auto")
-    if (str(compile_).lower() if isinstance(compile_, (bool, str)) else compile_) not in COMPILE_CHOICES:
-        raise ConfigError(f"trainer.compile={compile_!r} is unknown; legal choices: {_choices(COMPILE_CHOICES)}")
+    compile_setting(value_of(cfg, "trainer.compile", "auto"))
     check_number(cfg, "trainer.max_minutes", low=0, low_open=True, optional=True, why="null: no time budget")
     check_number(cfg, "optim.lr", low=0, low_open=True)
     check_choice(cfg, "optim.schedule", SCHEDULES, default="constant")

@@ -123,6 +123,9 @@ def clipped_spanning_tree() -> type:
     """The class ``ClippedSpanningTree(max_range)``: an ``sst.SpanningTree`` whose relaxation first raises every
     weight to at least ``max(w) - max_range * tau`` (max over the off-diagonal, i.e. ``w / tau`` within
     ``max_range`` of its maximum), as the released NRI code does; any estimator that calls ``relax`` gets the clip.
+    Its maximum is not detached, unlike the library's own clip (``SpanningTree(max_range)``, whose maximum is), so
+    the gradient also reaches the heaviest edge through the clipped entries. Setting ``max_range`` on the instance
+    also selects the library's fast solve, whose clip then changes nothing (the spread is already within range).
     (A function so that this module imports no torch.)"""
     import torch
 
@@ -164,6 +167,17 @@ STRUCTURES: dict[str, Callable[..., tuple[sst.Structure, str | None]]] = {
 }
 
 
+def check_structure(kind: str, regularizer: str | None) -> None:
+    """``relaxation.structure`` must be one of :data:`STRUCTURES` and ``relaxation.regularizer`` (when set) one of
+    that structure's :data:`REGULARIZERS`; ValueError naming the key and the legal choices otherwise (the config
+    checks, :func:`experiments.common.config.check_relaxation`, raise the same message as a ConfigError)."""
+    if kind not in STRUCTURES:
+        raise ValueError(f"relaxation.structure={kind!r} is unknown; legal choices: {', '.join(STRUCTURES)}")
+    if regularizer is not None and regularizer not in REGULARIZERS[kind]:
+        raise ValueError(f"relaxation.regularizer={regularizer!r} is not available for relaxation.structure={kind}; "
+                         f"legal choices: {', '.join(REGULARIZERS[kind])}")
+
+
 def build_relaxation(cfg: Any, *, k: int | None = None, masked: bool = False,
                      max_range: float | None = None) -> Relaxation:
     """The :class:`Relaxation` of ``cfg`` (``cfg.relaxation``: a mapping with name, structure, regularizer, tau and
@@ -177,14 +191,9 @@ def build_relaxation(cfg: Any, *, k: int | None = None, masked: bool = False,
 
     conf = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     kind = str(conf.get("structure"))
-    if kind not in STRUCTURES:
-        raise ValueError(f"relaxation.structure={kind!r} is unknown; legal choices: {', '.join(STRUCTURES)}")
     reg = conf.get("regularizer")
     reg = None if reg is None else str(reg)
-    legal = REGULARIZERS[kind]
-    if reg is not None and reg not in legal:
-        raise ValueError(f"relaxation.regularizer={reg!r} is not available for relaxation.structure={kind}; "
-                         f"legal: {', '.join(legal)}")
+    check_structure(kind, reg)
     tau = float(conf.get("tau", 1.0))
     if not tau > 0:
         raise ValueError(f"relaxation.tau must be > 0, got {tau}")

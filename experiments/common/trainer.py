@@ -24,7 +24,7 @@ from experiments.common.checkpoint import (
     skip_batches,
     start_state,
 )
-from experiments.common.config import COMPILE_CHOICES
+from experiments.common.config import compile_setting
 from experiments.common.loggers import RunningMeans, build_logger
 from experiments.common.runtime import (
     command_line,
@@ -67,14 +67,6 @@ def train_step(task: Task, module: torch.nn.Module, optimizer: torch.optim.Optim
                grad_clip: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One eager optimisation step (:class:`TrainStep` without compilation). Returns the loss and the logs."""
     return TrainStep(task, module, optimizer, scheduler, grad_clip)(batch, step)
-
-
-def compile_setting(value: Any) -> str:
-    """``trainer.compile`` as one of :data:`COMPILE_CHOICES` (YAML gives booleans for true/false)."""
-    text = str(value).lower() if isinstance(value, (bool, str)) else repr(value)
-    if text not in COMPILE_CHOICES:
-        raise ValueError(f"trainer.compile must be one of {', '.join(COMPILE_CHOICES)}, got {value!r}")
-    return text
 
 
 def use_compile(value: Any, device: torch.device) -> bool:
@@ -289,13 +281,8 @@ def _fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Tas
     load_best(out_dir, module)
     test = _evaluate(task, "test")
     task.save_artifacts(out_dir)
-    metrics = {**test, **{f"best/{k}": v for k, v in state.best_metrics.items()}}
-    if state.best_step is not None:
-        metrics["best/step"] = state.best_step
-    metrics["train/steps_per_s"] = count_rate(state, train_time, elapsed_before)
-    record = build_record(cfg, task, metrics, device, state.elapsed_s, commit=commit)
-    record.update(finished=True, step=state.step, compile=_compile_record(step_fn))
-    (out_dir / METRICS_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    metrics = {**test, **_best_metrics(state), "train/steps_per_s": count_rate(state, train_time, elapsed_before)}
+    _write_metrics(cfg, task, metrics, device, state, commit, step_fn, out_dir, finished=True)
     logger.log(test, state.step)
     logger.finish()
     return metrics
@@ -318,19 +305,31 @@ def _compile_record(step_fn: TrainStep) -> dict[str, Any]:
     return {"enabled": step_fn.compiled, "mode": mode, **step_fn.counts}
 
 
+def _best_metrics(state: TrainState) -> dict[str, float]:
+    """The best validation metrics as ``best/<key>``, and ``best/step`` when there was a validation."""
+    best: dict[str, float] = {f"best/{k}": v for k, v in state.best_metrics.items()}
+    if state.best_step is not None:
+        best["best/step"] = state.best_step
+    return best
+
+
+def _write_metrics(cfg: DictConfig, task: Task, metrics: dict[str, float], device: torch.device, state: TrainState,
+                   commit: str | None, step_fn: TrainStep, out_dir: Path, finished: bool) -> None:
+    """``metrics.json``: the run's record (:func:`build_record`) with ``finished``, the step reached and the
+    compile entry."""
+    record = build_record(cfg, task, metrics, device, state.elapsed_s, commit=commit)
+    record.update(finished=finished, step=state.step, compile=_compile_record(step_fn))
+    (out_dir / METRICS_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+
 def _stop_unfinished(cfg: DictConfig, task: Task, state: TrainState, module: torch.nn.Module,
                      optimizer: torch.optim.Optimizer, scheduler: Any, logger: Any, out_dir: Path,
                      device: torch.device, commit: str | None, rate: float, step_fn: TrainStep) -> dict[str, float]:
     """End a run cut by ``trainer.max_minutes``: ``last.pt``, a ``metrics.json`` with ``"finished": false``, the
     step reached and the best validation metrics so far (no test evaluation), and how to continue."""
     save_last(out_dir, state, module, optimizer, scheduler)
-    metrics: dict[str, float] = {f"best/{k}": v for k, v in state.best_metrics.items()}
-    if state.best_step is not None:
-        metrics["best/step"] = state.best_step
-    metrics["train/steps_per_s"] = rate
-    record = build_record(cfg, task, metrics, device, state.elapsed_s, commit=commit)
-    record.update(finished=False, step=state.step, compile=_compile_record(step_fn))
-    (out_dir / METRICS_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    metrics = {**_best_metrics(state), "train/steps_per_s": rate}
+    _write_metrics(cfg, task, metrics, device, state, commit, step_fn, out_dir, finished=False)
     logger.finish()
     print(f"[sst] trainer.max_minutes={cfg.trainer.max_minutes} reached at step {state.step}/{cfg.trainer.max_steps}; "
           f"saved {out_dir / 'last.pt'} and metrics.json (\"finished\": false). To continue, run the same command "

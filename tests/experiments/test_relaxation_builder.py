@@ -156,7 +156,7 @@ def test_structures_by_config_and_context():
 def test_bad_relaxation_configs_fail_naming_the_key():
     from experiments.common.relaxations import build_relaxation, relaxation_config
 
-    with pytest.raises(ValueError, match=r"relaxation.regularizer='entropy'.*legal: exp_family_entropy"):
+    with pytest.raises(ValueError, match=r"relaxation.regularizer='entropy'.*legal choices: exp_family_entropy"):
         build_relaxation(relaxation_config("ef_topk", tau=1.0, regularizer="entropy"), k=3)
     with pytest.raises(ValueError, match=r"relaxation.structure='tree'.*legal choices: categorical"):
         build_relaxation({"name": "x", "structure": "tree", "tau": 1.0})
