@@ -2,7 +2,7 @@
 
 Batch of 100 items, 20 categorical variables of 10 classes (logits (100, 20, 10)) from an MLP encoder
 784-512-256-200, objective f(z) = -log p(x | z) with an MLP decoder 200-256-512-784 and Bernoulli pixels
-(the discrete VAE of Jang et al. 2017). One step = encode + estimator (sampling, f on the stacked rows,
+(the discrete VAE of Jang et al. 2017). One step = encode + estimator (sampling, f on the samples and relaxed points,
 surrogate) + backward; the median over ``--reps`` steps after ``--warmup`` is reported, with the
 structures' value checks off (``sst.checks(False)``, as in a training loop).
 

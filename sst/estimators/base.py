@@ -6,8 +6,9 @@ Conventions shared by every estimator (see :func:`sst.estimators.build` for the 
   dims in between are independent copies. Per-item log-probabilities sum over all non-batch dims.
 * ``f`` maps ``(N, *event_shape)`` to ``(N,)`` per-row losses, where ``N = m * B`` for some integer
   ``m >= 1``; row ``r`` is a point for item ``r % B`` (rows are laid out *sample-major*, as produced by
-  :func:`tile`). Estimators that need several evaluations (several samples, a relaxed and a hard point, ...)
-  stack them into one call of ``f``.
+  :func:`tile`). All samples of a step go into one call of ``f``; MuProp, REBAR and RELAX call it once more
+  on their expansion or relaxed points (stacked), so that the backward pass for the parameters ``f`` closes
+  over runs through the samples' rows only (about 25% less work on a VAE step than one stacked call).
 * ``out.loss`` is a scalar whose *value* is the mean of ``f`` over the forward samples and whose
   *gradient* is the estimator: ``logits.grad`` receives the batch mean of the per-item gradient estimates,
   the parameters ``f`` closes over receive the gradient of the mean of ``f`` at the forward samples, and

@@ -107,8 +107,10 @@ class Rebar(Estimator):
         lam = self.temperature().to(theta.dtype)
         sz = structure.relax(z / lam, 1.0, self.regularizer)
         szt = structure.relax(zt / lam, 1.0, self.regularizer)
-        fv = call_objective(f, torch.cat([b, sz, szt], 0))
-        fb, fz, fzt = fv[:n], fv[n:2 * n], fv[2 * n:]
+        # f(b) apart from the relaxed points: the final backward then runs through f on the n exact rows only
+        fb = call_objective(f, b)
+        fv = call_objective(f, torch.cat([sz, szt], 0))
+        fz, fzt = fv[:n], fv[n:]
         eta = self.eta.to(theta.dtype)
         cz, czt = eta * fz, eta * fzt
         r = self.residual(torch.cat([z, zt], 0))

@@ -206,7 +206,7 @@ class MuProp(Reinforce):
     ``U = theta + noise``, whose density is known: ``h(u) = f(relax(u, tau))`` is expanded around
     ``E[U] = theta + E[noise]``, ``b(u) = h(E U) + h'(E U).(u - E U)``, and the analytic term is ``h'(E U)``.
     Both are unbiased for any ``f`` differentiable on conv X; ``tau``/``regularizer`` matter only for the
-    second form. ``f`` is called once on ``2 * S * B`` rows (the samples, then the expansion points).
+    second form. ``f`` is called on the ``S * B`` samples, then on the ``S * B`` expansion points.
 
     A baseline can centre what the Taylor term leaves (Gu et al. combine MuProp with NVIL's baselines): the
     residual ``r = f(x) - b(x)`` gets the REINFORCE baselines of :class:`Reinforce` (``"ema"`` of ``r``,
@@ -231,15 +231,14 @@ class MuProp(Reinforce):
     def estimate(self, info: StructureInfo, structure, logits: Tensor, theta: Tensor, f: Objective,
                  context: Tensor | None, generator: torch.Generator | None):
         u, x = self.draw(structure, theta, generator)
-        n = theta.shape[0]
         if info.exact_log_prob:
             anchor = info.mean(theta.detach()).requires_grad_(True)  # expansion point mu, a leaf
             point = anchor
         else:
             anchor = (theta.detach() + info.noise_mean()).requires_grad_(True)  # E[U]
             point = structure.relax(anchor, self.tau, self.regularizer)
-        fv = call_objective(f, torch.cat([x, point.to(x.dtype)], 0))
-        value, f0 = fv[:n], fv[n:]
+        # two calls, not one on the stacked rows: the final backward then runs through f on the samples only
+        value, f0 = call_objective(f, x), call_objective(f, point.to(x.dtype))
         logp = info.score_log_prob(theta, x, u)
         if not (torch.is_grad_enabled() and f0.requires_grad):
             return value.mean(), x, value, {}
