@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -27,6 +25,7 @@ from torch import nn
 
 import sst
 import sst.estimators as E
+from experiments.common.runtime import git_commit, hardware, write_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,12 +119,11 @@ def main(argv=None) -> None:
     table = "\n".join(md)
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"command": " ".join(["python", "benchmarks/bench_estimators.py", *(argv or sys.argv[1:])]),
-              "batch": args.batch, "event_shape": [20, 10], "threads": args.threads, "reps": args.reps,
-              "hardware": {"platform": platform.platform(), "processor": platform.processor(),
-                           "torch": torch.__version__}, "rows": rows}
+              "commit": git_commit(), "batch": args.batch, "event_shape": [20, 10], "threads": args.threads,
+              "reps": args.reps, "hardware": hardware(), "rows": rows}
     load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     record["load_average"] = load
-    (args.out / "bench.json").write_text(json.dumps(record, indent=1))
+    write_record(args.out / "bench.json", record)
     (args.out / "bench.md").write_text(table + f"\n\nbatch {args.batch} x 20 x 10, {args.threads} thread(s), "
                                        f"load average {load} (CPU time is the thread's own time).\n")
     print()
