@@ -77,6 +77,19 @@ class Relaxation:
         sst.estimators.check_supported(name, self.structure)
         return sst.estimators.build(name, **{"tau": self.tau, "regularizer": self.regularizer, **options})
 
+    def estimator_from_config(self, cfg: Any, **extra: Any) -> sst.estimators.Estimator:
+        """:meth:`estimator` from an ``estimator`` config group entry (``configs/estimator/*.yaml``: its ``name``,
+        ``structures`` the structures it serves, every other key an option of ``sst.estimators.build``), plus the
+        ``extra`` options the experiment supplies (``event_shape``, ``context_dim``), which win over the config's."""
+        from omegaconf import OmegaConf
+
+        opts = dict(OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg)
+        if "name" not in opts:
+            raise ValueError(f"an estimator config needs a name, got keys {', '.join(sorted(opts)) or 'none'}")
+        name = str(opts.pop("name"))
+        opts.pop("structures", None)
+        return self.estimator(name, **{**opts, **extra})
+
 
 def _k(k: int | None, kind: str) -> int:
     if k is None:

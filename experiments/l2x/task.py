@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor
 
 import sst
@@ -113,9 +113,7 @@ class BeerL2XTask(Task):
         if self.k > int(cfg.data.max_len):
             raise ValueError(f"k={self.k} exceeds data.max_len={cfg.data.max_len}")
         relaxation = build_relaxation(cfg.relaxation, k=self.k, masked=True)
-        options = {key: v for key, v in OmegaConf.to_container(cfg.estimator, resolve=True).items()
-                   if key not in ("name", "structures")}
-        self.estimator = relaxation.estimator(str(cfg.estimator.name), **options)
+        self.estimator = relaxation.estimator_from_config(cfg.estimator)
         self.sampler = Sampler(relaxation, hard=bool(getattr(self.estimator, "hard", False)))
         m = cfg.model
         pairwise = str(m.pairwise) if self.sampler.correlated else None

@@ -67,12 +67,8 @@ class NRITask(Task):
     def _build_estimator(self, cfg: DictConfig):
         """The relaxation's estimator (:meth:`Relaxation.estimator`) with the config's options and the flattened
         trajectories as NVIL's context."""
-        from omegaconf import OmegaConf
-
-        opts = OmegaConf.to_container(cfg.estimator, resolve=True)
-        name = opts.pop("name")
-        opts.pop("structures", None)
-        return self.dist.relaxation.estimator(name, context_dim=self.timesteps * self.n * 2, **opts).to(self.device)
+        return self.dist.relaxation.estimator_from_config(cfg.estimator,
+                                                          context_dim=self.timesteps * self.n * 2).to(self.device)
 
     def module(self) -> torch.nn.Module:
         return torch.nn.ModuleDict({"model": self.model, "estimator": self.estimator})

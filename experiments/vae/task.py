@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from experiments.common.data import TensorBatches, resolve_data_root
@@ -21,8 +21,6 @@ from sst.estimators import tile
 
 # relaxation.structure -> (latent kind, default number of latent variables)
 LATENT_OF = {"categorical": ("categorical", 20), "binary": ("bernoulli", 200)}
-# estimator config keys that are not options of sst.estimators.build
-_NOT_OPTIONS = ("name", "structures")
 
 
 def temperature(step: int, tau0: float, rate: float, tau_min: float, every: int) -> float:
@@ -84,10 +82,8 @@ class VAETask(Task):
         self.kl_warmup = int(acfg.get("kl_warmup", 0))
         if self.kl_warmup < 0:
             raise ValueError(f"anneal.kl_warmup must be a number of steps >= 0, got {self.kl_warmup}")
-        options = OmegaConf.to_container(cfg.estimator, resolve=True)
-        options = {k: v for k, v in options.items() if k not in _NOT_OPTIONS}
-        self.estimator = self.relaxation.estimator(str(cfg.estimator.name), event_shape=self.model.event_shape,
-                                                   context_dim=self.model.data_dim, **options)
+        self.estimator = self.relaxation.estimator_from_config(cfg.estimator, event_shape=self.model.event_shape,
+                                                               context_dim=self.model.data_dim)
         self.net = nn.ModuleDict({"model": self.model, "estimator": self.estimator}).to(device)
         ecfg = cfg.get("eval", {})
         self.eval_batch = int(ecfg.get("batch_size", 1000))

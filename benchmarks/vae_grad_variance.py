@@ -1,0 +1,172 @@
+"""Gradient variance of every estimator on trained discrete VAEs (experiments.vae.gradvar).
+
+For each finished VAE run folder (``best.pt`` and ``.hydra/config.yaml``): the model at its best step, the
+temperature annealed to that step, the first ``--batch`` validation images (binarised once, as evaluation does) as
+the fixed minibatch. Measured there, ``--draws`` draws each:
+
+* the run's own estimator, with the parameters it learned (NVIL's baseline, REBAR/RELAX's eta, temperature and
+  network) and its frozen running statistics;
+* the parameter-free estimators of ``--also`` (default relaxed, straight_through, reinforce, muprop), built from
+  ``configs/estimator/<name>.yaml`` at the run's temperature, so every model is measured by the same yardsticks.
+
+Per pair: tr Cov of one draw of the encoder gradient (``total_var``), ||E g||^2 and their ratio (``snr``); for the
+biased estimators (relaxed, straight-through) also their bias ||E g_b - E g|| / ||E g|| against the unbiased ones'
+inverse-variance weighted mean, squares estimated without the draws' own noise (``rel_bias``; null when that
+noise swamps it). Writes a study record and a figure:
+
+    python benchmarks/vae_grad_variance.py outputs/vae_bern/<run> [...] \\
+        --out results/vae/studies/grad_variance.json --plot results/vae/grad_variance.png
+
+One thread by default (about 10-20 ms a draw for the paper's model on a 2-core AMD EPYC).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor
+from tqdm import tqdm
+
+from experiments.common.checkpoint import load_finished_run
+from experiments.common.runtime import provenance, write_record
+from experiments.vae.gradvar import PARAMETER_FREE, GradientMoments, encoder_gradient_moments
+from experiments.vae.task import VAETask
+
+ROOT = Path(__file__).resolve().parents[1]
+BIASED = ("relaxed", "straight_through")
+
+
+def pooled_mean(moments: list[GradientMoments]) -> tuple[Tensor, float]:
+    """The inverse-variance weighted mean of unbiased estimators' mean draws (weights R / tr Cov each) and its own
+    noise, tr Cov of the pooled mean (1 / sum of the weights)."""
+    weights = [m.draws / max(m.total_var, 1e-300) for m in moments]
+    total = sum(weights)
+    return sum(w * m.mean for w, m in zip(weights, moments)) / total, 1.0 / total
+
+
+def relative_bias(biased: GradientMoments, ref_mean: Tensor, ref_noise: float) -> float | None:
+    """||E g_b - E g|| / ||E g|| against an unbiased reference mean of noise ``ref_noise`` (tr Cov of that mean),
+    both squares less the means' own noise; None when the correction leaves nothing (the bias is below the draws'
+    resolution)."""
+    diff = float((biased.mean - ref_mean).pow(2).sum()) - biased.total_var / biased.draws - ref_noise
+    signal = float(ref_mean.pow(2).sum()) - ref_noise
+    if diff <= 0 or signal <= 0:
+        return None
+    return math.sqrt(diff / signal)
+
+
+def measure_run(run_dir: Path, also: list[str], draws: int, batch: int, seed: int,
+                device: torch.device) -> dict:
+    """The study's entry for one run folder (see the module docstring)."""
+    task = load_finished_run(run_dir, "vae", VAETask, device)
+    step = int(torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)["step"])
+    tau = task.set_temperature(step)
+    x = task.eval_data["valid"][:batch]
+    own = str(task.cfg.estimator.name)
+    estimators = {own: task.estimator}
+    for name in also:
+        if name != own:
+            est = task.relaxation.estimator_from_config(OmegaConf.load(ROOT / "configs" / "estimator" / f"{name}.yaml"),
+                                                        event_shape=task.model.event_shape,
+                                                        context_dim=task.model.data_dim).to(device)
+            if hasattr(est, "tau"):
+                est.tau = tau
+            estimators[name] = est
+    moments = {}
+    for i, (name, est) in enumerate(estimators.items()):
+        gen = torch.Generator(device=device).manual_seed(seed * 1000 + i)
+        moments[name] = encoder_gradient_moments(task.model, task.structure, est, x, draws, generator=gen)
+    measured = {name: m.summary() for name, m in moments.items()}
+    unbiased = [m for name, m in moments.items() if name not in BIASED]
+    if unbiased:
+        ref_mean, ref_noise = pooled_mean(unbiased)
+        for name in BIASED:
+            if name in moments:
+                measured[name]["rel_bias"] = relative_bias(moments[name], ref_mean, ref_noise)
+    return {"run": run_dir.name, "relaxation": str(task.cfg.relaxation.name), "trained_with": own,
+            "seed": int(task.cfg.seed), "step": step, "tau": tau, "batch": int(x.shape[0]), "draws": draws,
+            "encoder_params": int(moments[own].mean.numel()), "measured": measured}
+
+
+def plot(runs: list[dict], path: Path) -> None:
+    """log10 tr Cov against the estimator each model was trained with (x): its own estimator (star) and the
+    parameter-free ones measured at the same model beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trained = list(dict.fromkeys(r["trained_with"] for r in runs))
+    others = list(dict.fromkeys(k for r in runs for k in r["measured"] if k != r["trained_with"]))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    slots = 1 + len(others)
+    width = 0.8 / slots
+
+    def at(group: str, slot: int) -> float:
+        return trained.index(group) - 0.4 + width * (slot + 0.5)
+
+    ax.scatter([at(r["trained_with"], 0) for r in runs],
+               [r["measured"][r["trained_with"]]["log10_total_var"] for r in runs],
+               marker="*", s=70, color="black", label="its own estimator", zorder=4)
+    for j, name in enumerate(others, start=1):
+        pts = [(at(r["trained_with"], j), r["measured"][name]["log10_total_var"]) for r in runs
+               if name in r["measured"] and name != r["trained_with"]]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, label=name, zorder=3)
+    ax.set_xticks(range(len(trained)), [f"model of\n{t}" for t in trained])
+    ax.set_ylabel("log10 tr Cov of the encoder gradient")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title("Gradient variance at the trained models (one point per seed)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path, help="finished VAE run folders")
+    p.add_argument("--also", default=",".join(PARAMETER_FREE),
+                   help=f"parameter-free estimators measured at every model, comma-separated (of "
+                        f"{', '.join(PARAMETER_FREE)}; empty for none)")
+    p.add_argument("--draws", type=int, default=500)
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=None, help="the study record (JSON); none when omitted")
+    p.add_argument("--plot", type=Path, default=None, help="the figure (PNG); none when omitted")
+    args = p.parse_args(argv)
+    also = [a for a in args.also.split(",") if a]
+    bad = [a for a in also if a not in PARAMETER_FREE]
+    if bad:
+        raise ValueError(f"--also must name estimators without parameters of their own ({', '.join(PARAMETER_FREE)})"
+                         f", got {', '.join(bad)}")
+    if args.draws < 2 or args.batch < 1:
+        raise ValueError(f"--draws must be >= 2 and --batch >= 1, got {args.draws} and {args.batch}")
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    t0 = time.perf_counter()
+    runs = [measure_run(r, also, args.draws, args.batch, args.seed, device)
+            for r in tqdm(args.runs, desc="runs", unit="run")]
+    for r in runs:
+        cells = "  ".join(f"{k} {v['log10_total_var']:.2f}" for k, v in r["measured"].items())
+        print(f"{r['run']}: log10 tr Cov  {cells}")
+    entry = {"name": "grad_variance", "experiment": "vae",
+             "what": "variance of the encoder gradient per estimator at trained models (best.pt, fixed minibatch)",
+             "runs": runs, **provenance(device, time.perf_counter() - t0)}
+    if args.out is not None:
+        write_record(args.out, {"study": "grad_variance", "entries": [entry]})
+        print(f"wrote {args.out}")
+    if args.plot is not None:
+        plot(runs, args.plot)
+        print(f"wrote {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
