@@ -39,6 +39,8 @@ from experiments.vae.task import VAETask
 
 ROOT = Path(__file__).resolve().parents[1]
 BIASED = ("relaxed", "straight_through")
+# the VAE table's row order, for the figure
+ESTIMATOR_ORDER = ("relaxed", "straight_through", "reinforce", "nvil", "muprop", "rebar", "relax")
 
 
 def pooled_mean(moments: list[GradientMoments]) -> tuple[Tensor, float]:
@@ -101,8 +103,10 @@ def plot(runs: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    trained = list(dict.fromkeys(r["trained_with"] for r in runs))
-    others = list(dict.fromkeys(k for r in runs for k in r["measured"] if k != r["trained_with"]))
+    order = {name: i for i, name in enumerate(ESTIMATOR_ORDER)}
+    trained = sorted(dict.fromkeys(r["trained_with"] for r in runs), key=lambda n: order.get(n, len(order)))
+    others = sorted(dict.fromkeys(k for r in runs for k in r["measured"] if k != r["trained_with"]),
+                    key=lambda n: order.get(n, len(order)))
     fig, ax = plt.subplots(figsize=(9, 4.2))
     slots = 1 + len(others)
     width = 0.8 / slots
