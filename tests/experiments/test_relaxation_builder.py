@@ -168,6 +168,21 @@ def test_bad_relaxation_configs_fail_naming_the_key():
         relaxation_config("nope")
 
 
+def test_estimator_from_its_config_entry():
+    from omegaconf import OmegaConf
+
+    from experiments.common.relaxations import build_relaxation, relaxation_config
+
+    rel = build_relaxation(relaxation_config("binary_concrete", tau=0.7))
+    entry = OmegaConf.load(Path(__file__).parents[2] / "configs" / "estimator" / "reinforce.yaml")
+    est = rel.estimator_from_config(entry)
+    assert est.name == "reinforce" and est.baseline == entry.baseline and est.num_samples == entry.num_samples
+    assert est.tau == 0.7  # the relaxation's temperature
+    assert rel.estimator_from_config({"name": "reinforce", "num_samples": 2}, num_samples=3).num_samples == 3
+    with pytest.raises(ValueError, match="an estimator config needs a name, got keys baseline"):
+        rel.estimator_from_config({"baseline": "loo"})
+
+
 @pytest.mark.parametrize("override, match", [
     ("relaxation.regularizer=entropy", r"relaxation.regularizer='entropy' is not available for "
                                        r"relaxation.structure=topk; legal choices: exp_family_entropy"),
