@@ -1,8 +1,9 @@
 """Gradient variance of every estimator on trained discrete VAEs (experiments.vae.gradvar).
 
 For each finished VAE run folder (``best.pt`` and ``.hydra/config.yaml``): the model at its best step, the
-temperature annealed to that step, the first ``--batch`` validation images (binarised once, as evaluation does) as
-the fixed minibatch. Measured there, ``--draws`` draws each:
+temperature annealed to that step, and one fixed minibatch per ``--splits`` entry: the first ``--batch`` training
+images binarised once as a training batch is (``train``), or the first validation images as evaluation binarises
+them (``valid``). Measured there, ``--draws`` draws each:
 
 * the run's own estimator, with the parameters it learned (NVIL's baseline, REBAR/RELAX's eta, temperature and
   network) and its frozen running statistics;
@@ -34,11 +35,13 @@ from tqdm import tqdm
 
 from experiments.common.checkpoint import load_finished_run
 from experiments.common.runtime import provenance, write_record
+from experiments.vae.data import binarize
 from experiments.vae.gradvar import PARAMETER_FREE, GradientMoments, encoder_gradient_moments
 from experiments.vae.task import VAETask
 
 ROOT = Path(__file__).resolve().parents[1]
 BIASED = ("relaxed", "straight_through")
+SPLITS = ("train", "valid")
 # the VAE table's row order, for the figure
 ESTIMATOR_ORDER = ("relaxed", "straight_through", "reinforce", "nvil", "muprop", "rebar", "relax")
 
@@ -62,13 +65,26 @@ def relative_bias(biased: GradientMoments, ref_mean: Tensor, ref_noise: float) -
     return math.sqrt(diff / signal)
 
 
-def measure_run(run_dir: Path, also: list[str], draws: int, batch: int, seed: int,
+def minibatch(task: VAETask, split: str, batch: int, seed: int) -> Tensor:
+    """(batch, 784) the first ``batch`` images of ``split``: training images binarised once with ``seed`` as the
+    training loop binarises a batch, or validation images binarised as evaluation does (once, by the task)."""
+    if split == "valid":
+        return task.eval_data["valid"][:batch]
+    if split != "train":
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    x = task.train_data[:batch]
+    if task.mode == "dynamic":
+        x = binarize(x, "dynamic", torch.Generator(device=x.device).manual_seed(seed))
+    return x
+
+
+def measure_run(run_dir: Path, also: list[str], split: str, draws: int, batch: int, seed: int,
                 device: torch.device) -> dict:
-    """The study's entry for one run folder (see the module docstring)."""
+    """The study's entry for one run folder and minibatch split (see the module docstring)."""
     task = load_finished_run(run_dir, "vae", VAETask, device)
     step = int(torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)["step"])
     tau = task.set_temperature(step)
-    x = task.eval_data["valid"][:batch]
+    x = minibatch(task, split, batch, seed)
     own = str(task.cfg.estimator.name)
     estimators = {own: task.estimator}
     for name in also:
@@ -91,7 +107,8 @@ def measure_run(run_dir: Path, also: list[str], draws: int, batch: int, seed: in
             if name in moments:
                 measured[name]["rel_bias"] = relative_bias(moments[name], ref_mean, ref_noise)
     return {"run": run_dir.name, "relaxation": str(task.cfg.relaxation.name), "trained_with": own,
-            "seed": int(task.cfg.seed), "step": step, "tau": tau, "batch": int(x.shape[0]), "draws": draws,
+            "seed": int(task.cfg.seed), "step": step, "tau": tau, "split": split, "batch": int(x.shape[0]),
+            "draws": draws,
             "encoder_params": int(moments[own].mean.numel()), "measured": measured}
 
 
@@ -125,7 +142,9 @@ def plot(runs: list[dict], path: Path) -> None:
     ax.set_ylabel("log10 tr Cov of the encoder gradient")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title("Gradient variance at the trained models (one point per seed)", fontsize=10)
+    split = runs[0].get("split", "?") if runs else "?"
+    ax.set_title(f"Gradient variance at the trained models (one point per seed; a fixed {split} minibatch)",
+                 fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -138,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--also", default=",".join(PARAMETER_FREE),
                    help=f"parameter-free estimators measured at every model, comma-separated (of "
                         f"{', '.join(PARAMETER_FREE)}; empty for none)")
+    p.add_argument("--splits", default="train",
+                   help=f"the minibatch's images, comma-separated (of {', '.join(SPLITS)}): one study entry each")
     p.add_argument("--draws", type=int, default=500)
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
@@ -151,26 +172,31 @@ def main(argv: list[str] | None = None) -> None:
     if bad:
         raise ValueError(f"--also must name estimators without parameters of their own ({', '.join(PARAMETER_FREE)})"
                          f", got {', '.join(bad)}")
+    splits = [x for x in args.splits.split(",") if x]
+    if not splits or any(x not in SPLITS for x in splits):
+        raise ValueError(f"--splits must name some of {', '.join(SPLITS)}, got {args.splits!r}")
     if args.draws < 2 or args.batch < 1:
         raise ValueError(f"--draws must be >= 2 and --batch >= 1, got {args.draws} and {args.batch}")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    t0 = time.perf_counter()
-    runs = [measure_run(r, also, args.draws, args.batch, args.seed, device)
-            for r in tqdm(args.runs, desc="runs", unit="run")]
-    for r in runs:
-        cells = "  ".join(f"{k} {v['log10_total_var']:.2f}" for k, v in r["measured"].items())
-        print(f"{r['run']}: log10 tr Cov  {cells}")
-    entry = {"name": "grad_variance", "experiment": "vae",
-             "what": "variance of the encoder gradient per estimator at trained models (best.pt, fixed minibatch)",
-             "runs": runs, **provenance(device, time.perf_counter() - t0)}
+    entries = []
+    for split in splits:
+        t0 = time.perf_counter()
+        runs = [measure_run(r, also, split, args.draws, args.batch, args.seed, device)
+                for r in tqdm(args.runs, desc=f"runs ({split})", unit="run")]
+        for r in runs:
+            cells = "  ".join(f"{k} {v['log10_total_var']:.2f}" for k, v in r["measured"].items())
+            print(f"{r['run']} ({split}): log10 tr Cov  {cells}")
+        entries.append({"name": f"grad_variance_{split}", "experiment": "vae", "split": split,
+                        "what": f"variance of the encoder gradient per estimator at trained models (best.pt, one "
+                                f"fixed minibatch of {split} images)",
+                        "runs": runs, **provenance(device, time.perf_counter() - t0)})
     if args.out is not None:
-        write_record(args.out, {"study": "grad_variance", "entries": [entry]})
+        write_record(args.out, {"study": "grad_variance", "entries": entries})
         print(f"wrote {args.out}")
     if args.plot is not None:
-        plot(runs, args.plot)
-        print(f"wrote {args.plot}")
-
+        plot(entries[0]["runs"], args.plot)
+        print(f"wrote {args.plot} (the {splits[0]} minibatch)")
 
 if __name__ == "__main__":
     main()

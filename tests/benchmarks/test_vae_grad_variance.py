@@ -72,6 +72,12 @@ def test_bad_arguments(fake_mnist):
         encoder_gradient_moments(t.model, t.structure, t.estimator, x[0], 3)
     with pytest.raises(ValueError, match="--also must name estimators without parameters of their own"):
         _script().main(["somewhere", "--also", "rebar"])
+    with pytest.raises(ValueError, match="--splits must name some of train, valid"):
+        _script().main(["somewhere", "--splits", "test"])
+    with pytest.raises(ValueError, match="split must be one of train, valid"):
+        _script().minibatch(t, "test", 4, 0)
+    x1, x2 = _script().minibatch(t, "train", 4, 0), _script().minibatch(t, "train", 4, 0)
+    assert x1.shape == (4, 784) and torch.equal(x1, x2) and set(x1.unique().tolist()) <= {0.0, 1.0}
 
 
 def test_bias_is_net_of_the_draws_noise():
@@ -101,14 +107,16 @@ def test_script_writes_its_study_record_and_figure(fake_mnist, tmp_path: Path):
         save_best(run, t.module(), 7, {"valid/neg_elbo": 1.0})
         runs.append(str(run))
     out, fig = tmp_path / "gv.json", tmp_path / "gv.png"
-    _script().main([*runs, "--draws", "3", "--batch", "4", "--also", "relaxed,reinforce", "--out", str(out),
-                    "--plot", str(fig)])
+    _script().main([*runs, "--draws", "3", "--batch", "4", "--also", "relaxed,reinforce", "--splits", "train,valid",
+                    "--out", str(out), "--plot", str(fig)])
     record = json.loads(out.read_text())
     assert record["schema"] == 1 and record["study"] == "grad_variance"
+    assert [e["split"] for e in record["entries"]] == ["train", "valid"]
     entry = record["entries"][0]
     assert {"command", "commit", "hardware", "wall_time_s"} <= entry.keys()
     rebar, reinforce = entry["runs"]
     assert rebar["trained_with"] == "rebar" and rebar["step"] == 7 and rebar["batch"] == 4
+    assert rebar["split"] == "train" and record["entries"][1]["runs"][0]["split"] == "valid"
     assert set(rebar["measured"]) == {"rebar", "relaxed", "reinforce"}
     assert set(reinforce["measured"]) == {"reinforce", "relaxed"}  # its own estimator once
     assert "rel_bias" in rebar["measured"]["relaxed"] and "rel_bias" not in rebar["measured"]["rebar"]
