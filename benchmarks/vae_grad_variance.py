@@ -13,7 +13,9 @@ them (``valid``). Measured there, ``--draws`` draws each:
 Per pair: tr Cov of one draw of the encoder gradient (``total_var``), ||E g||^2 and their ratio (``snr``); for the
 biased estimators (relaxed, straight-through) also their bias ||E g_b - E g|| / ||E g|| against the unbiased ones'
 inverse-variance weighted mean, squares estimated without the draws' own noise (``rel_bias``; null when that
-noise swamps it). Writes a study record and a figure:
+noise swamps it). For a run trained with NVIL, also how well its learned baseline fits ``f`` (``nvil_baseline``: the
+learning signal's mean square against the floor ``Var(f | x)``, 200 samples per image). Writes a study record and
+a figure:
 
     python benchmarks/vae_grad_variance.py outputs/vae_bern/<run> [...] \\
         --out results/vae/studies/grad_variance.json --plot results/vae/grad_variance.png
@@ -38,6 +40,7 @@ from experiments.common.runtime import provenance, write_record
 from experiments.vae.data import binarize
 from experiments.vae.gradvar import PARAMETER_FREE, GradientMoments, encoder_gradient_moments
 from experiments.vae.task import VAETask
+from sst.estimators import tile
 
 ROOT = Path(__file__).resolve().parents[1]
 BIASED = ("relaxed", "straight_through")
@@ -78,6 +81,23 @@ def minibatch(task: VAETask, split: str, batch: int, seed: int) -> Tensor:
     return x
 
 
+def nvil_baseline_fit(task: VAETask, x: Tensor, samples: int, generator: torch.Generator) -> dict[str, float]:
+    """How well NVIL's learned baseline ``b(x) = C(x) + c`` predicts ``f`` on the minibatch ``x`` (B, 784): the
+    learning signal's mean square ``E[(f - b(x))^2]`` against its floor ``E[Var(f | x)]``, the mean square of
+    the best baseline of ``x``, from ``samples`` exact samples per image (averaged over the images), and the mean
+    offset ``E[f] - b(x)``."""
+    with torch.no_grad():
+        logits = task.model.encode(x)
+        rows = tile(logits, samples * logits.shape[0])
+        z = task.structure.argmax(task.structure.perturb(rows, generator=generator))
+        f = task.model.recon_nll(tile(x, rows.shape[0]), z).reshape(samples, -1)  # (S, B)
+        b = task.estimator.learned_baseline(x, x.shape[0], f)  # (B,)
+        signal_sq = float(((f - b) ** 2).mean())
+        floor_sq = float(f.var(0).mean())
+    return {"samples": samples, "signal_sq": signal_sq, "floor_sq": floor_sq, "ratio": signal_sq / floor_sq,
+            "mean_offset": float((f.mean(0) - b).mean())}
+
+
 def measure_run(run_dir: Path, also: list[str], split: str, draws: int, batch: int, seed: int,
                 device: torch.device) -> dict:
     """The study's entry for one run folder and minibatch split (see the module docstring)."""
@@ -106,10 +126,14 @@ def measure_run(run_dir: Path, also: list[str], split: str, draws: int, batch: i
         for name in BIASED:
             if name in moments:
                 measured[name]["rel_bias"] = relative_bias(moments[name], ref_mean, ref_noise)
+    extra = {}
+    if own == "nvil":
+        gen = torch.Generator(device=device).manual_seed(seed * 1000 + len(estimators))
+        extra["nvil_baseline"] = nvil_baseline_fit(task, x, 200, gen)
     return {"run": run_dir.name, "relaxation": str(task.cfg.relaxation.name), "trained_with": own,
             "seed": int(task.cfg.seed), "step": step, "tau": tau, "split": split, "batch": int(x.shape[0]),
             "draws": draws,
-            "encoder_params": int(moments[own].mean.numel()), "measured": measured}
+            "encoder_params": int(moments[own].mean.numel()), "measured": measured, **extra}
 
 
 def plot(runs: list[dict], path: Path) -> None:

@@ -163,6 +163,12 @@ class NVIL(Reinforce):
         w = self.net[0].weight
         return self.net(c.to(w.dtype)).squeeze(-1).to(like.dtype)
 
+    def learned_baseline(self, context: Tensor | None, batch: int, like: Tensor) -> Tensor:
+        """The whole baseline ``C(context) + c`` per item, ``(B,)`` (no gradient): what the learning signal
+        subtracts from ``f``. A diagnostic: compare ``E[(f - baseline)^2]`` with ``Var(f | context)``."""
+        with torch.no_grad():
+            return self.input_baseline(context, batch, like) + self._running(like)[0]
+
     def _running(self, like: Tensor) -> tuple[Tensor, Tensor]:
         steps = self.ema_steps
         corr = (1.0 - torch.pow(torch.as_tensor(self.ema_decay, dtype=steps.dtype, device=steps.device), steps))

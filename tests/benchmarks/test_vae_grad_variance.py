@@ -99,7 +99,7 @@ def test_bias_is_net_of_the_draws_noise():
 
 def test_script_writes_its_study_record_and_figure(fake_mnist, tmp_path: Path):
     runs = []
-    for est in ("rebar", "reinforce"):
+    for est in ("rebar", "reinforce", "nvil"):
         t = _task(est)
         run = tmp_path / f"vae_{est}"
         (run / ".hydra").mkdir(parents=True)
@@ -114,7 +114,10 @@ def test_script_writes_its_study_record_and_figure(fake_mnist, tmp_path: Path):
     assert [e["split"] for e in record["entries"]] == ["train", "valid"]
     entry = record["entries"][0]
     assert {"command", "commit", "hardware", "wall_time_s"} <= entry.keys()
-    rebar, reinforce = entry["runs"]
+    rebar, reinforce, nvil = entry["runs"]
+    fit = nvil["nvil_baseline"]
+    assert fit["samples"] == 200 and fit["signal_sq"] >= 0 and fit["floor_sq"] > 0 and "nvil_baseline" not in rebar
+    assert math.isclose(fit["ratio"], fit["signal_sq"] / fit["floor_sq"])
     assert rebar["trained_with"] == "rebar" and rebar["step"] == 7 and rebar["batch"] == 4
     assert rebar["split"] == "train" and record["entries"][1]["runs"][0]["split"] == "valid"
     assert set(rebar["measured"]) == {"rebar", "relaxed", "reinforce"}

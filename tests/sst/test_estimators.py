@@ -317,6 +317,20 @@ def test_nvil_context_checks():
         E.build("nvil")(sst.Binary(), torch.randn(3, 5), lambda z: z.sum(-1), context=torch.randn(3, 4))
 
 
+def test_nvil_baseline_is_what_the_signal_subtracts():
+    torch.manual_seed(3)
+    est = E.build("nvil", context_dim=4, normalize=False)
+    ctx, logits = torch.randn(6, 4), torch.randn(6, 5, requires_grad=True)
+    f = lambda z: 3.0 + z.sum(-1)  # noqa: E731
+    for _ in range(3):  # running mean away from 0
+        est(sst.Binary(), logits, f, context=ctx)
+    est.eval()
+    out = est(sst.Binary(), logits, f, context=ctx)
+    b = est.learned_baseline(ctx, 6, out.value)
+    assert b.shape == (6,) and not b.requires_grad
+    torch.testing.assert_close(out.stats["baseline_mse"], ((out.value.detach() - b) ** 2).mean())
+
+
 def test_nvil_normalisation_is_a_positive_rescaling():
     torch.manual_seed(12)
     s, theta, f = problem("binary")
