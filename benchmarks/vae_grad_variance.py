@@ -148,7 +148,7 @@ def plot(runs: list[dict], path: Path) -> None:
     trained = sorted(dict.fromkeys(r["trained_with"] for r in runs), key=lambda n: order.get(n, len(order)))
     others = sorted(dict.fromkeys(k for r in runs for k in r["measured"] if k != r["trained_with"]),
                     key=lambda n: order.get(n, len(order)))
-    fig, ax = plt.subplots(figsize=(9, 4.2))
+    fig, ax = plt.subplots(figsize=(10, 4.4))
     slots = 1 + len(others)
     width = 0.8 / slots
 
@@ -162,7 +162,7 @@ def plot(runs: list[dict], path: Path) -> None:
         pts = [(at(r["trained_with"], j), r["measured"][name]["log10_total_var"]) for r in runs
                if name in r["measured"] and name != r["trained_with"]]
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, label=name, zorder=3)
-    ax.set_xticks(range(len(trained)), [f"model of\n{t}" for t in trained])
+    ax.set_xticks(range(len(trained)), [f"model of\n{t.replace('_', '-')}" for t in trained], fontsize=8)
     ax.set_ylabel("log10 tr Cov of the encoder gradient")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
