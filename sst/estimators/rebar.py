@@ -94,6 +94,10 @@ class Rebar(Estimator):
         """Extra learned control variate ``r(z)`` per row (RELAX); None for REBAR."""
         return None
 
+    # Eager even inside compiled code: tuning eta, the temperature and r_rho differentiates the estimate itself
+    # (create_graph=True), a double backward that AOTAutograd does not support; the caller's model (which makes
+    # the logits, and f's parameters) still compiles around this call.
+    @torch.compiler.disable
     def estimate(self, info: StructureInfo, structure, logits: Tensor, theta: Tensor, f: Objective,
                  context: Tensor | None, generator: torch.Generator | None):
         n, batch = theta.shape[0], logits.shape[0]

@@ -65,6 +65,11 @@ class Reinforce(Estimator):
         return u, structure.argmax(u)
 
     # EMA -------------------------------------------------------------------------------------------
+    # The running statistics are read and updated in eager mode even inside compiled code
+    # (torch.compiler.disable): a buffer that a traced forward reads and then updates in place can reach the
+    # compiled backward with its new value (NVIL's gradients differed from eager mode's under torch.compile
+    # until its statistics moved out of the graph; tests/sst/test_estimators_compiled.py).
+    @torch.compiler.disable
     def _ema(self, like: Tensor) -> Tensor:
         """Bias-corrected running mean of ``f`` (0 before the first update)."""
         steps = self.ema_steps
@@ -72,6 +77,7 @@ class Reinforce(Estimator):
         est = torch.where(steps > 0, self.ema_mean / corr.clamp_min(1e-12), torch.zeros_like(self.ema_mean))
         return est.to(like.dtype)
 
+    @torch.compiler.disable
     @torch.no_grad()
     def _update_ema(self, values: Tensor) -> None:
         if self.training:
@@ -169,7 +175,10 @@ class NVIL(Reinforce):
         with torch.no_grad():
             return self.input_baseline(context, batch, like) + self._running(like)[0]
 
+    @torch.compiler.disable
     def _running(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """Bias-corrected running mean and variance of the residual ``f - C(context)`` (0 before the first
+        update), as new tensors. Eager in compiled code, as :meth:`Reinforce._ema`."""
         steps = self.ema_steps
         corr = (1.0 - torch.pow(torch.as_tensor(self.ema_decay, dtype=steps.dtype, device=steps.device), steps))
         corr = corr.clamp_min(1e-12)
@@ -193,13 +202,19 @@ class NVIL(Reinforce):
             signal = signal / var.sqrt().clamp_min(1.0)
         baseline_loss = (fx - mean - c_net).pow(2).mean()
         loss = (value + signal * zero_valued(logp)).mean() + zero_valued(baseline_loss)
-        if self.training:
-            with torch.no_grad():
-                d = self.ema_decay
-                self.ema_mean.mul_(d).add_((1.0 - d) * residual.mean().to(self.ema_mean.dtype))
-                self.ema_var.mul_(d).add_((1.0 - d) * residual.var(unbiased=False).to(self.ema_var.dtype))
-                self.ema_steps.add_(1.0)
+        self._update_running(residual)
         return loss, x, value, {"baseline_mse": baseline_loss.detach()}
+
+    @torch.compiler.disable
+    @torch.no_grad()
+    def _update_running(self, residual: Tensor) -> None:
+        """In training mode, fold the residuals ``(S*B,)`` into the running mean and variance (eager in compiled
+        code, as :meth:`Reinforce._ema`)."""
+        if self.training:
+            d = self.ema_decay
+            self.ema_mean.mul_(d).add_((1.0 - d) * residual.mean().to(self.ema_mean.dtype))
+            self.ema_var.mul_(d).add_((1.0 - d) * residual.var(unbiased=False).to(self.ema_var.dtype))
+            self.ema_steps.add_(1.0)
 
 
 class MuProp(Reinforce):
