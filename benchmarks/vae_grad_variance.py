@@ -38,8 +38,9 @@ from tqdm import tqdm
 from experiments.common.checkpoint import load_finished_run
 from experiments.common.runtime import provenance, write_record
 from experiments.vae.data import binarize
-from experiments.vae.gradvar import PARAMETER_FREE, GradientMoments, encoder_gradient_moments
+from experiments.vae.gradvar import PARAMETER_FREE, encoder_gradient_moments
 from experiments.vae.task import VAETask
+from sst.diagnostics import GradientMoments
 from sst.estimators import tile
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,13 +13,18 @@ For small problems the law of the exact sample ``X = argmax <theta + noise, x>``
 per-item gradient estimates of an estimator over many draws, vectorised: each call of the estimator gets a
 batch of ``batch_size`` copies of ``theta`` and each row of ``logits.grad`` (times the batch size) is one
 independent draw. ``bias_variance`` compares them with the exact gradient.
+
+For models too large to enumerate, ``gradient_moments`` gives the mean and variance of the gradient of any
+stochastic loss with respect to any parameters (a real model's training loss under an estimator, say), from
+repeated calls.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -199,13 +204,84 @@ def tune(estimator, structure, theta: Tensor, f: Objective, steps: int = 200, ba
         opt.zero_grad(set_to_none=True)
 
 
+@dataclass(frozen=True)
+class GradientMoments:
+    """Moments of ``draws`` gradient draws of P parameters (see :func:`gradient_moments`).
+
+    Attributes:
+        draws: number of draws R.
+        mean: (P,) float64 mean draw.
+        var: (P,) float64 unbiased per-coordinate variance over the draws.
+    """
+
+    draws: int
+    mean: Tensor
+    var: Tensor
+
+    @property
+    def total_var(self) -> float:
+        """tr Cov(g): the expected squared distance of one draw from the mean gradient."""
+        return float(self.var.sum())
+
+    @property
+    def signal(self) -> float:
+        """An unbiased estimate of ||E g||^2 (||mean||^2 less its own noise, tr Cov / R)."""
+        return float(self.mean.pow(2).sum()) - self.total_var / self.draws
+
+    def summary(self) -> dict[str, float]:
+        """``total_var``, ``log10_total_var``, ``mean_sq_norm`` (||E g||^2, unbiased) and ``snr`` (||E g||^2 over
+        tr Cov, the signal-to-noise ratio of one draw)."""
+        return {"total_var": self.total_var, "log10_total_var": math.log10(max(self.total_var, 1e-300)),
+                "mean_sq_norm": self.signal, "snr": self.signal / max(self.total_var, 1e-300)}
+
+
+def gradient_moments(loss: Callable[[], Tensor], params: Sequence[Tensor], draws: int) -> GradientMoments:
+    """Mean and variance of the gradient of a stochastic scalar ``loss()`` with respect to ``params`` over
+    ``draws`` calls (each call draws its own noise: an estimator's surrogate loss on a fixed minibatch, say).
+
+    Moments are accumulated in float64 over the calls, so memory stays at a few copies of the P parameters
+    whatever the number of draws; the gradients are taken with ``torch.autograd.grad`` (``.grad`` fields are
+    left alone).
+
+    Args:
+        loss: a function of no arguments returning a 0-dim tensor that depends on every tensor of ``params``.
+        params: the tensors (requiring gradients) to differentiate by; flattened in this order.
+        draws: R >= 2.
+
+    Returns:
+        GradientMoments over the P = sum of ``params``' sizes coordinates.
+    """
+    if int(draws) < 2:
+        raise ValueError(f"draws must be an integer >= 2, got {draws}")
+    params = list(params)
+    if not params or not all(isinstance(p, Tensor) and p.requires_grad for p in params):
+        raise ValueError("params must be a non-empty sequence of tensors that require gradients")
+    n = sum(p.numel() for p in params)
+    total = torch.zeros(n, dtype=torch.float64, device=params[0].device)
+    total_sq = torch.zeros_like(total)
+    for _ in range(int(draws)):
+        value = loss()
+        if not isinstance(value, Tensor) or value.dim() != 0:
+            raise ValueError(f"loss() must return a 0-dim tensor, got {getattr(value, 'shape', type(value))}")
+        grads = torch.autograd.grad(value, params)
+        g = torch.cat([gr.reshape(-1) for gr in grads]).double()
+        total += g
+        total_sq += g * g
+    r = int(draws)
+    mean = total / r
+    var = ((total_sq - r * mean * mean) / (r - 1)).clamp_min(0.0)
+    return GradientMoments(draws=r, mean=mean, var=var)
+
+
 __all__ = [
     "ENUMERABLE",
+    "GradientMoments",
     "batch_coupled",
     "bias_variance",
     "enumerate_law",
     "exact_gradient",
     "gradient_draws",
+    "gradient_moments",
     "summarize",
     "topk_log_probs",
     "tune",

@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 
 from experiments.common.checkpoint import save_best
 from experiments.vae import task as vtask
-from experiments.vae.gradvar import GradientMoments, encoder_gradient_moments
+from experiments.vae.gradvar import encoder_gradient_moments
+from sst.diagnostics import GradientMoments
 from sst.estimators import tile
 from tests.conftest import REPO, tiny_cfg
 

@@ -105,3 +105,29 @@ def test_gradient_draws_shape_and_tune_runs():
     assert any(not torch.equal(a, b.detach()) for a, b in zip(before, est.parameters()))
     with pytest.raises(ValueError, match="multiple"):
         D.gradient_draws(est, s, theta, f, num_draws=150, batch_size=100)
+
+
+def test_gradient_moments_of_a_stochastic_loss():
+    torch.manual_seed(0)
+    a, b = torch.randn(3, requires_grad=True), torch.randn(2, 2, requires_grad=True)
+    noise = torch.randn(50, 7) * torch.arange(1.0, 8.0) + 2.0  # draw r: the gradient is noise[r]
+    it = iter(noise)
+
+    def loss() -> torch.Tensor:
+        n = next(it)
+        return (a * n[:3]).sum() + (b.reshape(-1) * n[3:]).sum()
+
+    m = D.gradient_moments(loss, [a, b], 50)
+    assert m.draws == 50 and m.mean.dtype == torch.float64 and m.mean.shape == (7,)
+    torch.testing.assert_close(m.mean, noise.double().mean(0))
+    torch.testing.assert_close(m.var, noise.double().var(0))
+    assert a.grad is None and b.grad is None  # .grad fields untouched
+    s = m.summary()
+    assert math.isclose(s["total_var"], float(noise.double().var(0).sum()))
+    assert math.isclose(s["mean_sq_norm"], float(noise.double().mean(0).pow(2).sum()) - s["total_var"] / 50)
+    with pytest.raises(ValueError, match="draws must be an integer >= 2"):
+        D.gradient_moments(loss, [a], 1)
+    with pytest.raises(ValueError, match="params must be a non-empty sequence"):
+        D.gradient_moments(loss, [a.detach()], 3)
+    with pytest.raises(ValueError, match="loss\\(\\) must return a 0-dim tensor"):
+        D.gradient_moments(lambda: a * 1.0, [a], 3)
