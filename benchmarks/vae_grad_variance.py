@@ -133,8 +133,7 @@ def measure_run(run_dir: Path, also: list[str], split: str, draws: int, batch: i
         extra["nvil_baseline"] = nvil_baseline_fit(task, x, 200, gen)
     return {"run": run_dir.name, "relaxation": str(task.cfg.relaxation.name), "trained_with": own,
             "seed": int(task.cfg.seed), "step": step, "tau": tau, "split": split, "batch": int(x.shape[0]),
-            "draws": draws,
-            "encoder_params": int(moments[own].mean.numel()), "measured": measured, **extra}
+            "draws": draws, "encoder_params": int(moments[own].mean.numel()), "measured": measured, **extra}
 
 
 def plot(runs: list[dict], path: Path) -> None:
@@ -222,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.plot is not None:
         plot(entries[0]["runs"], args.plot)
         print(f"wrote {args.plot} (the {splits[0]} minibatch)")
+
 
 if __name__ == "__main__":
     main()
