@@ -66,9 +66,9 @@ class Reinforce(Estimator):
 
     # EMA -------------------------------------------------------------------------------------------
     # The running statistics are read and updated in eager mode even inside compiled code
-    # (torch.compiler.disable): a buffer that a traced forward reads and then updates in place can reach the
-    # compiled backward with its new value (NVIL's gradients differed from eager mode's under torch.compile
-    # until its statistics moved out of the graph; tests/sst/test_estimators_compiled.py).
+    # (torch.compiler.disable): with a traced forward that read them and then updated them in place, NVIL's
+    # gradients under torch.compile differed from eager mode's from the first step (they agreed with the
+    # statistics frozen, and agree with them out of the graph; tests/sst/test_estimators_compiled.py).
     @torch.compiler.disable
     def _ema(self, like: Tensor) -> Tensor:
         """Bias-corrected running mean of ``f`` (0 before the first update)."""
