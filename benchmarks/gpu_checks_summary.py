@@ -73,7 +73,8 @@ def read_history(path: Path) -> dict[int, dict[str, float]]:
 
 def run_summary(run_dir: Path, monitor: str) -> dict[str, Any]:
     """The figures of one short run: steps reached, mean ``train/loss`` over the last quarter of its logged steps,
-    the last validation value of ``monitor``, the record's steps/s, compile counts and whether it finished."""
+    the last validation value of ``monitor``, the record's steps/s, compile counts, its ``trainer.tf32`` (true,
+    false or emulate) and whether it finished."""
     hist = read_history(run_dir / "history.jsonl")
     losses = [(s, v["train/loss"]) for s, v in sorted(hist.items()) if "train/loss" in v]
     valid = [(s, v[monitor]) for s, v in sorted(hist.items()) if monitor in v]
@@ -90,6 +91,7 @@ def run_summary(run_dir: Path, monitor: str) -> dict[str, Any]:
         "steps_per_s": (record.get("metrics") or {}).get("train/steps_per_s"),
         "wall_time_s": record.get("wall_time_s"),
         "compile": record.get("compile"),
+        "tf32": ((record.get("config") or {}).get("trainer") or {}).get("tf32"),
     }
 
 
@@ -101,7 +103,8 @@ def tf32_summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Per experiment, TF32's effect beside the seed's, from run summaries keyed ``<experiment>_s<seed>_tf32<on|off>``.
 
     ``tf32``: seed 0 with TF32 off minus on; ``seed``: seed 1 minus seed 0, both on. ``within_noise``: |tf32| <=
-    |seed| for both the training-loss tail and the validation value (None when a run is missing)."""
+    |seed| for both the training-loss tail and the validation value (None when a run is missing). ``on_setting``:
+    the "on" runs' ``trainer.tf32`` (true: the hardware's TF32; emulate: its rounding emulated, e.g. on a CPU)."""
     out: dict[str, Any] = {}
     experiments = sorted({m["experiment"] for m in map(RUN_NAME.match, runs) if m})
     for exp in experiments:
@@ -109,6 +112,8 @@ def tf32_summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         entry: dict[str, Any] = {"monitor": MONITOR.get(exp), "runs": {k: v for k, v in runs.items()
                                                                        if k.startswith(f"{exp}_")}}
         verdict: bool | None = None
+        if on:
+            entry["on_setting"] = on.get("tf32")
         if on and off and other:
             entry["tf32"], entry["seed"] = {}, {}
             checks = []
@@ -135,7 +140,8 @@ def markdown(packed: dict[str, Any] | None, tf32: dict[str, Any] | None) -> str:
         if "tf32" not in e:
             lines.append(f"tf32 {exp}: runs missing ({', '.join(e['runs']) or 'none'})")
             continue
-        lines.append(f"tf32 {exp}: train-loss tail off-on {e['tf32']['train_loss_tail']}, seed1-seed0 "
+        emulated = " (emulated)" if e.get("on_setting") == "emulate" else ""
+        lines.append(f"tf32{emulated} {exp}: train-loss tail off-on {e['tf32']['train_loss_tail']}, seed1-seed0 "
                      f"{e['seed']['train_loss_tail']}; {e['monitor']} off-on {e['tf32']['valid']}, seed1-seed0 "
                      f"{e['seed']['valid']}; within noise: {e['within_noise']}")
     return "\n".join(lines)

@@ -9,8 +9,9 @@
 #   packed  PACKED (4) compiled NRI spanning-tree benchmarks at the same time, one process each
 #                                                                                     -> packed_<dev>.json
 #   tf32    TF32_STEPS-step (2,000) runs of NRI spanning tree and the VAE, each with seed 0 TF32 on, seed 0 TF32 off
-#           and seed 1 TF32 on, all six at once (compiled on CUDA, as trainer.compile=auto does)
-#                                                                                     -> tf32_<dev>.json, runs.tar.gz
+#           and seed 1 TF32 on, all six at once (compiled on CUDA, as trainer.compile=auto does). "On" is
+#           trainer.tf32=$TF32_ON: true on CUDA; on the CPU, where TF32 does not exist, emulate (TF32's rounding,
+#           experiments/common/precision.py)                                          -> tf32_<dev>.json, runs.tar.gz
 # plus gpu.txt (nvidia-smi's name / memory / driver line and torch's version) and log.txt (everything printed, with
 # each part's wall time). At most 6 files, flat, with no machine paths in the JSON records (OUTDIR stands for the
 # folder). benchmarks/gpu_checks_summary.py writes the packed and TF32 summaries (TF32's change beside the seed's).
@@ -19,6 +20,10 @@
 # On a machine without Hydra or internet, prepare with scripts/gpu_bundle.sh here and see docs/gpu.md.
 # A CPU smoke test (a few minutes): DEVICE=cpu QUICK=1 scripts/gpu_checks.sh /tmp/out (tiny models, a few steps, eager:
 # compiling on the CPU takes minutes and was measured on its own, docs/gpu.md).
+# PARTS (default "bench packed tf32") picks parts; NRI_ARGS and VAE_ARGS add Hydra overrides (space-separated) to
+# every NRI / VAE command, e.g. for the CPU TF32 study of docs/gpu.md:
+#   OMP_NUM_THREADS=1 DEVICE=cpu PARTS=tf32 TF32_STEPS=3000 TF32_LIMIT=5400 NRI_ARGS="data.batch_size=16 ..." \
+#       scripts/gpu_checks.sh OUTDIR
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -29,6 +34,8 @@ py=${PYTHON:-python3}
 dev=${DEVICE:-cuda}
 packed=${PACKED:-4}
 steps=${TF32_STEPS:-2000}
+parts=" ${PARTS:-bench packed tf32} "
+if [ "$dev" = cpu ]; then tf32_on=${TF32_ON:-emulate}; else tf32_on=${TF32_ON:-true}; fi
 mkdir -p "$out/packed" "$out/runs"
 out=$(cd "$out" && pwd)
 log="$out/log.txt"
@@ -46,6 +53,8 @@ else
     nri_args=()
     vae_args=()
 fi
+read -ra more <<< "${NRI_ARGS:-}"; nri_args+=("${more[@]}")
+read -ra more <<< "${VAE_ARGS:-}"; vae_args+=("${more[@]}")
 
 part() {  # part NAME SECONDS CMD...: run with a time limit, log its output and wall time
     local name=$1 limit=$2
@@ -79,7 +88,7 @@ together() {  # together NAME SECONDS: the commands in the array cmds[], started
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
   "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; } > "$out/gpu.txt" 2>&1
 
-part bench "${BENCH_LIMIT:-250}" "$py" benchmarks/bench_training.py --device "$dev" "${bench_args[@]}" \
+[[ $parts == *" bench "* ]] && part bench "${BENCH_LIMIT:-250}" "$py" benchmarks/bench_training.py --device "$dev" "${bench_args[@]}" \
     --experiments "${BENCH_EXPERIMENTS:-nri:spanning_tree+indep+ef_topk,vae}" --out "$out/training_$dev.json" \
     "${nri_args[@]/#/nri:}" "${vae_args[@]/#/vae:}"
 
@@ -88,7 +97,7 @@ for i in $(seq 1 "$packed"); do
     cmds+=("$py benchmarks/bench_training.py --device $dev --no-split ${packed_args[*]} \
 --experiments nri:spanning_tree --out $out/packed/p$i.json ${nri_args[*]/#/nri:}")
 done
-together packed "${PACKED_LIMIT:-110}"
+[[ $parts == *" packed "* ]] && together packed "${PACKED_LIMIT:-110}"
 
 cmds=()
 for exp in nri vae; do
@@ -96,12 +105,12 @@ for exp in nri vae; do
     else extra="trainer.eval_every=$(( steps < 1000 ? steps : 1000 )) ${vae_args[*]}"; fi
     for run in s0_tf32on s0_tf32off s1_tf32on; do
         seed=${run:1:1}
-        tf32=true; [ "${run#*tf32}" = off ] && tf32=false
+        tf32=$tf32_on; [ "${run#*tf32}" = off ] && tf32=false
         cmds+=("$py run.py experiment=$exp $extra seed=$seed trainer.tf32=$tf32 trainer.max_steps=$steps \
 trainer.progress=false logger=none device=$dev hydra.run.dir=$out/runs/${exp}_$run")
     done
 done
-together tf32 "${TF32_LIMIT:-170}"
+[[ $parts == *" tf32 "* ]] && together tf32 "${TF32_LIMIT:-170}"
 
 "$py" benchmarks/gpu_checks_summary.py "$out" --device "$dev" >> "$log" 2>&1
 # no machine paths in the records: the output folder is OUTDIR in them

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 DEVICES = ("auto", "cpu", "cuda")
 LOGGERS = ("wandb", "none")
 COMPILE_CHOICES = ("auto", "true", "false")  # trainer.compile: auto = on for CUDA, off for CPU
+TF32_CHOICES = ("true", "false", "emulate")  # trainer.tf32: emulate = TF32's rounding on any device (eager only)
 LOGGER_MODES = ("offline", "online", "disabled")
 SCHEDULES = ("constant", "cosine", "step")  # experiments.common.task.LR_SCHEDULES (kept torch-free here)
 _ABSENT = object()
@@ -185,6 +186,15 @@ def compile_setting(value: Any) -> str:
     return text
 
 
+def tf32_setting(value: Any) -> str:
+    """``trainer.tf32`` as one of :data:`TF32_CHOICES` (YAML gives booleans for true/false); ConfigError listing
+    them otherwise."""
+    text = str(value).lower() if isinstance(value, (bool, str)) else repr(value)
+    if text not in TF32_CHOICES:
+        raise ConfigError(f"trainer.tf32={value!r} is unknown; legal choices: {_choices(TF32_CHOICES)}")
+    return text
+
+
 def validate_common(cfg: DictConfig) -> None:
     """The keys every experiment shares."""
     name = cfg.experiment.name
@@ -217,9 +227,12 @@ def validate_common(cfg: DictConfig) -> None:
     check_number(cfg, "trainer.grad_clip", low=0, low_open=True, optional=True)
     check_number(cfg, "trainer.loss_limit", low=0, low_open=True, optional=True,
                  why="null stops on non-finite losses only")
-    for key in ("flush_denormal", "progress", "resume", "tf32"):
+    for key in ("flush_denormal", "progress", "resume"):
         check_bool(cfg, f"trainer.{key}", default=True)
-    compile_setting(value_of(cfg, "trainer.compile", "auto"))
+    compiled = compile_setting(value_of(cfg, "trainer.compile", "auto"))
+    if tf32_setting(value_of(cfg, "trainer.tf32", True)) == "emulate" and compiled == "true":
+        raise ConfigError("trainer.tf32=emulate runs eagerly: it cannot be combined with trainer.compile=true; "
+                          "legal choices with it: trainer.compile=auto or false")
     check_number(cfg, "trainer.max_minutes", low=0, low_open=True, optional=True, why="null: no time budget")
     check_number(cfg, "optim.lr", low=0, low_open=True)
     check_choice(cfg, "optim.schedule", SCHEDULES, default="constant")

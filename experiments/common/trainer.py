@@ -6,8 +6,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,9 @@ from experiments.common.checkpoint import (
     skip_batches,
     start_state,
 )
-from experiments.common.config import compile_setting
+from experiments.common.config import compile_setting, tf32_setting
 from experiments.common.loggers import RunningMeans, build_logger
+from experiments.common.precision import tf32_matmuls
 from experiments.common.runtime import (
     command_line,
     flush_denormal,
@@ -172,30 +172,14 @@ def fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Task
     (default true) CPU arithmetic treats subnormal floats as zero for the whole run (see
     :func:`experiments.common.runtime.flush_denormal`); the setting is restored afterwards. ``trainer.compile``
     (auto: CUDA only) compiles the training step (:class:`TrainStep`), ``trainer.tf32`` (default true) lets CUDA
-    matmuls use TF32 during the run, and ``trainer.max_minutes`` bounds this call's wall time: when it runs out,
+    matmuls use TF32 during the run (``emulate``: TF32's rounding on any device, eagerly; see
+    :mod:`experiments.common.precision`), and ``trainer.max_minutes`` bounds this call's wall time: when it runs out,
     ``last.pt`` and a ``metrics.json`` with ``"finished": false`` are written (no test evaluation) and the function
     returns the best validation metrics so far; calling it again in the same folder resumes (docs/gpu.md).
     """
     with flush_denormal(bool(cfg.trainer.get("flush_denormal", True))), \
-            tf32_matmuls(bool(cfg.trainer.get("tf32", True)), resolve_device(str(cfg.device))):
+            tf32_matmuls(cfg.trainer.get("tf32", True), resolve_device(str(cfg.device))):
         return _fit(cfg, task_factory, out_dir)
-
-
-@contextmanager
-def tf32_matmuls(enabled: bool, device: torch.device) -> Iterator[None]:
-    """On CUDA, let float32 matmuls and convolutions use TF32 (``enabled``) or not for the block, then restore the
-    previous settings (no global state leaks out of a run). No effect on CPU."""
-    if device.type != "cuda":
-        yield
-        return
-    precision, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
-    torch.set_float32_matmul_precision("high" if enabled else "highest")
-    torch.backends.cudnn.allow_tf32 = bool(enabled)
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(precision)
-        torch.backends.cudnn.allow_tf32 = cudnn
 
 
 def _fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Task],
@@ -224,8 +208,9 @@ def _fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Tas
     logger = build_logger(cfg, out_dir, run_id=state.logger_run_id)
     state.logger_run_id = getattr(logger, "run_id", None)
 
+    emulated = tf32_setting(tcfg.get("tf32", True)) == "emulate"  # a dispatch mode: eager only
     step_fn = TrainStep(task, module, optimizer, scheduler, grad_clip,
-                        compiled=use_compile(tcfg.get("compile", "auto"), device), device=device)
+                        compiled=use_compile(tcfg.get("compile", "auto"), device) and not emulated, device=device)
     batches = skip_batches(iter(task.train_batches(batch_generator(int(cfg.seed), 0, device))), state.step, device)
     meter = RunningMeans()
     t_start = time.perf_counter()

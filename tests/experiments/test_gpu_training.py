@@ -13,9 +13,10 @@ from omegaconf import OmegaConf
 from experiments import task_class
 from experiments.common import trainer
 from experiments.common.config import ConfigError, validate_config
+from experiments.common.precision import tf32_matmuls
 from experiments.common.runtime import seed_everything
 from experiments.common.task import adam
-from experiments.common.trainer import TrainStep, batch_generator, fit, tf32_matmuls, use_compile
+from experiments.common.trainer import TrainStep, batch_generator, fit, use_compile
 from tests.conftest import compose_cfg
 from tests.experiments.test_trainer import Regression, _cfg
 
