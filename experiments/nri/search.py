@@ -9,8 +9,8 @@ random sampler, so the queue file is reproducible and identical to the sweep::
 Stage 2 (full 50,000-iteration runs, several seeds): the best stage-1 settings by validation ELBO, read from
 the trials' ``metrics.json`` records (a campaign's output folder, searched recursively)::
 
-    python -m experiments.nri.search stage2 RECORDS_DIR results/nri/queues/stage2_tree.queue --row tree \
-        --top 3 --seeds 0 1 2
+    python -m experiments.nri.search stage2 RECORDS_DIR results/nri/queues/stage2_tree.queue \
+        --relaxation spanning_tree --top 3 --seeds 0 1 2
 
 Queue lines are ``NAME OVERRIDE ...`` (Hydra overrides for a single ``python run.py``, never ``-m``).
 """
