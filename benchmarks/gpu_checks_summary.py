@@ -99,29 +99,61 @@ def _diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(b - a, 6)
 
 
+def _sd(values: list[float]) -> float | None:
+    return statistics.stdev(values) if len(values) >= 2 else None
+
+
 def tf32_summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Per experiment, TF32's effect beside the seed's, from run summaries keyed ``<experiment>_s<seed>_tf32<on|off>``.
 
-    ``tf32``: seed 0 with TF32 off minus on; ``seed``: seed 1 minus seed 0, both on. ``within_noise``: |tf32| <=
-    |seed| for both the training-loss tail and the validation value (None when a run is missing). ``on_setting``:
-    the "on" runs' ``trainer.tf32`` (true: the hardware's TF32; emulate: its rounding emulated, e.g. on a CPU)."""
+    Per figure (``train_loss_tail``, ``valid``): ``tf32``: the mean over the seeds run both ways of off minus on;
+    ``seed``: seed 1 minus seed 0, both on; ``paired``: n, the per-seed differences, their mean, standard error and
+    root mean square; ``seed_sd``: the spread a change of seed makes (the standard deviation over the TF32-off runs'
+    seeds, or over the on runs' where only one seed ran off); ``twin_ratio``: rms(off - on) / (sqrt(2) seed_sd),
+    near 0 when a run with TF32 tracks its float32 twin, near 1 when it is as far from it as another seed would be
+    (the rounding has made it another draw of the same training). ``within_noise``: for both figures, TF32's mean
+    shift is within two standard errors of zero, the standard error of a mean of n differences between independent
+    runs, sqrt(2) seed_sd / sqrt(n): |tf32| <= 2 sqrt(2) seed_sd / sqrt(n) (one seed off: |tf32| <= 2 |seed|);
+    None when runs are missing. Only runs that reached the longest run's step are compared (the others are listed
+    under ``short``: a run cut by its time limit). ``on_setting``: the "on" runs' ``trainer.tf32`` (true: the
+    hardware's TF32; emulate: its rounding emulated, e.g. on a CPU)."""
     out: dict[str, Any] = {}
-    experiments = sorted({m["experiment"] for m in map(RUN_NAME.match, runs) if m})
-    for exp in experiments:
-        on, off, other = (runs.get(f"{exp}_s{s}_tf32{t}") for s, t in ((0, "on"), (0, "off"), (1, "on")))
-        entry: dict[str, Any] = {"monitor": MONITOR.get(exp), "runs": {k: v for k, v in runs.items()
-                                                                       if k.startswith(f"{exp}_")}}
+    parsed = {name: m for name, m in ((n, RUN_NAME.match(n)) for n in runs) if m}
+    for exp in sorted({m["experiment"] for m in parsed.values()}):
+        mine = {name: m for name, m in parsed.items() if m["experiment"] == exp}
+        last = max(runs[name].get("step") or 0 for name in mine)  # compare runs at the same length only
+        by = {(int(m["seed"]), m["tf32"]): runs[name] for name, m in mine.items() if runs[name].get("step") == last}
+        entry: dict[str, Any] = {"monitor": MONITOR.get(exp), "runs": {k: runs[k] for k in sorted(mine)},
+                                 "short": sorted(k for k in mine if runs[k].get("step") != last)}
+        on0, on1 = by.get((0, "on")), by.get((1, "on"))
+        if on0:
+            entry["on_setting"] = on0.get("tf32")
+        seeds = sorted({seed for seed, _ in by})
+        paired = [s for s in seeds if (s, "on") in by and (s, "off") in by]
         verdict: bool | None = None
-        if on:
-            entry["on_setting"] = on.get("tf32")
-        if on and off and other:
-            entry["tf32"], entry["seed"] = {}, {}
+        if paired and on0 and on1:
+            entry["tf32"], entry["seed"], entry["paired"], entry["seed_sd"], entry["twin_ratio"] = {}, {}, {}, {}, {}
             checks = []
             for key in ("train_loss_tail", "valid"):
-                d_tf32, d_seed = _diff(on[key], off[key]), _diff(on[key], other[key])
-                entry["tf32"][key], entry["seed"][key] = d_tf32, d_seed
-                if d_tf32 is not None and d_seed is not None:
-                    checks.append(abs(d_tf32) <= abs(d_seed))
+                diffs = [by[(s, "off")][key] - by[(s, "on")][key] for s in paired
+                         if by[(s, "off")][key] is not None and by[(s, "on")][key] is not None]
+                groups = {t: [by[(s, t)][key] for s in seeds if (s, t) in by and by[(s, t)][key] is not None]
+                          for t in ("on", "off")}
+                seed_sd = _sd(groups["off"]) or _sd(groups["on"])  # the reference's spread where it has two seeds
+                entry["seed"][key] = _diff(on0[key], on1[key])
+                entry["seed_sd"][key] = None if seed_sd is None else round(seed_sd, 6)
+                if not diffs:
+                    entry["tf32"][key] = None
+                    continue
+                n, mean = len(diffs), statistics.fmean(diffs)
+                rms = statistics.fmean(d * d for d in diffs) ** 0.5
+                entry["tf32"][key] = round(mean, 6)
+                sd = _sd(diffs)
+                entry["paired"][key] = {"n": n, "diffs": [round(d, 6) for d in diffs], "mean": round(mean, 6),
+                                        "rms": round(rms, 6), "se": None if sd is None else round(sd / n ** 0.5, 6)}
+                if seed_sd:
+                    entry["twin_ratio"][key] = round(rms / (2 ** 0.5 * seed_sd), 3)
+                    checks.append(abs(mean) <= 2 * 2 ** 0.5 * seed_sd / n ** 0.5 * (1 + 1e-9))
             verdict = all(checks) if checks else None
         entry["within_noise"] = verdict
         out[exp] = entry
@@ -144,6 +176,12 @@ def markdown(packed: dict[str, Any] | None, tf32: dict[str, Any] | None) -> str:
         lines.append(f"tf32{emulated} {exp}: train-loss tail off-on {e['tf32']['train_loss_tail']}, seed1-seed0 "
                      f"{e['seed']['train_loss_tail']}; {e['monitor']} off-on {e['tf32']['valid']}, seed1-seed0 "
                      f"{e['seed']['valid']}; within noise: {e['within_noise']}")
+        for key, p in e.get("paired", {}).items():
+            sd = e["seed_sd"][key]
+            if p["n"] > 1 and sd:
+                lines.append(f"  {key}: {p['n']} seeds both ways, off-on mean {p['mean']:g} (bound "
+                             f"{2 * 2 ** 0.5 * sd / p['n'] ** 0.5:g}), rms {p['rms']:g}; seed sd {sd:g}; twin ratio "
+                             f"{e['twin_ratio'][key]:g}")
     return "\n".join(lines)
 
 
@@ -186,10 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("outdir", type=Path)
     p.add_argument("--device", default="cuda", help="suffix of the files written (default cuda)")
+    p.add_argument("--command", default=None,
+                   help="the command that made the runs, for the records (scripts/gpu_checks.sh passes its own)")
     args = p.parse_args(argv)
     if not args.outdir.is_dir():
         p.error(f"outdir {args.outdir} is not a folder")
     command = f"python benchmarks/gpu_checks_summary.py OUTDIR --device {args.device}"  # no machine path
+    if args.command:
+        command = f"{args.command}; then {command}"
     result = summarize(args.outdir, args.device, command)
     print(markdown(result["packed"] if result["packed"] and "error" not in result["packed"] else None,
                    result["tf32"]))

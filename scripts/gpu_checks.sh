@@ -8,8 +8,8 @@
 #           edges, top |V|-1) and the VAE at the paper's models and batch sizes      -> training_<dev>.json
 #   packed  PACKED (4) compiled NRI spanning-tree benchmarks at the same time, one process each
 #                                                                                     -> packed_<dev>.json
-#   tf32    TF32_STEPS-step (2,000) runs of NRI spanning tree and the VAE, each with seed 0 TF32 on, seed 0 TF32 off
-#           and seed 1 TF32 on, all six at once (compiled on CUDA, as trainer.compile=auto does). "On" is
+#   tf32    TF32_STEPS-step (2,000) runs of NRI spanning tree and the VAE, seeds 0 to TF32_SEEDS - 1 (3), each with
+#           TF32 on and off, all (12) at once (compiled on CUDA, as trainer.compile=auto does). "On" is
 #           trainer.tf32=$TF32_ON: true on CUDA; on the CPU, where TF32 does not exist, emulate (TF32's rounding,
 #           experiments/common/precision.py)                                          -> tf32_<dev>.json, runs.tar.gz
 # plus gpu.txt (nvidia-smi's name / memory / driver line and torch's version) and log.txt (everything printed, with
@@ -22,7 +22,7 @@
 # compiling on the CPU takes minutes and was measured on its own, docs/gpu.md).
 # PARTS (default "bench packed tf32") picks parts; NRI_ARGS and VAE_ARGS add Hydra overrides (space-separated) to
 # every NRI / VAE command, e.g. for the CPU TF32 study of docs/gpu.md:
-#   OMP_NUM_THREADS=1 DEVICE=cpu PARTS=tf32 TF32_STEPS=3000 TF32_LIMIT=5400 NRI_ARGS="data.batch_size=16 ..." \
+#   OMP_NUM_THREADS=1 DEVICE=cpu PARTS=tf32 TF32_STEPS=3000 TF32_LIMIT=6000 NRI_ARGS="data.batch_size=16 ..." \
 #       scripts/gpu_checks.sh OUTDIR
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -34,6 +34,8 @@ py=${PYTHON:-python3}
 dev=${DEVICE:-cuda}
 packed=${PACKED:-4}
 steps=${TF32_STEPS:-2000}
+tf32_seeds=${TF32_SEEDS:-3}
+tf32_limit=${TF32_LIMIT:-190}
 parts=" ${PARTS:-bench packed tf32} "
 if [ "$dev" = cpu ]; then tf32_on=${TF32_ON:-emulate}; else tf32_on=${TF32_ON:-true}; fi
 mkdir -p "$out/packed" "$out/runs"
@@ -47,6 +49,8 @@ if [ -n "${QUICK:-}" ]; then  # tiny and eager: checks that the script works, me
     nri_args=(data.num_train=256 data.num_valid=128 data.num_test=128 model.encoder_hidden=16 model.decoder_hidden=16)
     vae_args=(model.hidden=[32,16] data.limit_eval=200 eval.iw_samples=2 eval.artifacts=false)
     steps=${TF32_STEPS:-20}
+    tf32_seeds=${TF32_SEEDS:-2}  # eight processes starting at once take minutes on a small CPU
+    tf32_limit=${TF32_LIMIT:-400}
 else
     bench_args=(--compile both)
     packed_args=(--iters "${PACKED_ITERS:-6000}" --warmup 20 --compile on)
@@ -103,16 +107,23 @@ cmds=()
 for exp in nri vae; do
     if [ "$exp" = nri ]; then extra="relaxation=spanning_tree trainer.eval_every=$(( steps < 500 ? steps : 500 )) ${nri_args[*]}"
     else extra="trainer.eval_every=$(( steps < 1000 ? steps : 1000 )) ${vae_args[*]}"; fi
-    for run in s0_tf32on s0_tf32off s1_tf32on; do
-        seed=${run:1:1}
-        tf32=$tf32_on; [ "${run#*tf32}" = off ] && tf32=false
-        cmds+=("$py run.py experiment=$exp $extra seed=$seed trainer.tf32=$tf32 trainer.max_steps=$steps \
-trainer.progress=false logger=none device=$dev hydra.run.dir=$out/runs/${exp}_$run")
+    for seed in $(seq 0 $((tf32_seeds - 1))); do
+        for run in on off; do
+            tf32=$tf32_on; [ "$run" = off ] && tf32=false
+            cmds+=("$py run.py experiment=$exp $extra seed=$seed trainer.tf32=$tf32 trainer.max_steps=$steps \
+trainer.progress=false logger=none device=$dev hydra.run.dir=$out/runs/${exp}_s${seed}_tf32$run")
+        done
     done
 done
-[[ $parts == *" tf32 "* ]] && together tf32 "${TF32_LIMIT:-170}"
+[[ $parts == *" tf32 "* ]] && together tf32 "$tf32_limit"
 
-"$py" benchmarks/gpu_checks_summary.py "$out" --device "$dev" >> "$log" 2>&1
+knobs=""  # the settings this call was made with, for the records (no machine paths: PYTHON is left out)
+for v in OMP_NUM_THREADS DEVICE QUICK PARTS PACKED PACKED_ITERS TF32_STEPS TF32_SEEDS TF32_ON NRI_ARGS VAE_ARGS BENCH_EXPERIMENTS \
+         BENCH_LIMIT PACKED_LIMIT TF32_LIMIT; do
+    [ -n "${!v:-}" ] && knobs+="$v='${!v}' "
+done
+"$py" benchmarks/gpu_checks_summary.py "$out" --device "$dev" --command "${knobs}scripts/gpu_checks.sh OUTDIR" \
+    >> "$log" 2>&1
 # no machine paths in the records: the output folder is OUTDIR in them
 for f in "$out"/*.json; do [ -f "$f" ] && sed -i "s|$out|OUTDIR|g" "$f"; done
 tail -n 4 "$log"

@@ -49,11 +49,29 @@ def test_tf32_summary_compares_with_the_seed_change():
     small = tf32_summary({"nri_s0_tf32on": run(10.0, -100.0), "nri_s0_tf32off": run(10.1, -100.2),
                           "nri_s1_tf32on": run(11.0, -103.0)})["nri"]
     assert small["within_noise"] is True and small["tf32"]["train_loss_tail"] == pytest.approx(0.1)
-    big = tf32_summary({"vae_s0_tf32on": run(10.0, 100.0), "vae_s0_tf32off": run(15.0, 100.0),
+    big = tf32_summary({"vae_s0_tf32on": run(10.0, 100.0), "vae_s0_tf32off": run(15.0, 100.0),  # 5 > 2 x 1
                         "vae_s1_tf32on": run(11.0, 101.0)})["vae"]
     assert big["within_noise"] is False
     missing = tf32_summary({"vae_s0_tf32on": run(10.0, 100.0)})["vae"]
     assert missing["within_noise"] is None and "tf32" not in missing
+
+
+def test_tf32_summary_with_more_seeds_pairs_them_and_pools_the_seed_spread():
+    def run(loss, valid):
+        return {"train_loss_tail": loss, "valid": valid}
+
+    on = {0: (10.0, 5.0), 1: (12.0, 6.0), 2: (11.0, 4.0)}
+    off = {0: (10.5, 5.0), 1: (12.5, 6.0), 2: (11.5, 4.0)}  # TF32 shifts the loss by 0.5 on every seed
+    runs = {f"vae_s{s}_tf32on": run(*v) for s, v in on.items()} | {f"vae_s{s}_tf32off": run(*v) for s, v in off.items()}
+    e = tf32_summary(runs)["vae"]
+    p = e["paired"]["train_loss_tail"]
+    assert p["n"] == 3 and p["mean"] == pytest.approx(0.5) and p["rms"] == pytest.approx(0.5) and p["se"] == 0
+    assert e["seed_sd"]["train_loss_tail"] == pytest.approx(1.0)  # sd of the off runs' 10.5, 12.5, 11.5
+    assert e["tf32"]["train_loss_tail"] == pytest.approx(0.5) and e["seed"]["train_loss_tail"] == pytest.approx(2.0)
+    assert e["twin_ratio"]["train_loss_tail"] == pytest.approx(0.5 / 2**0.5, abs=1e-3)
+    assert e["within_noise"] is True  # |0.5| <= 2 sqrt(2) x 1 / sqrt(3) = 1.63 for the loss; 0 for the validation
+    runs["vae_s2_tf32on"] = run(11.0 - 6.0, 4.0)  # one seed moved by 6: mean shift 2.5 > 1.63
+    assert tf32_summary(runs)["vae"]["within_noise"] is False
 
 
 def test_summarize_leaves_flat_files_without_checkpoints(tmp_path, capsys):
@@ -94,5 +112,7 @@ def test_gpu_checks_script_end_to_end_on_cpu(tmp_path):
         assert str(tmp_path) not in text
     tf32 = json.loads((tmp_path / "out" / "tf32_cpu.json").read_text())["experiments"]
     assert set(tf32) == {"nri", "vae"} and all(e["within_noise"] is not None for e in tf32.values())
+    # two seeds each way in the smoke mode (three on a GPU); on the CPU "on" is TF32's rounding emulated
+    assert all(e["on_setting"] == "emulate" and e["paired"]["valid"]["n"] == 2 for e in tf32.values())
     bench = json.loads((tmp_path / "out" / "training_cpu.json").read_text())
     assert bench["complete"] is True and not any("error" in r for r in bench["results"])
