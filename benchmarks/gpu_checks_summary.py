@@ -121,10 +121,11 @@ def tf32_summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     parsed = {name: m for name, m in ((n, RUN_NAME.match(n)) for n in runs) if m}
     for exp in sorted({m["experiment"] for m in parsed.values()}):
         mine = {name: m for name, m in parsed.items() if m["experiment"] == exp}
-        last = max(runs[name].get("step") or 0 for name in mine)  # compare runs at the same length only
-        by = {(int(m["seed"]), m["tf32"]): runs[name] for name, m in mine.items() if runs[name].get("step") == last}
+        steps = {name: runs[name].get("step") or 0 for name in mine}
+        last = max(steps.values())  # compare runs at the same length only
+        by = {(int(m["seed"]), m["tf32"]): runs[name] for name, m in mine.items() if steps[name] == last}
         entry: dict[str, Any] = {"monitor": MONITOR.get(exp), "runs": {k: runs[k] for k in sorted(mine)},
-                                 "short": sorted(k for k in mine if runs[k].get("step") != last)}
+                                 "short": sorted(k for k in mine if steps[k] != last)}
         on0, on1 = by.get((0, "on")), by.get((1, "on"))
         if on0:
             entry["on_setting"] = on0.get("tf32")

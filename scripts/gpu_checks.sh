@@ -38,6 +38,7 @@ tf32_seeds=${TF32_SEEDS:-3}
 tf32_limit=${TF32_LIMIT:-190}
 parts=" ${PARTS:-bench packed tf32} "
 if [ "$dev" = cpu ]; then tf32_on=${TF32_ON:-emulate}; else tf32_on=${TF32_ON:-true}; fi
+TORCHINDUCTOR_COMPILE_THREADS_SET=${TORCHINDUCTOR_COMPILE_THREADS:-}
 mkdir -p "$out/packed" "$out/runs"
 out=$(cd "$out" && pwd)
 log="$out/log.txt"
@@ -71,7 +72,12 @@ part() {  # part NAME SECONDS CMD...: run with a time limit, log its output and 
 
 together() {  # together NAME SECONDS: the commands in the array cmds[], started at once, each with the time limit
     local name=$1 limit=$2 t0=$SECONDS i=0 pids=()
-    echo "== $name: ${#cmds[@]} processes at once (limit ${limit}s each)" >> "$log"
+    # Inductor compiles kernels in a pool of nproc workers per process: share the cores instead (12 processes x 16
+    # workers would be 192 Python processes); a value set by the caller wins
+    local threads=$(( $(nproc) / ${#cmds[@]} ))
+    export TORCHINDUCTOR_COMPILE_THREADS=${TORCHINDUCTOR_COMPILE_THREADS_SET:-$(( threads > 0 ? threads : 1 ))}
+    echo "== $name: ${#cmds[@]} processes at once (limit ${limit}s and" \
+         "$TORCHINDUCTOR_COMPILE_THREADS compile threads each)" >> "$log"
     for cmd in "${cmds[@]}"; do
         i=$((i + 1))
         echo "-- $name $i: $cmd" >> "$log"

@@ -52,6 +52,9 @@ def test_tf32_summary_compares_with_the_seed_change():
     big = tf32_summary({"vae_s0_tf32on": run(10.0, 100.0), "vae_s0_tf32off": run(15.0, 100.0),  # 5 > 2 x 1
                         "vae_s1_tf32on": run(11.0, 101.0)})["vae"]
     assert big["within_noise"] is False
+    cut = tf32_summary({"vae_s0_tf32on": run(10.0, 100.0) | {"step": 2000}, "vae_s0_tf32off": run(15.0, 100.0) | {
+        "step": 1500}, "vae_s1_tf32on": run(11.0, 101.0) | {"step": 2000}})["vae"]  # cut by its time limit
+    assert cut["short"] == ["vae_s0_tf32off"] and cut["within_noise"] is None
     missing = tf32_summary({"vae_s0_tf32on": run(10.0, 100.0)})["vae"]
     assert missing["within_noise"] is None and "tf32" not in missing
 
