@@ -59,7 +59,7 @@ def test_tf32_summary_compares_with_the_seed_change():
     assert missing["within_noise"] is None and "tf32" not in missing
 
 
-def test_tf32_summary_with_more_seeds_pairs_them_and_pools_the_seed_spread():
+def test_tf32_summary_with_more_seeds_pairs_them_against_the_seed_spread():
     def run(loss, valid):
         return {"train_loss_tail": loss, "valid": valid}
 
