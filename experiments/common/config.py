@@ -177,22 +177,23 @@ def check_relaxation(cfg: DictConfig) -> None:
         raise ConfigError(str(err)) from None
 
 
-def compile_setting(value: Any) -> str:
-    """``trainer.compile`` as one of :data:`COMPILE_CHOICES` (YAML gives booleans for true/false); ConfigError
-    listing them otherwise."""
+def _setting(key: str, value: Any, choices: Sequence[str]) -> str:
+    """A trainer switch's ``value`` as one of ``choices`` (YAML gives booleans for true/false); ConfigError naming
+    ``key`` and listing them otherwise."""
     text = str(value).lower() if isinstance(value, (bool, str)) else repr(value)
-    if text not in COMPILE_CHOICES:
-        raise ConfigError(f"trainer.compile={value!r} is unknown; legal choices: {_choices(COMPILE_CHOICES)}")
+    if text not in choices:
+        raise ConfigError(f"{key}={value!r} is unknown; legal choices: {_choices(choices)}")
     return text
+
+
+def compile_setting(value: Any) -> str:
+    """``trainer.compile`` as one of :data:`COMPILE_CHOICES`."""
+    return _setting("trainer.compile", value, COMPILE_CHOICES)
 
 
 def tf32_setting(value: Any) -> str:
-    """``trainer.tf32`` as one of :data:`TF32_CHOICES` (YAML gives booleans for true/false); ConfigError listing
-    them otherwise."""
-    text = str(value).lower() if isinstance(value, (bool, str)) else repr(value)
-    if text not in TF32_CHOICES:
-        raise ConfigError(f"trainer.tf32={value!r} is unknown; legal choices: {_choices(TF32_CHOICES)}")
-    return text
+    """``trainer.tf32`` as one of :data:`TF32_CHOICES`."""
+    return _setting("trainer.tf32", value, TF32_CHOICES)
 
 
 def validate_common(cfg: DictConfig) -> None:
