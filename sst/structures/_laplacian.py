@@ -22,27 +22,44 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["stable_weights", "rooted_inverse", "log_partition_eliminate", "eliminate_marginals", "heaviest_node",
-           "MAX_SPREAD"]
+__all__ = ["clip_theta", "stable_weights", "rooted_inverse", "log_partition_eliminate", "eliminate_marginals",
+           "heaviest_node", "MAX_SPREAD"]
 
 # The exact path caps the spread of theta (max - min over the valid entries of a graph) at this value, so that
 # sums of a few log-weights stay finite for any finite input; it changes nothing below it (see docs/library.md).
 MAX_SPREAD = 1.0e6
 
 
-def stable_weights(theta: Tensor, valid: Tensor, max_range: float, per_column: bool = False) -> Tensor:
-    """``exp(theta - max)`` on the valid entries (0 elsewhere), with theta first raised to ``max - max_range``.
+def clip_theta(theta: Tensor, valid: Tensor, max_range: float, per_column: bool = False) -> tuple[Tensor, Tensor]:
+    """``max(theta, max(theta) - max_range)`` on the valid entries, and the maximum, both differentiable.
 
-    ``theta`` (..., n, n); ``valid`` (n, n) bool. The maximum is over the valid entries of each matrix (of each
-    column with ``per_column``, for arborescences, whose law is unchanged by a shift of one node's incoming
-    weights) and is detached (the marginals do not depend on the shift). Raising the smallest weights bounds the
-    condition number of the Laplacian by about ``n * exp(max_range)``, so the solve never returns inf or NaN.
+    ``theta`` (..., n, n); ``valid`` (n, n) bool. The maximum ``mx`` is over the valid entries of each matrix
+    ((..., 1, 1)), or of each column with ``per_column`` ((..., 1, n); for arborescences, whose law is unchanged
+    by a shift of one node's incoming weights); an all-invalid column (the root) gets 0. Returns ``(clipped, mx)``:
+    ``clipped`` (..., n, n) is the floor ``mx - max_range`` on the invalid entries (and on ``-inf`` ones, an
+    absent edge), which callers ignore or mask.
+
+    The clip is a function of theta through both arguments of ``torch.maximum`` *and* through the maximum (the
+    floor moves with the heaviest edge), so autograd gives the exact derivative of the clipped forward, as the
+    released code's clip does. Where several entries tie for the maximum its gradient is shared equally among them
+    (``torch.amax``), so it is deterministic; at a tie ``theta == floor`` ``torch.maximum`` splits it in half.
     """
     masked = theta.masked_fill(~valid, float("-inf"))
-    mx = masked.detach().amax(dim=-2 if per_column else (-2, -1), keepdim=True)
+    mx = masked.amax(dim=-2 if per_column else (-2, -1), keepdim=True)
     mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))  # an all-invalid column (the root)
-    clipped = torch.maximum(masked, mx - max_range)
-    return torch.exp(clipped - mx).masked_fill(~valid, 0.0)
+    return torch.maximum(masked, mx - max_range), mx
+
+
+def stable_weights(theta: Tensor, valid: Tensor, max_range: float, per_column: bool = False) -> Tensor:
+    """``exp(clipped - max)`` on the valid entries (0 elsewhere), ``clipped`` from :func:`clip_theta`.
+
+    ``theta`` (..., n, n); ``valid`` (n, n) bool; returns (..., n, n). The clip carries gradient through the
+    maximum (see :func:`clip_theta`); the shift by the maximum is detached (the marginals do not depend on it, so
+    its exact gradient is 0). Raising the smallest weights bounds the condition number of the Laplacian by about
+    ``n * exp(max_range)``, so the solve never returns inf or NaN.
+    """
+    clipped, mx = clip_theta(theta, valid, max_range, per_column)
+    return torch.exp(clipped - mx.detach()).masked_fill(~valid, 0.0)
 
 
 def heaviest_node(a: Tensor) -> Tensor:

@@ -41,7 +41,8 @@ class Arborescence(Structure):
     Args:
         root: the root node (negative values count from the end, as in Python).
         max_range: None (default): no clip, exact marginals. A number: ``w / tau`` is raised to at least its
-            column maximum minus ``max_range`` before the solve (the marginals of the clipped weights).
+            column maximum minus ``max_range`` before the solve (the marginals of the clipped weights; the
+            gradient is the derivative of that clipped forward, the column maxima included).
         solve_dtype: dtype of the computation (default float64); the output has the input's dtype.
     """
 

@@ -37,6 +37,8 @@ class SpanningTree(Structure):
         max_range: None (default): no clip, exact marginals. A number: before the solve, ``w / tau`` is raised to
             at least ``max(w / tau) - max_range`` per graph, as the released code does (NRI uses 15); the result
             is then the marginals of the clipped weights, exact only when the spread of ``w / tau`` is below it.
+            The gradient is the derivative of that clipped forward: the floor moves with the heaviest edge
+            (as in the released code's clip; at a tie for the maximum its gradient is shared equally).
         solve_dtype: dtype of the computation (default float64); the output has the input's dtype.
         backend: argmax implementation, ``"auto"`` (numba's compiled Prim for CPU tensors when numba is
             installed, else PyTorch), ``"torch"`` or ``"numba"``; both give the same tree, ties included.

@@ -4,6 +4,7 @@ every structure of the companion registry."""
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import Tensor
 from torch.autograd import gradcheck, gradgradcheck
 
 import sst
@@ -119,13 +121,17 @@ def test_issue_reproducer_arborescence_beyond_old_max_range():
 
 
 def test_issue_reproducer_tree_gradient_weak_node_zero():
-    """Node 0 weakly connected: the clipped problem (max_range=20, the old default) has gradient 5.15e-9 (it was
-    -35); the exact default has e^-40 / 2 * 10 / 2 = 1.06e-17."""
+    """Node 0 weakly connected: the clipped problem (max_range=20, the old default) was -35 here. Its marginal
+    ``mu_12 = 2 e^20 / (1 + 2 e^20)`` depends only on max_range (both other edges sit on the floor, which moves with
+    the heaviest edge), so its exact gradient is 0 (5.15e-9 while the maximum was detached, issue #51 D3); the exact
+    default has e^-40 / 2 * 10 / 2 = 1.06e-17."""
     w0 = torch.tensor([[0, -2, -2], [-2, 0, 2], [-2, 2, 0]], dtype=torch.float64)
     w = w0.clone().requires_grad_(True)
-    sst.SpanningTree(max_range=20).relax(w, 0.1)[1, 2].backward()
+    mu = sst.SpanningTree(max_range=20).relax(w, 0.1)[1, 2]
+    mu.backward()
     m = 2 * math.exp(20) / (1 + 2 * math.exp(20))
-    assert w.grad[1, 2].item() == pytest.approx(m * (1 - m) * 10 / 2, rel=1e-6)  # 5.15e-9
+    assert mu.item() == pytest.approx(m, rel=1e-12)
+    assert w.grad.abs().max().item() < 1e-13
     w = w0.clone().requires_grad_(True)
     sst.SpanningTree().relax(w, 0.1)[1, 2].backward()
     assert w.grad[1, 2].item() == pytest.approx(math.exp(-40) / 2 * 10 / 2, rel=1e-6)
@@ -144,6 +150,190 @@ def test_max_range_none_or_inf_is_exact_and_validated():
             sst.SpanningTree(max_range=bad)
         with pytest.raises(ValueError, match="max_range"):
             sst.Arborescence(max_range=bad)
+
+
+# ------------------------------------------------------------------------------------- max_range: the clip's gradient
+# The clipped path computes the marginals of max(theta, max(theta) - max_range) (theta = w / tau); its gradient must
+# be the derivative of that forward, the maximum included (issue #51, D3: the maximum was detached, so the heaviest
+# edge's gradient ignored the floor it sets).
+CLIPPED = [sst.SpanningTree(max_range=15.0), sst.Arborescence(0, max_range=15.0),
+           sst.Arborescence(root=-1, max_range=15.0)]
+CLIPPED_IDS = ["tree", "arb0", "arb-1"]
+
+
+def _free_entries(S: sst.Structure, n: int) -> tuple[Tensor, Tensor]:
+    """Row and column indices of the free parameters: the edges i < j (SpanningTree), the valid entries
+    (Arborescence)."""
+    if isinstance(S, sst.SpanningTree):
+        return tuple(torch.triu_indices(n, n, 1))
+    return tuple(valid_entries(S, n).nonzero().T)
+
+
+def _embed(S: sst.Structure, p: Tensor, n: int) -> Tensor:
+    """Free parameters (m,) -> weights (n, n) (symmetric for SpanningTree, so a perturbation moves one edge)."""
+    i, j = _free_entries(S, n)
+    w = torch.zeros(n, n, dtype=p.dtype).index_put((i, j), p)
+    return w + w.T if isinstance(S, sst.SpanningTree) else w
+
+
+def _clip_map(S: sst.Structure, tau: float, n: int):
+    """p (m,) -> the marginals of the free entries (m,) by ``S.relax``."""
+    i, j = _free_entries(S, n)
+    return lambda p: S.relax(_embed(S, p, n), tau)[i, j]
+
+
+def _brute_clip_map(S: sst.Structure, tau: float, n: int):
+    """p (m,) -> the marginals of the free entries (m,) of the clipped weights (:func:`_released_clip`), by
+    enumeration: exact, so its central differences carry no rounding noise."""
+    i, j = _free_entries(S, n)
+    return lambda p: brute_marginals(S, _embed(S, _released_clip(S, p / tau, n), n), 1.0, n)[i, j]
+
+
+def _central_jacobian(f, p: Tensor, h: float = 1e-5) -> Tensor:
+    """(m_out, m_in) by central differences of step h."""
+    cols = []
+    for k in range(p.numel()):
+        e = torch.zeros_like(p)
+        e[k] = h
+        cols.append((f(p + e) - f(p - e)) / (2 * h))
+    return torch.stack(cols, -1)
+
+
+def _released_clip(S: sst.Structure, theta: Tensor, n: int) -> Tensor:
+    """The released code's ``clip_range``: ``max(theta, m - max_range)`` with ``m = torch.max(theta)`` (gradient
+    through the max) over the edge list (SpanningTree) or over each column's entries (Arborescence). (m,) -> (m,)."""
+    if isinstance(S, sst.SpanningTree):
+        return torch.max(theta, torch.max(theta, dim=-1, keepdim=True)[0] - S.max_range)
+    i, j = _free_entries(S, n)
+    col_max = theta.new_full((n, n), float("-inf")).index_put((i, j), theta).amax(0)
+    return torch.max(theta, col_max[j] - S.max_range)
+
+
+def _reference_clip_marginals(S: sst.Structure, p: Tensor, tau: float, n: int) -> Tensor:
+    """An independent implementation of the released code's clipped marginals (choidami/sst, ``clip_range`` and
+    ``get_spanning_tree_marginals``), written from the maths: :func:`_released_clip` of p / tau, then
+    ``d log det L_r / d clipped`` by slogdet and autograd (create_graph, so it is differentiable in p). (m,) -> (m,)."""
+    i, j = _free_entries(S, n)
+    with torch.enable_grad():
+        clipped = _released_clip(S, (p if p.requires_grad else p.detach().requires_grad_(True)) / tau, n)
+        c = clipped.max().detach()
+        a = torch.zeros(n, n, dtype=p.dtype).index_put((i, j), torch.exp(clipped - c))
+        if isinstance(S, sst.SpanningTree):
+            a = a + a.T
+            lap, r = torch.diag_embed(a.sum(-1)) - a, 0
+        else:
+            lap, r = torch.diag_embed(a.sum(-2)) - a, S.root % n
+        keep = [k for k in range(n) if k != r]
+        logz = torch.linalg.slogdet(lap[keep][:, keep])[1]
+        (mu,) = torch.autograd.grad(logz, clipped, create_graph=p.requires_grad)
+    return mu
+
+
+def _clip_graph(S: sst.Structure, n: int, height: float, tau: float, seed: int) -> Tensor:
+    """Free parameters of a random graph with the clip active: w / tau uniform in [-3, 3], then one entry per graph
+    (SpanningTree) or per column (Arborescence) raised by ``height`` (> max_range), so that the floor
+    ``max - max_range`` cuts into or lies above the others."""
+    g = torch.Generator().manual_seed(seed)
+    i, j = _free_entries(S, n)
+    theta = 6 * torch.rand(i.numel(), dtype=torch.float64, generator=g) - 3
+    groups = torch.zeros_like(j) if isinstance(S, sst.SpanningTree) else j
+    key = torch.rand(i.numel(), dtype=torch.float64, generator=g)
+    if isinstance(S, sst.Arborescence):  # the raised entries leave the root: they form a cycle, so the law is not
+        key = key.masked_fill(i == S.root % n, -0.5)  # deterministic and the floors matter at order 1
+    top = torch.full((n,), -1.0, dtype=torch.float64).scatter_reduce(0, groups, key, "amax")
+    theta = theta + height * (key == top[groups])
+    return theta * tau
+
+
+def test_issue_reproducer_max_range_gradient_of_the_heaviest_edge():
+    """d mu[0, 1] / d w[1, 2] (the edge, both entries) was -7.0e-8 by autograd (the detached max) against 0.0255 by
+    central differences of step 1e-5; now both 0.0254940865."""
+    S = sst.SpanningTree(max_range=15)
+    w0 = torch.tensor([[0, 4, 3, 4.5], [4, 0, 20, 5.5], [3, 20, 0, 5.2], [4.5, 5.5, 5.2, 0]], dtype=torch.float64)
+    w = w0.clone().requires_grad_(True)
+    S.relax(w, 1.0)[0, 1].backward()
+    auto = (w.grad[1, 2] + w.grad[2, 1]).item()
+    e = torch.zeros(4, 4, dtype=torch.float64)
+    e[1, 2] = e[2, 1] = 1e-5
+    central = ((S.relax(w0 + e, 1.0)[0, 1] - S.relax(w0 - e, 1.0)[0, 1]) / 2e-5).item()
+    assert auto == pytest.approx(central, rel=1e-7) and auto == pytest.approx(0.025494086525, rel=1e-9)
+    # the independent slogdet implementation of the released clip gives the same
+    p = w0[torch.triu_indices(4, 4, 1).unbind()].requires_grad_(True)
+    (grad,) = torch.autograd.grad(_reference_clip_marginals(S, p, 1.0, 4)[0], p)
+    assert grad[3].item() == pytest.approx(auto, rel=1e-9)  # the edge (1, 2) is the fourth of the triu order
+
+
+@pytest.mark.parametrize("S", CLIPPED, ids=CLIPPED_IDS)
+@pytest.mark.parametrize("n", [3, 4])
+@pytest.mark.parametrize("tau", [0.1, 1.0])
+def test_max_range_jacobian_matches_central_differences(S, n, tau):
+    """Every entry of d mu / d w (float64) against central differences (step 1e-5) of the clipped marginals, on
+    random graphs with the clip active (the heaviest entry 15.5 or 17 above the others): of the marginals of the
+    clipped weights by brute force (exact, so the differences carry no rounding noise; measured agreement 2e-9), and
+    of our own forward (its rounding error, up to ~1e-10 at a condition number near e^15, divided by the step:
+    up to 1e-5 here; the detached maximum was off by O(1e-2))."""
+    f, brute = _clip_map(S, tau, n), _brute_clip_map(S, tau, n)
+    largest = 0.0
+    for seed, height in enumerate((15.5, 17.0, 15.5, 17.0)):
+        p = _clip_graph(S, n, height, tau, seed)
+        jac = torch.autograd.functional.jacobian(f, p)
+        torch.testing.assert_close(f(p), brute(p), rtol=0, atol=1e-9)
+        torch.testing.assert_close(jac, _central_jacobian(brute, p), rtol=1e-6, atol=1e-7 / tau)
+        torch.testing.assert_close(jac, _central_jacobian(f, p), rtol=1e-4, atol=2e-5 / tau)
+        largest = max(largest, jac.abs().max().item())
+    assert largest > 1e-2 / tau  # not trivially 0
+
+
+@pytest.mark.parametrize("S", CLIPPED, ids=CLIPPED_IDS)
+@pytest.mark.parametrize("tau", [0.05, 0.1, 0.5, 1.0, 3.0])
+def test_max_range_matches_the_released_clip(S, tau):
+    """Values and every Jacobian entry against an independent implementation of the released code's clip
+    (slogdet + autograd through ``torch.max``), random graphs with the heaviest entry 16, 25 or 60 above the others,
+    n = 3, 4, 6."""
+    for n in (3, 4, 6):
+        f = _clip_map(S, tau, n)
+        for seed, height in enumerate((16.0, 25.0, 60.0)):
+            p = _clip_graph(S, n, height, tau, 10 * n + seed)
+            ref_f = functools.partial(_reference_clip_marginals, S, tau=tau, n=n)
+            torch.testing.assert_close(f(p), ref_f(p), rtol=0, atol=1e-9)
+            torch.testing.assert_close(torch.autograd.functional.jacobian(f, p),
+                                       torch.autograd.functional.jacobian(ref_f, p), rtol=1e-6, atol=1e-8 / tau)
+
+
+@pytest.mark.parametrize("S", CLIPPED, ids=CLIPPED_IDS)
+def test_max_range_gradcheck_beyond_the_range(S):
+    """gradcheck and gradgradcheck (float64) of relax with the clip active (w / tau spread 30 > 15)."""
+    g = torch.Generator().manual_seed(21)
+    w = spread_weights(S, (2,), 4, 30.0, 0.5, generator=g).requires_grad_(True)
+    assert gradcheck(lambda w: S.relax(w, 0.5), (w,), eps=1e-6, atol=1e-6, rtol=1e-4)
+    assert gradgradcheck(lambda w: S.relax(w, 0.5), (w,), eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
+def test_max_range_ties_are_deterministic():
+    """Ties are kinks of the clipped forward; the gradient there is deterministic (reproducible bit for bit) and
+    equals the central difference (the mean of the two one-sided derivatives): two entries tie for the maximum (its
+    gradient is shared equally, ``torch.amax``), or an entry sits exactly on the floor (``torch.maximum`` splits
+    it in half). (Where both kinds of tie meet, any choice is a one-sided mix; we do not test that.)"""
+    n = 4
+    tree = sst.SpanningTree(max_range=15.0)  # edges in triu order (0,1) (0,2) (0,3) (1,2) (1,3) (2,3)
+    cases = [(tree, torch.tensor([20.0, 1.0, 4.0, 20.0, 5.5, 3.0])),  # (0,1) and (1,2) tie; node 3 weakly linked
+             (tree, torch.tensor([20.0, 1.0, 5.0, 12.0, 5.5, 3.0]))]  # (0,3) on the floor 20 - 15
+    arb = sst.Arborescence(0, max_range=15.0)
+    for tie in (True, False):  # the heavy entries 1 <-> 2 <-> 3 form cycles: the floors matter at order 1
+        w = torch.zeros(n, n)
+        w[1, 2], w[3, 2], w[0, 2] = (20.0, 20.0, 2.0) if tie else (20.0, 10.0, 5.0)  # column 2
+        w[2, 1], w[0, 1], w[3, 1] = 20.0, 1.0, 3.0  # column 1: both clipped to 5
+        w[2, 3], w[1, 3], w[0, 3] = 20.0, 4.0, 0.0  # column 3: both clipped to 5
+        cases.append((arb, w[_free_entries(arb, n)]))
+    for S, p in cases:
+        p = p.double()
+        f = _clip_map(S, 1.0, n)
+        jac = torch.autograd.functional.jacobian(f, p)
+        assert torch.equal(torch.autograd.functional.jacobian(f, p), jac)
+        # at a kink the central difference is the mean of the one-sided derivatives up to O(step) (their second
+        # derivatives differ): step 1e-7 on the exact (enumerated) forward
+        torch.testing.assert_close(jac, _central_jacobian(_brute_clip_map(S, 1.0, n), p, 1e-7), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(jac, _central_jacobian(f, p), rtol=1e-4, atol=2e-5)
 
 
 # ------------------------------------------------------------------------------------- Sinkhorn
