@@ -155,4 +155,6 @@ def sinkhorn(s: Tensor, tol: float | None = None, max_iter: int = 200) -> Tensor
     """
     if tol is None:
         tol = 1e-10 if s.dtype == torch.float64 else 1e-5
+    if s.numel() == 0:  # an empty batch (or n = 0): nothing to solve (the reductions need a non-empty input)
+        return s * 0
     return _Sinkhorn.apply(s, float(tol), int(max_iter))

@@ -131,6 +131,25 @@ def test_dtype_shape_and_batch_dims(S, ns, dtype):
 
 
 @pytest.mark.parametrize("S,ns", ALL, ids=_ids(ALL))
+@pytest.mark.parametrize("batch", [(0,), (2, 0)])
+def test_empty_batch(S, ns, batch):
+    """A size-0 batch gives size-0 results everywhere, and a backward pass (issue #51 D2: Permutation's relax and
+    sample raised ``RuntimeError: amax()``)."""
+    w = random_weights(S, batch, ns[-1]).requires_grad_(True)
+    outs = (S.argmax(w), S.relax(w, 0.5), S.perturb(w), sst.sample(S, w, 0.5), sst.sample(S, w, 0.5, hard=True))
+    for out in outs:
+        assert out.shape == w.shape and out.dtype == w.dtype
+    sum(o.sum() for o in outs[1:]).backward()
+    assert w.grad.shape == w.shape
+
+
+def test_issue_reproducer_permutation_empty_batch():
+    x = sst.Permutation().relax(torch.randn(0, 3, 3), 1.0)
+    assert x.shape == (0, 3, 3)
+    assert sst.sample(sst.Permutation(), torch.randn(0, 3, 3), 1.0, hard=True).shape == (0, 3, 3)
+
+
+@pytest.mark.parametrize("S,ns", ALL, ids=_ids(ALL))
 def test_half_precision_relax(S, ns):
     w = random_weights(S, (2,), ns[-1], dtype=torch.float32).bfloat16()
     x = S.relax(w, 1.0)
