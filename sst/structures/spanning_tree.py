@@ -23,7 +23,8 @@ class SpanningTree(Structure):
     a tree (n - 1 edges). A tree's score counts each edge once: ``sum_{i<j} w_ij x_ij`` (:meth:`score`).
 
     - argmax: batched Prim's algorithm, n - 1 steps of (batch, n) vector work, no host sync (on CPU with numba
-      installed, the same algorithm compiled, O(n^2) scalar work per graph);
+      installed, the same algorithm compiled, O(n^2) scalar work per graph; float16 / bfloat16 weights are read
+      in float32, which holds them exactly, so both backends give the same tree);
     - ``exp_family_entropy``: edge marginals of ``p(x) ∝ exp(sum_{i<j} w_ij x_ij / tau)`` by the matrix-tree
       theorem, ``mu = d log Z / d (w / tau)``. Default (``max_range=None``): ``log Z`` by subtraction-free
       Gaussian elimination of the Laplacian in log space (:mod:`sst.structures._laplacian`), marginals by
@@ -104,8 +105,11 @@ class SpanningTree(Structure):
         rows = torch.arange(batch, device=w.device)
         lowest = torch.finfo(w.dtype).min
         kern = kernels_for(w, self.backend)
-        parent = (torch.from_numpy(kern.prim_parents(flat.detach().contiguous().numpy(), lowest))
-                  if kern is not None else self._prim_parents(flat, rows, lowest))
+        if kern is not None:  # numba has no float16 / bfloat16: float32 holds them exactly (same ties, same tree)
+            host = flat.detach().to(torch.float32 if w.dtype in (torch.float16, torch.bfloat16) else w.dtype)
+            parent = torch.from_numpy(kern.prim_parents(host.contiguous().numpy(), lowest))
+        else:
+            parent = self._prim_parents(flat, rows, lowest)
         child = torch.arange(1, n, device=w.device).expand(batch, n - 1)
         par = parent[:, 1:]
         out = x.reshape(-1, n, n)

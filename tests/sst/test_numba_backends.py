@@ -106,6 +106,30 @@ def test_prim_numba_matches_torch(n):
                 assert torch.equal(a.sum((-1, -2)), torch.full((3, 5), 2.0 * (n - 1), dtype=dtype))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_prim_half_precision(dtype):
+    """Issue #51 D4: the numba path raised NotImplementedError (float16) / TypeError (bfloat16), also through
+    ``sst.sample(..., hard=True)``. Now it reads them in float32 (exact): the same trees as the PyTorch path and
+    as the float32 argmax of the same values, ties and -inf included."""
+    pytest.importorskip("numba")
+    gen = torch.Generator().manual_seed(4)
+    w = torch.randn(3, 5, 7, 7, generator=gen)
+    ties = torch.randint(0, 3, (3, 5, 7, 7), generator=gen).float()
+    ninf = w.masked_fill((w > 1.5) | (w > 1.5).transpose(-1, -2), float("-inf"))
+    for ww in (w, ties, ninf):
+        ww = (ww + ww.transpose(-1, -2)).to(dtype)  # symmetric: (w + w^T) / 2 is exact
+        a = sst.SpanningTree(backend="numba").argmax(ww)
+        assert a.dtype == dtype
+        assert torch.equal(a, sst.SpanningTree(backend="torch").argmax(ww))
+        assert torch.equal(a, sst.SpanningTree(backend="numba").argmax(ww.float()).to(dtype))
+        assert torch.equal(a.sum((-1, -2)), torch.full((3, 5), 12.0, dtype=dtype))
+    theta = (w + w.transpose(-1, -2)).to(dtype).requires_grad_(True)
+    x = sst.sample(sst.SpanningTree(), theta, 0.5, hard=True, generator=torch.Generator().manual_seed(0))
+    assert x.dtype == dtype and torch.equal(x.sum((-1, -2)), torch.full((3, 5), 12.0, dtype=dtype))
+    x.sum().backward()
+    assert theta.grad.dtype == dtype and torch.isfinite(theta.grad.float()).all()
+
+
 def test_spanning_tree_backend_argument(monkeypatch):
     with pytest.raises(ValueError, match="backend must be one of"):
         sst.SpanningTree(backend="cpp")
