@@ -26,6 +26,11 @@ __all__ = ["Structure"]
 _HALF = (torch.float16, torch.bfloat16)
 
 
+def _widen(x: Tensor) -> Tensor:
+    """``x`` in float32 if it is float16 / bfloat16 (differentiable), else ``x`` itself."""
+    return x.float() if x.dtype in _HALF else x
+
+
 class Structure:
     """Base class. Class attributes: ``regularizers`` (names, first = default) and ``event_ndim``."""
 
@@ -59,10 +64,15 @@ class Structure:
         raise NotImplementedError
 
     def perturb(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """``theta + G`` with independent standard Gumbel noise ``G`` of ``theta``'s shape (never inf)."""
+        """``theta + G`` with independent standard Gumbel noise ``G`` of ``theta``'s shape (never inf).
+
+        Half-precision ``theta`` (float16, bfloat16): the noise is drawn and added in float32 and the sum rounded
+        to ``theta``'s dtype (rounding can tie close entries; :func:`sst.sample` stays in float32 throughout).
+        """
         self._check_shape(theta, "theta")
         check_floating(theta, "theta")
-        return theta + noise.gumbel_like(theta, generator=generator)
+        t = _widen(theta)
+        return (t + noise.gumbel_like(t, generator=generator)).to(theta.dtype)
 
     def score(self, w: Tensor, x: Tensor) -> Tensor:
         """``<w, x>``, the structure's score: ``(..., *event), (..., *event) -> (...)``."""

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from sst import noise
-from sst.structures.base import Structure
+from sst.structures.base import Structure, _widen
 from sst.validation import check_floating
 
 __all__ = ["Binary"]
@@ -36,10 +36,13 @@ class Binary(Structure):
         return torch.sigmoid(w / tau)
 
     def perturb(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """``theta + L`` with independent standard Logistic noise ``L`` (never inf)."""
+        """``theta + L`` with independent standard Logistic noise ``L`` (never inf); for half-precision ``theta``
+        drawn and added in float32, the sum rounded to ``theta``'s dtype (the rounding keeps its sign, so the hard
+        sample ``perturb(theta) > 0`` has the right law)."""
         self._check_shape(theta, "theta")
         check_floating(theta, "theta")
-        return theta + noise.logistic_like(theta, generator=generator)
+        t = _widen(theta)
+        return (t + noise.logistic_like(t, generator=generator)).to(theta.dtype)
 
     def enumerate(self, n: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:
         """All ``2^n`` binary vectors: ``(2^n, n)``."""

@@ -10,7 +10,7 @@ from torch import Tensor
 from sst import noise
 from sst.structures._backend import check_backend, kernels_for
 from sst.structures._laplacian import eliminate_marginals, heaviest_node, rooted_inverse, stable_weights
-from sst.structures.base import Structure
+from sst.structures.base import Structure, _widen
 from sst.validation import check_floating, check_weights, checks_enabled
 
 __all__ = ["SpanningTree"]
@@ -155,11 +155,13 @@ class SpanningTree(Structure):
 
     # support -------------------------------------------------------------------------------------------------
     def perturb(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """``theta + G`` with one standard Gumbel per undirected edge: ``G_ij = G_ji``, ``G_ii = 0``."""
+        """``theta + G`` with one standard Gumbel per undirected edge: ``G_ij = G_ji``, ``G_ii = 0`` (half-precision
+        ``theta``: drawn and added in float32, the sum rounded to ``theta``'s dtype)."""
         self._check_shape(theta, "theta")
         check_floating(theta, "theta")
-        g = torch.triu(noise.gumbel_like(theta, generator=generator), diagonal=1)
-        return theta + g + g.transpose(-1, -2)
+        t = _widen(theta)
+        g = torch.triu(noise.gumbel_like(t, generator=generator), diagonal=1)
+        return (t + g + g.transpose(-1, -2)).to(theta.dtype)
 
     def score(self, w: Tensor, x: Tensor) -> Tensor:
         """``sum_{i<j} w_ij x_ij`` (each undirected edge once): ``(..., n, n), (..., n, n) -> (...)``."""

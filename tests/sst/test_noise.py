@@ -58,3 +58,19 @@ def test_generator_reproducible_and_like_helpers():
     assert torch.equal(a, b) and a.shape == t.shape and a.dtype == t.dtype and a.device == t.device
     c = noise.logistic_like(t.float(), generator=torch.Generator().manual_seed(5))
     assert c.dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_noise_has_the_float32_tails(dtype):
+    """Issue #51 D5: drawn in bfloat16, Gumbel noise spanned only [-4.5, 4.8] with 532 distinct values. Now drawn
+    in float32 and rounded: P(G > 8) = 3.4e-4 and P(L > 8) = 3.4e-4 give ~340 draws of 10^6 above 8."""
+    g = torch.Generator().manual_seed(7)
+    for fn in (noise.gumbel, noise.logistic):
+        x = fn((10**6,), dtype=dtype, generator=g)
+        assert x.dtype == dtype and torch.isfinite(x).all()
+        above = (x.float() > 8).sum().item()
+        p = 1 - math.exp(-math.exp(-8)) if fn is noise.gumbel else 1 / (1 + math.exp(8))
+        assert abs(above - 1e6 * p) < 5 * math.sqrt(1e6 * p)
+        assert x.float().max() > 10 and x.unique().numel() > 2000
+    assert abs(noise.gumbel((10**6,), dtype=dtype, generator=g).float().mean().item() - 0.5772156649) < 0.01
+    assert noise.draw_dtype(dtype) == torch.float32 and noise.draw_dtype(torch.float64) == torch.float64

@@ -109,3 +109,58 @@ def test_relaxed_topk_sample_mean_matches_hard_frequencies_at_small_tau():
     V = sst.TopK(2).enumerate(4, dtype=torch.float64)
     hard_mean = (_without_replacement_probs(theta, V).unsqueeze(-1) * V).sum(0)
     torch.testing.assert_close(soft.mean(0), hard_mean, rtol=0, atol=0.02)
+
+
+# ------------------------------------------------------------------------------------- half precision (#51 D5)
+HALF = [torch.bfloat16, torch.float16]
+
+
+def _binomial_ok(hits: float, n: int, p: float, z: float = 5.0) -> bool:
+    """``hits`` of ``n`` draws within z binomial standard deviations of ``n p``."""
+    return abs(hits - n * p) <= z * math.sqrt(n * p * (1 - p))
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_issue_reproducer_binary_half_precision_tail(dtype):
+    """Noise drawn in bfloat16 spanned [-4.5, 4.8] with 532 values: the mean of 10^6 hard samples at logit -6 was
+    0.0 where the law gives sigmoid(-6) = 0.00247. Now drawn in float32 (measured 0.002474)."""
+    n = 10**6
+    theta = torch.full((n, 1), -6.0, dtype=dtype)
+    x = sst.sample(sst.Binary(), theta, hard=True, generator=torch.Generator().manual_seed(0))
+    assert x.dtype == dtype
+    assert _binomial_ok(x.double().sum().item(), n, 1 / (1 + math.exp(6.0)))
+    u = sst.Binary().perturb(theta, generator=torch.Generator().manual_seed(1))  # perturb alone: same law
+    assert u.dtype == dtype and _binomial_ok((u > 0).double().sum().item(), n, 1 / (1 + math.exp(6.0)))
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_categorical_half_precision_law(dtype):
+    """Gumbel-max in half precision: a category 7 below the other is drawn with probability sigmoid(-7) = 9.1e-4,
+    and a 3-way law close in logits (where rounding the perturbed logits would create ties) passes chi-square."""
+    n = 10**6
+    theta = torch.tensor([0.0, -7.0], dtype=dtype).expand(n, 2)
+    x = sst.sample(sst.Categorical(), theta, hard=True, generator=torch.Generator().manual_seed(2))
+    assert x.dtype == dtype and _binomial_ok(x[:, 1].double().sum().item(), n, 1 / (1 + math.exp(7.0)))
+    theta = torch.tensor([0.25, 0.0, 0.125], dtype=dtype)
+    x = sst.sample(sst.Categorical(), theta.expand(N_DRAWS * 5, 3), hard=True,
+                   generator=torch.Generator().manual_seed(3))
+    V = sst.Categorical().enumerate(3, dtype=dtype)
+    assert _chisquare_ok(_counts(x, V), torch.softmax(theta.double(), -1)) > 1e-3
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("S", [sst.Categorical(), sst.Binary(), sst.TopK(2), sst.CorrelatedTopK(2),
+                               sst.SpanningTree(), sst.SpanningTree(max_range=15.0), sst.Arborescence(0),
+                               sst.Permutation()], ids=repr)
+def test_half_precision_sample_and_perturb_keep_the_dtype(S, dtype):
+    """Soft and hard samples and perturbed logits in theta's half dtype, finite, with a gradient in that dtype;
+    SpanningTree's noise stays symmetric."""
+    theta = random_weights(S, (3,), 4, dtype=torch.float32).to(dtype).requires_grad_(True)
+    outs = [sst.sample(S, theta, 0.5, hard=hard, generator=torch.Generator().manual_seed(4)) for hard in (False, True)]
+    u = S.perturb(theta, generator=torch.Generator().manual_seed(5))
+    for x in (*outs, u):
+        assert x.dtype == dtype and x.shape == theta.shape and torch.isfinite(x.float()).all()
+    if isinstance(S, sst.SpanningTree):
+        assert torch.equal(u, u.transpose(-1, -2))
+    sum(x.float().sum() for x in outs).backward()
+    assert theta.grad.dtype == dtype and torch.isfinite(theta.grad.float()).all()
