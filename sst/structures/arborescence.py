@@ -10,7 +10,13 @@ import torch
 from torch import Tensor
 
 from sst.structures._edmonds import max_arborescence
-from sst.structures._laplacian import eliminate_marginals, rooted_inverse, stable_weights
+from sst.structures._laplacian import (
+    clip_theta,
+    eliminate_marginals,
+    one_inverse_accurate,
+    rooted_inverse,
+    stable_weights,
+)
 from sst.structures.base import Structure
 from sst.structures.spanning_tree import _check_max_range, _clips
 from sst.validation import check_weights
@@ -34,7 +40,9 @@ class Arborescence(Structure):
       (:mod:`sst.structures._laplacian`), marginals by autograd (differentiable again): exact to ~1e-12 in
       float64 at any spread of ``w / tau`` (see docs/library.md). With a ``max_range`` clip: ``A`` shifted by its
       column maxima (a node's incoming weights can be shifted together without changing the law) and raised to
-      ``exp(-max_range)``, G the inverse of ``L_r``, ``mu_ij = A_ij (G_jj - G_ji)`` (one batched inverse).
+      ``exp(-max_range)``, G the inverse of ``L_r``, ``mu_ij = A_ij (G_jj - G_ji)`` (one batched inverse), while
+      ``max_range`` keeps that accurate (<= 17.6 in float64); a wider clip runs the elimination on the clipped
+      weights.
 
     ``-inf`` weights are accepted (an absent edge), as for :class:`sst.SpanningTree`.
 
@@ -101,7 +109,9 @@ class Arborescence(Structure):
             return torch.zeros_like(w) + 0 * w
         theta = (w / tau).to(self.solve_dtype)
         valid = self._valid(n, w.device)
-        if not _clips(self.max_range):
+        if not _clips(self.max_range) or not one_inverse_accurate(self.max_range, theta.dtype):
+            if _clips(self.max_range):  # a clip too wide for one inverse: the exact path on the clipped weights
+                theta = clip_theta(theta, valid, self.max_range, per_column=True)[0]
             return eliminate_marginals(theta, valid, self._root(n)).to(w.dtype)
         a = stable_weights(theta, valid, self.max_range, per_column=True)
         lap = torch.diag_embed(a.sum(-2)) - a

@@ -9,7 +9,14 @@ from torch import Tensor
 
 from sst import noise
 from sst.structures._backend import check_backend, kernels_for
-from sst.structures._laplacian import eliminate_marginals, heaviest_node, rooted_inverse, stable_weights
+from sst.structures._laplacian import (
+    clip_theta,
+    eliminate_marginals,
+    heaviest_node,
+    one_inverse_accurate,
+    rooted_inverse,
+    stable_weights,
+)
 from sst.structures.base import Structure, _widen
 from sst.validation import check_floating, check_weights, checks_enabled
 
@@ -31,7 +38,9 @@ class SpanningTree(Structure):
       autograd (differentiable again): exact to ~1e-12 in float64 at any spread of ``w / tau`` (see
       docs/library.md). With a ``max_range`` clip: one batched inverse G of the Laplacian of
       ``A = exp(w / tau - max)`` with an endpoint of the heaviest edge removed, ``mu_ij = A_ij (G_ii + G_jj - 2 G_ij)``
-      (faster; the marginals of the clipped weights);
+      (faster; the marginals of the clipped weights), while ``max_range`` keeps that accurate (<= 17.6 in float64,
+      :func:`sst.structures._laplacian.one_inverse_accurate`); a wider clip runs the log-space elimination on the
+      clipped weights (exact at any ``max_range``, e.g. 1e9);
     - perturb: one Gumbel per undirected edge, the same for (i, j) and (j, i).
 
     Args:
@@ -142,7 +151,9 @@ class SpanningTree(Structure):
             return torch.zeros_like(w) + 0 * w
         theta = (0.5 * (w + w.transpose(-1, -2)) / tau).to(self.solve_dtype)
         valid = ~torch.eye(n, dtype=torch.bool, device=w.device)
-        if not _clips(self.max_range):
+        if not _clips(self.max_range) or not one_inverse_accurate(self.max_range, theta.dtype):
+            if _clips(self.max_range):  # a clip too wide for one inverse: the exact path on the clipped weights
+                theta = clip_theta(theta, valid, self.max_range)[0]
             g = eliminate_marginals(theta, valid, n - 1)  # d log Z / d theta_ij, one direction of each edge
             mu = g + g.transpose(-1, -2)
         else:

@@ -336,6 +336,62 @@ def test_max_range_ties_are_deterministic():
         torch.testing.assert_close(jac, _central_jacobian(f, p), rtol=1e-4, atol=2e-5)
 
 
+# ------------------------------------------------------------------------------------- max_range beyond one inverse
+def test_issue_reproducer_huge_max_range():
+    """max_range=1e9 gave max 3.34 and an edge sum of 27.38 (the one inverse with a condition number ~e^(spread));
+    valid up to max_range 40, invalid from 60. A clip wider than the one-inverse path's accurate range (17.6 in
+    float64) now runs the exact elimination on the clipped weights: here the clip is inactive (spread < 1e9), so
+    the result is the exact default's."""
+    w = torch.randn(30, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    w = (w + w.T) / 2
+    mu = sst.SpanningTree(max_range=1e9).relax(w, 0.02)
+    assert mu.max() <= 1 + 1e-12 and mu.min() >= -1e-12
+    assert abs(mu.sum().item() / 2 - 29) < 1e-9
+    torch.testing.assert_close(mu, sst.SpanningTree().relax(w, 0.02), rtol=0, atol=1e-12)
+    a = torch.randn(30, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    mu = sst.Arborescence(0, max_range=1e9).relax(a, 0.02)
+    torch.testing.assert_close(mu, sst.Arborescence(0).relax(a, 0.02), rtol=0, atol=1e-12)
+    torch.testing.assert_close(mu.sum(-2)[1:], torch.ones(29, dtype=torch.float64), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("S", TREES, ids=TREE_IDS)
+@pytest.mark.parametrize("max_range", [15.0, 17.0, 20.0, 25.0, 40.0, 60.0, 1e9])
+def test_max_range_any_width_is_the_clipped_law(S, max_range):
+    """At every max_range (one inverse up to 17.6 in float64, the elimination beyond) the marginals of the clipped
+    weights: against brute force on the clipped weights (the one inverse within 1e-9 at max_range 15 and 1e-8 at
+    17; the elimination within 1e-12), n = 5, w / tau spread 80 so that every clip below it is active; edges add
+    up."""
+    S = type(S)(**({"root": S.root} if isinstance(S, sst.Arborescence) else {}), max_range=max_range)
+    n, tau = 5, 0.1
+    w = spread_weights(S, (20,), n, 80.0, tau, generator=torch.Generator().manual_seed(int(max_range) % 97))
+    mu = S.relax(w, tau)
+    i, j = _free_entries(S, n)
+    clipped = torch.stack([_embed(S, _released_clip(S, wb[i, j] / tau, n), n) for wb in w])
+    atol = {15.0: 1e-9, 17.0: 1e-8}.get(max_range, 1e-12)
+    torch.testing.assert_close(mu, brute_marginals(S, clipped, 1.0, n), rtol=0, atol=atol)
+    edges = mu.sum((-2, -1)) / (2 if isinstance(S, sst.SpanningTree) else 1)
+    torch.testing.assert_close(edges, torch.full((20,), n - 1.0, dtype=mu.dtype), rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("S", [sst.SpanningTree(max_range=30.0), sst.Arborescence(0, max_range=30.0)],
+                         ids=["tree", "arb0"])
+def test_wide_max_range_gradient_matches_central_differences(S):
+    """The elimination on the clipped weights (max_range 30 > 17.6) differentiates through the clip, the maximum
+    included, as the one-inverse path does: every Jacobian entry against central differences of the clipped
+    marginals by brute force, and gradcheck."""
+    n, tau = 4, 0.5
+    f, brute = _clip_map(S, tau, n), _brute_clip_map(S, tau, n)
+    largest = 0.0
+    for seed, height in enumerate((29.5, 30.5, 29.5, 30.5)):
+        p = _clip_graph(S, n, height, tau, seed)
+        jac = torch.autograd.functional.jacobian(f, p)
+        torch.testing.assert_close(jac, _central_jacobian(brute, p), rtol=1e-6, atol=1e-8)
+        largest = max(largest, jac.abs().max().item())
+    assert largest > 1e-2
+    w = _embed(S, _clip_graph(S, n, 31.0, tau, 5), n).requires_grad_(True)
+    assert gradcheck(lambda w: S.relax(w, tau), (w,), eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
 # ------------------------------------------------------------------------------------- Sinkhorn
 @pytest.mark.parametrize("tau", [0.05, 0.1, 1.0])
 @pytest.mark.parametrize("n", [3, 5, 10])
