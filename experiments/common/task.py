@@ -104,6 +104,12 @@ class Task(abc.ABC):
     def training_step(self, batch: Any, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         """Return the scalar loss to minimise and detached scalar tensors to log (no ``.item()``)."""
 
+    def eager_twin_step(self, batch: Any, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """:meth:`training_step` run eagerly as the compiled step computes it (same shapes, so the same noise): the
+        reference of the trainer's compile guard (``experiments.common.compile_guard``). The default is
+        :meth:`training_step`; a task whose traced code takes other shapes overrides it."""
+        return self.training_step(batch, step)
+
     @abc.abstractmethod
     def evaluate(self, split: str) -> dict[str, float]:
         """Metrics on ``split`` in {"valid", "test"}, keys prefixed by the split. Runs under no_grad, eval mode."""

@@ -6,6 +6,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,17 @@ from experiments.common.checkpoint import (
     skip_batches,
     start_state,
 )
+from experiments.common.compile_guard import (
+    RTOL,
+    CompileFallbackWarning,
+    CompileMismatchError,
+    RestorePoint,
+    StepOutcome,
+    compare,
+    failure_reason,
+    forward_backward,
+    gradient_vector,
+)
 from experiments.common.config import compile_setting, tf32_setting
 from experiments.common.loggers import RunningMeans, build_logger
 from experiments.common.precision import tf32_matmuls
@@ -38,6 +50,7 @@ from experiments.common.runtime import (
 from experiments.common.task import Task
 
 METRICS_FILE = "metrics.json"
+GUARD_MODES = ("fallback", "strict")  # TrainStep's guard: warn and continue eagerly, or raise
 
 
 def output_dir() -> Path:
@@ -69,6 +82,12 @@ def train_step(task: Task, module: torch.nn.Module, optimizer: torch.optim.Optim
     return TrainStep(task, module, optimizer, scheduler, grad_clip)(batch, step)
 
 
+def compile_guard(value: Any) -> str:
+    """The guard of a compiled run (:class:`TrainStep`): ``trainer.compile=true`` fails loudly when the first compiled
+    step raises or differs from the eager step (``strict``), ``auto`` warns and continues eagerly (``fallback``)."""
+    return "strict" if compile_setting(value) == "true" else "fallback"
+
+
 def use_compile(value: Any, device: torch.device) -> bool:
     """Whether to compile the training step: ``auto`` compiles on CUDA only (on CPU the compiled step is not
     reliably faster, see results/bench/), ``true``/``false`` force it."""
@@ -91,27 +110,37 @@ class TrainStep:
     With ``compiled``, ``task.training_step`` (forward, estimator, loss) runs under ``torch.compile``; its backward
     is compiled with it (AOTAutograd). On CUDA the mode is ``reduce-overhead`` (CUDA graphs: one launch for the
     forward, one for the backward); the returned scalars are then copied out of the graphs' memory in one stacked
-    kernel, because the next replay overwrites them. On CPU it is plain ``torch.compile`` with
-    ``fallback_random``, so that the noise comes from torch's generator as in eager mode and a compiled run
-    reproduces an eager one (to float rounding). The optimizer step stays eager (fused Adam on CUDA: a few
-    launches). :attr:`counts` gives the compiled frames, graphs and recompiles since construction.
+    kernel, because the next replay overwrites them. On every device Inductor runs with ``fallback_random``, so that
+    the noise comes from torch's generator as in eager mode and a compiled step reproduces an eager one (to float
+    rounding). The optimizer step stays eager (fused Adam on CUDA: a few launches). :attr:`counts` gives the compiled
+    frames, graphs and recompiles since construction.
+
+    ``guard`` (:data:`GUARD_MODES`, or None for no check) checks the first compiled step against an eager step on the
+    same batch, parameters and noise (:mod:`experiments.common.compile_guard`): the eager step runs first and
+    everything it changed (module state, random generators, gradients) is put back, so the run continues exactly as
+    an unguarded one. When compiling raises or the two steps differ by more than ``rtol``, ``"fallback"`` warns once
+    (:class:`CompileFallbackWarning`), takes this step and all later ones eagerly and keeps the reason in
+    :attr:`fallback`; ``"strict"`` raises :class:`CompileMismatchError`. :attr:`check` holds the measured
+    differences of a check that passed. Later steps cost nothing more.
     """
 
     def __init__(self, task: Task, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler | None, grad_clip: float | None = None,
-                 compiled: bool = False, device: torch.device | None = None) -> None:
+                 compiled: bool = False, device: torch.device | None = None, guard: str | None = None,
+                 rtol: float = RTOL) -> None:
+        if guard is not None and guard not in GUARD_MODES:
+            raise ValueError(f"guard must be None or one of {', '.join(GUARD_MODES)}, got {guard!r}")
         self.task, self.module, self.optimizer, self.scheduler = task, module, optimizer, scheduler
         self.grad_clip = float(grad_clip) if grad_clip else None
         self.compiled = bool(compiled)
-        device = torch.device(device) if device is not None else torch.device("cpu")
-        self.cudagraphs = self.compiled and device.type == "cuda"
-        self._forward = task.training_step
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.cudagraphs = self.compiled and self.device.type == "cuda"
+        self.guard, self.rtol = guard, float(rtol)
+        self.check: dict[str, float] | None = None
+        self.fallback: str | None = None
+        self._forward = compile_step(task.training_step, self.cudagraphs) if self.compiled else task.training_step
         self._counts0 = _dynamo_counts() if self.compiled else None
         self._counts1: dict[str, int] | None = None
-        if self.compiled:
-            kwargs: dict[str, Any] = ({"mode": "reduce-overhead"} if self.cudagraphs
-                                      else {"options": {"fallback_random": True}})
-            self._forward = torch.compile(task.training_step, **kwargs)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -124,6 +153,19 @@ class TrainStep:
                 "recompiles": now["frames"] - self._counts1["frames"]}
 
     def __call__(self, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.compiled and self.guard is not None and self.check is None:
+            out = self._checked_forward_backward(batch, step)
+        else:
+            out = self._forward_backward(batch, step)
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return out
+
+    def _forward_backward(self, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """zero_grad, the (compiled or eager) forward and its backward: the loss and the logs."""
         self.optimizer.zero_grad(set_to_none=True)
         if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
@@ -132,12 +174,48 @@ class TrainStep:
         loss.backward()
         if self.compiled and self._counts1 is None:
             self._counts1 = _dynamo_counts()  # everything compiled so far belongs to the first step
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
         return out
+
+    def _checked_forward_backward(self, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The first compiled forward and backward, checked against an eager one (``task.eager_twin_step``) taken
+        from the same restore point; falls back (or fails) on an exception or a mismatch."""
+        point = RestorePoint(self.module, self.device)
+        eager = forward_backward(self.task.eager_twin_step, self.module, batch, step)
+        point.restore()
+        try:
+            loss, logs = self._forward_backward(batch, step)
+        except Exception as error:  # noqa: BLE001 - any failure of the compiled path is the guard's business
+            return self._fall_back(failure_reason(error), point, batch, step, error)
+        stats, reason = compare(eager, StepOutcome(loss, logs, gradient_vector(self.module)), self.rtol)
+        if reason is not None:
+            return self._fall_back(reason, point, batch, step, None)
+        self.check = stats
+        return loss, logs
+
+    def _fall_back(self, reason: str, point: RestorePoint, batch: Any, step: int,
+                   error: BaseException | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``strict``: raise naming ``reason``. ``fallback``: warn once, restore ``point``, run eagerly from now on
+        and take this step's forward and backward eagerly."""
+        if self.guard == "strict":
+            raise CompileMismatchError(f"trainer.compile=true: {reason} (trainer.compile=auto would warn and continue "
+                                       f"eagerly; trainer.compile=false does not compile)") from error
+        warnings.warn(f"trainer.compile: {reason}; the run continues eagerly (recorded in metrics.json as "
+                      f"\"compile\": \"fell back: ...\")", CompileFallbackWarning, stacklevel=3)
+        point.restore()
+        self.fallback = reason
+        self.compiled = self.cudagraphs = False
+        self._forward = self.task.training_step
+        return self._forward_backward(batch, step)
+
+
+def compile_step(forward: Callable[[Any, int], tuple[torch.Tensor, dict[str, torch.Tensor]]],
+                 cudagraphs: bool) -> Callable[[Any, int], tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """``torch.compile(forward)``: with CUDA graphs (``reduce-overhead``'s option) when ``cudagraphs``, and with
+    ``fallback_random`` always (random numbers from torch's generator, in program order, as in eager mode)."""
+    options: dict[str, Any] = {"fallback_random": True}
+    if cudagraphs:
+        options["triton.cudagraphs"] = True  # what mode="reduce-overhead" sets (mode and options are exclusive)
+    return torch.compile(forward, options=options)
 
 
 def _copy_out(loss: torch.Tensor, logs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -171,7 +249,9 @@ def fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Task
     folder, evaluates the best weights on test and writes ``metrics.json``. With ``trainer.flush_denormal``
     (default true) CPU arithmetic treats subnormal floats as zero for the whole run (see
     :func:`experiments.common.runtime.flush_denormal`); the setting is restored afterwards. ``trainer.compile``
-    (auto: CUDA only) compiles the training step (:class:`TrainStep`), ``trainer.tf32`` (default true) lets CUDA
+    (auto: CUDA only) compiles the training step (:class:`TrainStep`; its first step is checked against an eager
+    one: ``auto`` falls back to eager mode with a warning when they differ or compiling fails, ``true`` raises),
+    ``trainer.tf32`` (default true) lets CUDA
     matmuls use TF32 during the run (``emulate``: TF32's rounding on any device, eagerly; see
     :mod:`experiments.common.precision`), and ``trainer.max_minutes`` bounds this call's wall time: when it runs out,
     ``last.pt`` and a ``metrics.json`` with ``"finished": false`` are written (no test evaluation) and the function
@@ -209,8 +289,10 @@ def _fit(cfg: DictConfig, task_factory: Callable[[DictConfig, torch.device], Tas
     state.logger_run_id = getattr(logger, "run_id", None)
 
     emulated = tf32_setting(tcfg.get("tf32", True)) == "emulate"  # a dispatch mode: eager only
+    compile_value = tcfg.get("compile", "auto")
     step_fn = TrainStep(task, module, optimizer, scheduler, grad_clip,
-                        compiled=use_compile(tcfg.get("compile", "auto"), device) and not emulated, device=device)
+                        compiled=use_compile(compile_value, device) and not emulated, device=device,
+                        guard=compile_guard(compile_value))
     batches = skip_batches(iter(task.train_batches(batch_generator(int(cfg.seed), 0, device))), state.step, device)
     meter = RunningMeans()
     t_start = time.perf_counter()
@@ -284,10 +366,17 @@ def _deadline(max_minutes: Any) -> float | None:
     return time.perf_counter() + 60.0 * minutes
 
 
-def _compile_record(step_fn: TrainStep) -> dict[str, Any]:
-    """The record's ``compile`` entry: whether the step was compiled, in which mode, and dynamo's counts."""
+def _compile_record(step_fn: TrainStep) -> dict[str, Any] | str:
+    """The record's ``compile`` entry: whether the step was compiled, in which mode, dynamo's counts and the first
+    step's check against eager (``check``: its relative differences, when it ran); ``"fell back: <reason>"`` when
+    the guard switched the run to eager mode."""
+    if step_fn.fallback is not None:
+        return f"fell back: {step_fn.fallback}"
     mode = ("reduce-overhead" if step_fn.cudagraphs else "default") if step_fn.compiled else None
-    return {"enabled": step_fn.compiled, "mode": mode, **step_fn.counts}
+    record: dict[str, Any] = {"enabled": step_fn.compiled, "mode": mode, **step_fn.counts}
+    if step_fn.check is not None:
+        record["check"] = step_fn.check
+    return record
 
 
 def _best_metrics(state: TrainState) -> dict[str, float]:
@@ -301,7 +390,7 @@ def _best_metrics(state: TrainState) -> dict[str, float]:
 def _write_metrics(cfg: DictConfig, task: Task, metrics: dict[str, float], device: torch.device, state: TrainState,
                    commit: str | None, step_fn: TrainStep, out_dir: Path, finished: bool) -> None:
     """``metrics.json``: the run's record (:func:`build_record`) with ``finished``, the step reached and the
-    compile entry."""
+    compile entry (:func:`_compile_record`)."""
     record = build_record(cfg, task, metrics, device, state.elapsed_s, commit=commit)
     record.update(finished=finished, step=state.step, compile=_compile_record(step_fn))
     (out_dir / METRICS_FILE).write_text(json.dumps(record, indent=2) + "\n")

@@ -139,6 +139,7 @@ class BeerL2XTask(Task):
         }
         self._rationale = d.test.rationale.to(device)
         self._has_spans = self._rationale.any(-1)
+        self._as_traced = False  # eager_twin_step: full-width batches outside traced code
 
     def module(self) -> torch.nn.Module:
         return self.model
@@ -184,7 +185,7 @@ class BeerL2XTask(Task):
     def selector_logits(self, ids: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         """ids (B, L) -> embeddings (B, n, d), unary logits (B, n), pairwise logits of adjacent words (B, n-1) or
         None, mask (B, n) of real words, over the first n = max(longest review, k) positions."""
-        if not full_width():
+        if not (self._as_traced or full_width()):
             ids = ids[:, :max(int((ids != PAD_ID).sum(-1).max()), self.k)]
         mask = ids != PAD_ID
         emb = self.model.embed(ids)
@@ -203,6 +204,15 @@ class BeerL2XTask(Task):
 
         loss = self.estimator(structure, w, f).loss
         return loss, logit_stats(unary.detach(), None if pairwise is None else pairwise.detach(), mask)
+
+    def eager_twin_step(self, batch: Any, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """The training step eagerly at the full ``data.max_len`` width, as traced code runs it (the compile
+        guard's reference: the same noise and dropout shapes as the compiled step)."""
+        self._as_traced = True
+        try:
+            return self.training_step(batch, step)
+        finally:
+            self._as_traced = False
 
     def predict(self, split: str) -> tuple[Tensor, Tensor]:
         """Test-time (hard) predictions (N,) and selections (N, L) of a split, in eval batches."""
