@@ -16,7 +16,8 @@ OUTDIR receives at most 8 flat files, each under 16 MiB (the script fails loudly
 ``records.tar.gz`` (every run folder without its checkpoints: metrics.json, history.jsonl, .hydra/, the run's
 log ``campaign.log``, plots), ``ckpt_<i>.tar`` (``<NAME>/last.pt`` and ``<NAME>/best.pt`` of the runs that are not
 finished, and ``best.pt`` of the finished ones while room is left; what does not fit is listed under ``dropped``),
-and ``queue_state.json`` (per run: finished / partial at step S / failed / not started, and where its files are).
+and ``queue_state.json`` (per run: finished / partial at step S / failed / not started, where its files are, and
+``compile_fell_back`` with the reason when the trainer's compile guard made it run eagerly).
 ``--resume-from DIR`` (a previous call's OUTDIR) unpacks those files into the work folder first; finished runs are
 skipped, partial ones resume from their ``last.pt``.
 """
@@ -46,6 +47,8 @@ STATE = "queue_state.json"
 CKPT_FILES = ("last.pt", "best.pt")
 RESERVED = ("hydra.run.dir", "trainer.max_minutes", "trainer.progress")  # the script sets these
 DEFAULTS = {"logger": "logger=none", "device": "device=auto"}  # unless the line sets them
+FELL_BACK = "compile_fell_back"  # queue_state.json: the run's compiled step was rejected, it ran eagerly
+FALLBACK_PREFIX = "fell back: "  # metrics.json's "compile" entry then (experiments.common.trainer)
 
 
 @dataclass
@@ -115,18 +118,37 @@ def command(run: Run, workdir: Path, minutes: float) -> list[str]:
 
 def run_status(run_dir: Path) -> dict[str, Any]:
     """``finished`` / ``partial`` (with the step reached) from the run's metrics.json or last.pt; ``new`` when
-    neither exists."""
+    neither exists. A run whose compiled step the trainer's compile guard rejected (metrics.json's ``compile`` is
+    ``"fell back: <reason>"``: it ran eagerly, docs/gpu.md) also gets ``compile_fell_back: <reason>``."""
     metrics = run_dir / "metrics.json"
     if metrics.is_file():
         record = json.loads(metrics.read_text())
         finished = bool(record.get("finished", True))
-        return {"status": "finished" if finished else "partial", "step": record.get("step")}
+        status = {"status": "finished" if finished else "partial", "step": record.get("step")}
+        reason = compile_fallback(record)
+        return status if reason is None else {**status, FELL_BACK: reason}
     if (run_dir / "last.pt").is_file():  # interrupted before writing its record
         import torch
 
         ckpt = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
         return {"status": "partial", "step": int(ckpt["state"]["step"])}
     return {"status": "new", "step": None}
+
+
+def compile_fallback(record: dict[str, Any]) -> str | None:
+    """The reason the compile guard switched a run to eager mode, from its metrics.json record; None otherwise."""
+    entry = record.get("compile")
+    if isinstance(entry, str) and entry.startswith(FALLBACK_PREFIX):
+        return entry[len(FALLBACK_PREFIX):]
+    return None
+
+
+def carry_fallback(state: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with a previous slot's ``compile_fell_back`` kept (a run that fell back in an earlier segment
+    stays marked, even when a resumed segment compiled)."""
+    if FELL_BACK in previous and FELL_BACK not in state:
+        return {**state, FELL_BACK: f"{previous[FELL_BACK]} (in an earlier slot)"}
+    return state
 
 
 def _last_step(run_dir: Path) -> int | None:
@@ -311,8 +333,10 @@ def run_queue(runs: list[Run], workdir: Path, minutes: float, jobs: int, margin_
                     run.state["status"] = "failed" if run.state["status"] == "new" else run.state["status"]
                     run.state["note"] = f"exit code {proc.returncode}; see {name}/campaign.log"
                 step = run.state.get("step")
+                fell_back = (f"; COMPILE FELL BACK, ran eagerly: {run.state[FELL_BACK]}"
+                             if FELL_BACK in run.state else "")
                 print(f"[campaign] end {name}: {run.state['status']}"
-                      f"{'' if step is None else f' at step {step}'} (exit {proc.returncode})", flush=True)
+                      f"{'' if step is None else f' at step {step}'} (exit {proc.returncode}){fell_back}", flush=True)
                 del active[name]
         if active and time.monotonic() - last_report >= report_every_s:
             last_report = time.monotonic()
@@ -356,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         run.state = run_status(workdir / run.name)
         if run.name in previous and run.state["status"] == "new" and previous[run.name].get("status") == "finished":
             run.state = {"status": "finished", "step": previous[run.name].get("step")}
+        run.state = carry_fallback(run.state, previous.get(run.name, {}))
         if run.state["status"] == "finished":
             print(f"[campaign] {run.name}: finished already; skipped", flush=True)
     print(f"[campaign] {len(runs)} runs, {jobs} at a time, {args.minutes:g} min (margin {margin_s:.0f} s); "
@@ -374,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     print(f"[campaign] packed {', '.join(state['files'])} into {outdir}; runs: "
           + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), flush=True)
+    fell_back = [f"{name} ({r[FELL_BACK]})" for name, r in state["runs"].items() if FELL_BACK in r]
+    if fell_back:
+        print(f"[campaign] COMPILE FELL BACK (these runs ran eagerly; queue_state.json: {FELL_BACK}): "
+              f"{'; '.join(fell_back)}", file=sys.stderr, flush=True)
     if state["dropped"]:
         print(f"[campaign] DROPPED (no room in {MAX_FILES} files of 16 MiB): {', '.join(state['dropped'])}",
               file=sys.stderr, flush=True)

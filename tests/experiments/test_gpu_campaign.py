@@ -129,3 +129,38 @@ def test_two_concurrent_runs_with_the_joblib_launcher(tmp_path: Path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
     assert sorted(r["seed"] for r in records) == [0, 1] and all(r["finished"] for r in records)
+
+
+def test_a_run_whose_compile_fell_back_is_marked_in_queue_state(tmp_path: Path):
+    """The trainer's compile guard writes "compile": "fell back: <reason>" into metrics.json; queue_state.json marks
+    the run, and the mark survives a later slot whose resumed segment compiled."""
+    c = _script()
+    work = tmp_path / "work"
+    _fake_run(work, "eager", finished=True, mib=0.01)
+    _fake_run(work, "compiled", finished=False, mib=0.01)
+    record = {"finished": True, "step": 7, "compile": "fell back: compilation failed: RuntimeError: boom"}
+    (work / "eager" / "metrics.json").write_text(json.dumps(record))
+    record = {"finished": False, "step": 7, "compile": {"enabled": True, "mode": "reduce-overhead"}}
+    (work / "compiled" / "metrics.json").write_text(json.dumps(record))
+    runs = [c.Run(name, [], state=c.run_status(work / name)) for name in ("eager", "compiled")]
+    state = json.loads(json.dumps(c.pack(runs, work, tmp_path / "out", {})))
+    saved = json.loads((tmp_path / "out" / "queue_state.json").read_text())
+    assert saved["runs"] == state["runs"]
+    assert saved["runs"]["eager"]["compile_fell_back"] == "compilation failed: RuntimeError: boom"
+    assert saved["runs"]["eager"]["status"] == "finished" and "compile_fell_back" not in saved["runs"]["compiled"]
+    later = c.carry_fallback({"status": "finished", "step": 9}, saved["runs"]["eager"])
+    assert later["compile_fell_back"] == "compilation failed: RuntimeError: boom (in an earlier slot)"
+    assert c.carry_fallback({"status": "new"}, saved["runs"]["compiled"]) == {"status": "new"}
+
+
+def test_the_campaign_names_runs_that_fell_back_on_stderr(tmp_path: Path, capsys):
+    c = _script()
+    work = tmp_path / "work"
+    _fake_run(work, "tree_s0", finished=True, mib=0.01)
+    record = {"finished": True, "step": 7, "compile": "fell back: the compiled step differs from the eager step"}
+    (work / "tree_s0" / "metrics.json").write_text(json.dumps(record))
+    queue = tmp_path / "q.queue"
+    queue.write_text("tree_s0 experiment=nri seed=0\n")
+    assert c.main([str(queue), str(tmp_path / "out"), "--minutes", "1", "--jobs", "1", "--workdir", str(work)]) == 0
+    err = capsys.readouterr().err
+    assert "COMPILE FELL BACK" in err and "tree_s0 (the compiled step differs from the eager step)" in err
