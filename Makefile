@@ -5,13 +5,18 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: test test-full run lint tables bench clean-venv
+.PHONY: test test-full run lint tables bench wheel clean-venv
 
+# The library installs in editable mode (distribution stochastic-softmax-tricks, import name sst). flit's editable
+# install is a .pth file naming the folder that holds sst, the repository root, so the repository's own packages
+# (experiments, imported by run.py and scripts/*.py) resolve from the checkout too; the wheel holds sst only.
+# The uninstall drops the editable install of this repository's old distribution name, sst.
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps -e .
+	@$(PY) -m pip uninstall -q -y sst 2>/dev/null || true
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 test: $(STAMP)
@@ -38,6 +43,10 @@ tables: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_relaxations.py
+
+# The library's wheel (sst only) in dist/; nothing else is written to the checkout.
+wheel: $(STAMP)
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
 
 clean-venv:
 	rm -rf $(VENV)

@@ -33,10 +33,11 @@ from sst.validation import checks
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first use (__getattr__)
     from sst import diagnostics, estimators
 
+__version__ = "0.1.0"  # the one source of the version: pyproject.toml reads it (dynamic = ["version"])
 LAZY_SUBMODULES = ("diagnostics", "estimators")
 
 __all__ = [
-    "diagnostics", "estimators", "noise", "sample", "straight_through", "checks", "Structure",
+    "__version__", "diagnostics", "estimators", "noise", "sample", "straight_through", "checks", "Structure",
     "Categorical", "Binary", "TopK", "CorrelatedTopK", "SpanningTree", "Arborescence", "Permutation",
     "SinkhornConvergenceWarning",
 ]
