@@ -10,6 +10,12 @@ its paths relative to the data root (``experiments.report.records.to_schema``). 
 stay in the run folder (copy a figure the docs show by hand).
 ``--side`` marks the record ``"table": false`` (a probe or ablation that ``make tables`` leaves out);
 ``--subdir`` puts it in ``results/<experiment>/<subdir>/``.
+
+Refusals (exit code 1, the reason on stderr, nothing written): a table record (without ``--side``) must come from a
+finished run (``"finished"`` not false) that follows its table's protocol (``experiments.report.tables.PROTOCOLS``);
+``--force`` does not change that (collect such a run with ``--side``), nor lets a side record replace a table
+record. A record already at the destination is overwritten only by the same run (same commit, config and step
+count) or with ``--force``.
 """
 
 from __future__ import annotations
@@ -20,7 +26,13 @@ import sys
 from pathlib import Path
 
 from experiments.common.data import cache_dir, resolve_data_root
-from experiments.report.records import REPO, to_schema
+from experiments.report.protocol import admit
+from experiments.report.records import REPO, finished, flatten, is_record, to_schema
+from experiments.report.tables import PROTOCOLS
+
+
+class Refused(ValueError):
+    """collect_run will not write this record (the message says why and what to do instead)."""
 
 
 def default_name(record: dict) -> str:
@@ -34,9 +46,61 @@ def default_name(record: dict) -> str:
     return "_".join(parts)
 
 
+def check_table_record(record: dict, src: Path) -> None:
+    """Raise :class:`Refused` unless ``record`` may be a table record: a finished run that follows its table's
+    protocol."""
+    if not finished(record):
+        raise Refused(f"{src}: the run is unfinished (step {record.get('step')} of "
+                      f"{(record.get('config') or {}).get('trainer', {}).get('max_steps')}); finish it (run the "
+                      f"same command in the same folder) or collect it with --side")
+    off = admit([record], PROTOCOLS)[1]
+    if off:
+        raise Refused(f"{src} is no table record: {off[0]}; collect it with --side (and --subdir) instead")
+
+
+def run_differences(old: dict, new: dict) -> list[str]:
+    """How the run of record ``new`` differs from that of record ``old``: commit, config (the keys whose values
+    differ) and step count; empty for the same run."""
+    out = []
+    if old.get("commit") != new.get("commit"):
+        out.append(f"commit {old.get('commit')} -> {new.get('commit')}")
+    before, after = flatten(old.get("config") or {}), flatten(new.get("config") or {})
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if changed:
+        shown = "; ".join(f"{k} {before.get(k)} -> {after.get(k)}" for k in changed[:6])
+        out.append(f"config: {shown}" + (f" (and {len(changed) - 6} more)" if len(changed) > 6 else ""))
+    if old.get("step") != new.get("step"):
+        out.append(f"step {old.get('step')} -> {new.get('step')}")
+    return out
+
+
+def check_overwrite(dest: Path, record: dict) -> None:
+    """Raise :class:`Refused` when ``dest`` holds a record of another run than ``record`` (:func:`run_differences`)."""
+    if not dest.is_file():
+        return
+    differences = run_differences(json.loads(dest.read_text()), record)
+    if differences:
+        raise Refused(f"{dest} holds the record of another run ({'; '.join(differences)}); pass --force to "
+                      f"overwrite it, or --name to write this run under another name")
+
+
+def check_table_name(dest: Path, record: dict) -> None:
+    """Raise :class:`Refused` when a side record (``"table": false``) would replace the table record at ``dest``."""
+    if record.get("table", True) or not dest.is_file():
+        return
+    if is_record(json.loads(dest.read_text())):
+        raise Refused(f"{dest} is a table record; a side record never replaces one (even with --force): give it "
+                      f"another --name or a --subdir")
+
+
 def collect(run_dir: Path, results: Path, name: str | None = None, side: bool = False,
-            subdir: str | None = None) -> Path:
-    """Copy ``run_dir``'s record under ``results`` (:func:`to_schema`); returns the record's new path."""
+            subdir: str | None = None, force: bool = False) -> Path:
+    """Copy ``run_dir``'s record under ``results`` (:func:`to_schema`); returns the record's new path.
+
+    Raises:
+        Refused: a table record from an unfinished or off-protocol run (:func:`check_table_record`), or, without
+            ``force``, a destination that holds another run's record (:func:`check_overwrite`).
+    """
     src = run_dir / "metrics.json"
     if not src.is_file():
         raise FileNotFoundError(f"{src} not found: the run has not finished (no metrics.json yet)")
@@ -48,15 +112,21 @@ def collect(run_dir: Path, results: Path, name: str | None = None, side: bool = 
     out_dir = results / str(record["experiment"])
     if subdir:
         out_dir = out_dir / subdir
-    if side:
-        record["table"] = False
-    out_dir.mkdir(parents=True, exist_ok=True)
     try:
         record["run_dir"] = str(run_dir.resolve().relative_to(REPO))
     except ValueError:
         record["run_dir"] = str(run_dir)
+    if side:
+        record["table"] = False
+    else:
+        check_table_record(record, src)
+    record = to_schema(record, resolve_data_root(), cache_dir())
     dest = out_dir / f"{name}.json"
-    dest.write_text(json.dumps(to_schema(record, resolve_data_root(), cache_dir()), indent=2) + "\n")
+    check_table_name(dest, record)
+    if not force:
+        check_overwrite(dest, record)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(record, indent=2) + "\n")
     return dest
 
 
@@ -67,12 +137,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=REPO / "results")
     ap.add_argument("--side", action="store_true", help='mark the record "table": false (left out of the tables)')
     ap.add_argument("--subdir", help="put the record in results/<experiment>/<subdir>/")
+    ap.add_argument("--force", action="store_true",
+                    help="overwrite a record of another run (another commit, config or step count)")
     args = ap.parse_args(argv)
     if args.name and len(args.run_dirs) > 1:
         ap.error("--name needs exactly one run folder")
+    status = 0
     for run_dir in args.run_dirs:
-        print(collect(run_dir, args.results, args.name, args.side, args.subdir))
-    return 0
+        try:
+            print(collect(run_dir, args.results, args.name, args.side, args.subdir, args.force))
+        except Refused as refusal:
+            print(f"collect_run: refused: {refusal}", file=sys.stderr)
+            status = 1
+    return status
 
 
 if __name__ == "__main__":

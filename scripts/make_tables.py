@@ -6,9 +6,11 @@ Usage:
     python scripts/make_tables.py --runs multirun/      # also Hydra run folders (metrics.json) / W&B offline runs
     python scripts/make_tables.py --readme README.md docs/l2x.md docs/vae.md   # rewrite the tables between markers
 
-Missing cells are shown as missing, never filled. Runs marked ``"finished": false`` are left out; runs of one cell
-that differ in a training setting (a sweep over ``trainer.max_steps``, say) keep the most common setting and the
-others are named on stderr.
+Missing cells are shown as missing, never filled. Each table declares its protocol (the config keys and values that
+define its cells: ``experiments.report.tables.PROTOCOLS``); a record enters a cell, and so the goals, only when it
+follows it. Every record left out is named on stderr with the reason: off its experiment's protocols (the settings
+it differs in), or unlike the other runs of its cell in a training setting (the cell keeps the most common value).
+Runs marked ``"finished": false`` are left out of everything.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     records, side_records = read_records([args.results, *args.runs])
     tables = all_tables(records, side_records)
     for line in left_out(records):
-        print(f"left out of its cell: {line}", file=sys.stderr)
+        print(f"left out: {line}", file=sys.stderr)
     if args.readme:
         placed = update_markdown(args.readme, {n: markdown(*t) for n, (_, t) in tables.items()})
         for path, names in placed.items():

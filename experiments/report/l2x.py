@@ -19,6 +19,7 @@ from experiments.report.cells import (
     seed_ranges,
     values,
 )
+from experiments.report.protocol import Protocol, matching
 from experiments.report.records import REPO, flatten
 
 # L2X aroma, simple model: (MSE x100, subset precision %) per k.
@@ -48,6 +49,20 @@ def _default_w2v_epochs() -> int:
 # epochs, until 2026-11-30) fill a table of their own.
 L2X_W2V_EPOCHS = _default_w2v_epochs()
 L2X_PREVIOUS_W2V_EPOCHS = 5
+
+
+# The table's protocol (docs/l2x.md): the full BeerAdvocate training files, reviews cut to 350 words, word2vec
+# embeddings of 200 dimensions trained here, the 100-filter selector and 250-unit predictor, batch 40 in
+# length-bucketed batches (50), 10 epochs (7,750 steps). One protocol per word2vec training length (the table and
+# the one on the previous default's embeddings). A record from before data.train_fraction existed trained on all.
+L2X_PROTOCOL = Protocol(f"L2X, word2vec {L2X_W2V_EPOCHS} epochs", "l2x", {
+    "data.train_files": None, "data.train_fraction": 1.0, "data.limit_train": None, "data.max_len": 350,
+    "data.embeddings": None, "data.embedding_dim": 200, "data.w2v.epochs": L2X_W2V_EPOCHS, "model.filters": 100,
+    "model.hidden": 250, "data.batch_size": 40, "data.bucket_batches": 50, "trainer.max_steps": 7750},
+    absent={"data.train_fraction": 1.0})
+L2X_PROTOCOLS = {L2X_W2V_EPOCHS: L2X_PROTOCOL,
+                 L2X_PREVIOUS_W2V_EPOCHS: L2X_PROTOCOL.derive(f"L2X, word2vec {L2X_PREVIOUS_W2V_EPOCHS} epochs",
+                                                              data__w2v__epochs=L2X_PREVIOUS_W2V_EPOCHS)}
 
 
 # Settings the runs of one cell must share where both records have them (a sweep over one of them, run with
@@ -96,10 +111,11 @@ def l2x_settings(record: dict) -> dict[str, object] | None:
 
 
 def l2x_cells(records: list[dict], w2v_epochs: int = L2X_W2V_EPOCHS) -> tuple[dict, list[str]]:
-    """({(relaxation, k, aspect): [metrics, ...]}, left out) of the L2X runs on word2vec embeddings of
-    ``w2v_epochs``, each cell holding runs alike in :data:`L2X_SETTINGS` (:func:`cells.alike`)."""
+    """({(relaxation, k, aspect): [metrics, ...]}, left out) of the L2X runs of the protocol on word2vec embeddings
+    of ``w2v_epochs`` (:data:`L2X_PROTOCOLS`), each cell holding runs alike in :data:`L2X_SETTINGS`
+    (:func:`cells.alike`)."""
     cells, left_out = {}, []
-    runs = [r for r in records if r.get("experiment") == "l2x" and l2x_w2v_epochs(r) == w2v_epochs]
+    runs = matching(records, L2X_PROTOCOLS[w2v_epochs])
     for key, rs in group(runs, "l2x", lambda r: (r["relaxation"], int(r.get("k") or 10), int(r.get("aspect", 1))),
                          lambda r: r).items():
         kept, left = alike(rs, l2x_settings)
@@ -145,8 +161,7 @@ def l2x_seed_runs(records: list[dict], aspect: int = 1) -> dict[tuple[str, int],
     """{(relaxation, k): {seed: record}} of the table's L2X runs of ``aspect`` with a finite subset precision."""
     runs: dict = defaultdict(dict)
     for r in records:
-        if (r.get("experiment") == "l2x" and l2x_w2v_epochs(r) == L2X_W2V_EPOCHS
-                and int(r.get("aspect", 1)) == aspect and isinstance(r.get("seed"), int)
+        if (L2X_PROTOCOL.matches(r) and int(r.get("aspect", 1)) == aspect and isinstance(r.get("seed"), int)
                 and finite(r["metrics"].get("test/subset_precision"))):
             runs[(r["relaxation"], int(r.get("k") or 10))][r["seed"]] = r
     return runs
@@ -207,8 +222,8 @@ def l2x_best_epoch_table(records: list[dict], aspect: int = 1) -> tuple[list[str
     for r in records:
         trainer = (r.get("config") or {}).get("trainer") or {}
         step, every, last = r["metrics"].get("best/step"), trainer.get("eval_every"), trainer.get("max_steps")
-        if (r.get("experiment") == "l2x" and l2x_w2v_epochs(r) == L2X_W2V_EPOCHS and int(r.get("aspect", 1)) == aspect
-                and finite(step) and isinstance(every, int) and every > 0 and isinstance(last, int)):
+        if (L2X_PROTOCOL.matches(r) and int(r.get("aspect", 1)) == aspect and finite(step)
+                and isinstance(every, int) and every > 0 and isinstance(last, int)):
             evals[r["relaxation"]].append((step / every, step >= last))
     header = ["relaxation", "runs", "best epoch, median", "best at the last epoch"]
     rows = []
@@ -264,9 +279,8 @@ def l2x_side_pairs(records: list[dict], side_records: list[dict], setting: str) 
         return r["relaxation"], int(r.get("k") or 10), int(r.get("aspect", 1)), r.get("seed")
 
     table = defaultdict(list)
-    for r in records:
-        if r.get("experiment") == "l2x" and isinstance(r.get("config"), dict):
-            table[key(r)].append(r)
+    for r in matching(records, L2X_PROTOCOL):
+        table[key(r)].append(r)
     pairs: dict = defaultdict(list)
     for probe in side_records:
         if (probe.get("experiment") != "l2x" or not isinstance(probe.get("config"), dict)

@@ -51,9 +51,10 @@ def from_wandb_run(run_dir: Path) -> dict | None:
     except (KeyError, TypeError):
         return None
     metrics = {k: v for k, v in json.loads(summary.read_text()).items() if k.startswith("test/")}
-    record = {"experiment": exp, "relaxation": rel, "estimator": est, "metrics": metrics}
+    record = {"experiment": exp, "relaxation": rel, "estimator": est, "metrics": metrics, "config": cfg,
+              "run_dir": str(run_dir)}  # the whole config: the tables check it against their protocols
     if exp == "l2x":
-        record.update(k=cfg.get("k"), aspect=cfg.get("aspect"), config={"data": cfg.get("data") or {}})
+        record.update(k=cfg.get("k"), aspect=cfg.get("aspect"))
     if exp == "nri":
         record["timesteps"] = (cfg.get("data") or {}).get("timesteps")
     return record

@@ -7,8 +7,12 @@ import statistics
 
 from experiments.report import l2x, nri, vae
 from experiments.report.cells import MISSING, cell, ordinal, values
+from experiments.report.protocol import admit
 
 Table = tuple[list[str], list[list[str]]]
+# Every table's protocol: a table record enters the tables (their cells, the goals, the seed-by-seed and paired
+# tables) only when it follows one of its experiment's protocols.
+PROTOCOLS = (*nri.NRI_PROTOCOLS.values(), *l2x.L2X_PROTOCOLS.values(), *vae.VAE_PROTOCOLS)
 
 # The goals the issues set, from the paper's numbers (docs/protocols.md), checked against the mean over a cell's
 # records:
@@ -90,17 +94,21 @@ def goals_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def left_out(records: list[dict]) -> list[str]:
-    """A line for each table run that its cell leaves out because it differs from the cell's other runs in a
-    setting (:func:`cells.alike`): a sweep read with ``make_tables --runs``, say."""
-    return [*l2x.l2x_cells(records)[1], *l2x.l2x_cells(records, l2x.L2X_PREVIOUS_W2V_EPOCHS)[1],
-            *vae.vae_cells(records)[1]]
+    """A line for each table record that no cell takes, with the reason: off every protocol of its experiment
+    (:data:`PROTOCOLS`: the settings it differs in, against the closest protocol), or following one but differing
+    from its cell's other runs in a setting (:func:`cells.alike`: a sweep read with ``make_tables --runs``, say)."""
+    admitted, off = admit(records, PROTOCOLS)
+    unlike = [*l2x.l2x_cells(admitted)[1], *l2x.l2x_cells(admitted, l2x.L2X_PREVIOUS_W2V_EPOCHS)[1],
+              *vae.vae_cells(admitted)[1]]
+    return [*off, *(f"{line}: unlike the other runs of its cell" for line in unlike)]
 
 
 def all_tables(records: list[dict], side_records: list[dict] = ()) -> dict[str, tuple[str, Table]]:
     """Every table: name -> (caption, (header, rows)); ``side_records`` (``"table": false``) feed only the
     tables of side runs paired with table runs (temperature, training steps, pairwise head) and the learning
-    curves."""
+    curves. Only the records that follow a protocol of :data:`PROTOCOLS` reach any table."""
     side = list(side_records)
+    records = admit(records, PROTOCOLS)[0]
     return {
         "nri": (("NRI graph layout, T = 10: test ELBO (released form) and edge precision/recall of hard samples "
                  "(released complement-aware metric; last column: the sample itself)"),

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from experiments.report.cells import MISSING, alike, cell, group, values
+from experiments.report.protocol import Protocol, matching
 
 # Jang et al. (2017), test -ELBO: (categorical, Bernoulli). Our straight_through is ST Gumbel-softmax.
 PAPER_VAE = {
@@ -18,6 +19,13 @@ VAE_ROWS = [("relaxed", "Gumbel-softmax (SST)"), ("straight_through", "ST Gumbel
             ("reinforce", "REINFORCE (score function)"), ("nvil", "NVIL"), ("muprop", "MuProp"),
             ("rebar", "REBAR"), ("relax", "RELAX")]
 VAE_LATENTS = [("gumbel_softmax", "categorical 20×10"), ("binary_concrete", "Bernoulli 200")]
+# The paper's protocol (Jang et al. 2017, docs/protocols.md): the 784-512-256 encoder (and its mirror) with the latent
+# of the relaxation (20 categorical variables of 10 classes, or 200 Bernoulli), dynamically binarised MNIST, 50k
+# training images (10k held out for validation), batch 100, 100,000 steps, the whole test set.
+VAE_PROTOCOL = Protocol("VAE", "vae", {
+    "model.hidden": [512, 256], "model.num_vars": None, "model.num_classes": 10, "data.num_valid": 10_000,
+    "data.binarize": "dynamic", "data.batch_size": 100, "trainer.max_steps": 100_000, "data.limit_eval": None})
+VAE_PROTOCOLS = (VAE_PROTOCOL,)
 
 
 def vae_settings(record: dict) -> dict[str, object] | None:
@@ -38,10 +46,12 @@ def vae_settings(record: dict) -> dict[str, object] | None:
 
 
 def vae_cells(records: list[dict]) -> tuple[dict, list[str]]:
-    """({(estimator, relaxation): [metrics, ...]}, left out): the VAE runs by cell, each cell holding the runs
-    alike in every setting of :func:`vae_settings` (:func:`cells.alike`), and a line for each run left out."""
+    """({(estimator, relaxation): [metrics, ...]}, left out): the VAE runs of :data:`VAE_PROTOCOL` by cell, each
+    cell holding the runs alike in every setting of :func:`vae_settings` (:func:`cells.alike`), and a line for each
+    run of the protocol left out."""
     groups, left_out = {}, []
-    for (est, rel), runs in group(records, "vae", lambda r: (r["estimator"], r["relaxation"]), lambda r: r).items():
+    runs_of = group(matching(records, VAE_PROTOCOL), "vae", lambda r: (r["estimator"], r["relaxation"]), lambda r: r)
+    for (est, rel), runs in runs_of.items():
         kept, left = alike(runs, vae_settings)
         groups[(est, rel)] = [r["metrics"] for r in kept]
         left_out += [f"VAE {rel}/{est}: {line}" for line in left]

@@ -7,11 +7,53 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+from experiments.report import l2x, nri, vae
 from tests.conftest import REPO
 
 
-def _write(path: Path, **record) -> None:
-    """``record`` as JSON at ``path`` (folders made)."""
+def nested(flat: dict[str, object]) -> dict:
+    """{"a.b": 1} -> {"a": {"b": 1}}."""
+    tree: dict = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def merged(base: dict, over: dict) -> dict:
+    """``base`` with ``over``'s values in place, nested dicts merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def protocol_config(record: dict) -> dict:
+    """``record``'s config on its table's protocol: the protocol's settings (NRI: of its timesteps; L2X: of its
+    word2vec epochs, where its config names them) with the record's own config over them."""
+    own = record.get("config") or {}
+    experiment = record.get("experiment")
+    if experiment == "nri":
+        protocol = nri.NRI_PROTOCOLS[int(record.get("timesteps") or 10)]
+    elif experiment == "l2x":
+        epochs = ((own.get("data") or {}).get("w2v") or {}).get("epochs", l2x.L2X_W2V_EPOCHS)
+        protocol = l2x.L2X_PROTOCOLS.get(epochs, l2x.L2X_PROTOCOL)
+    elif experiment == "vae":
+        protocol = vae.VAE_PROTOCOL
+    else:
+        return own
+    return merged(nested(dict(protocol.settings)), own)
+
+
+def _write(path: Path, protocol: bool = True, **record) -> None:
+    """``record`` as JSON at ``path`` (folders made). With ``protocol``, a table record's config is completed to its
+    table's protocol (:func:`protocol_config`; the settings the record gives win); ``protocol=False`` writes it as
+    given (no config: a record the tables leave out)."""
+    if protocol and record.get("table", True) and "experiment" in record:
+        record["config"] = protocol_config(record)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record))
 

@@ -75,14 +75,14 @@ def test_l2x_seeds_table(tmp_path: Path):
 
 def test_l2x_best_epoch_table(tmp_path: Path):
     res = tmp_path / "results"
-    trainer = {"eval_every": 10, "max_steps": 100}
-    for name, rel, step in (("a", "corr_topk", 30), ("b", "corr_topk", 100), ("c", "corr_topk", 60),
-                            ("d", "ef_topk", 100), ("e", "ef_topk", float("nan"))):
+    trainer = {"eval_every": 775, "max_steps": 7750}  # the protocol's ten epochs
+    for name, rel, step in (("a", "corr_topk", 2325), ("b", "corr_topk", 7750), ("c", "corr_topk", 4650),
+                            ("d", "ef_topk", 7750), ("e", "ef_topk", float("nan"))):
         _write(res / f"{name}.json", experiment="l2x", relaxation=rel, estimator="relaxed", k=10, aspect=1,
                metrics={"test/subset_precision": 0.5, "best/step": step},
                config={"trainer": trainer, "data": {"w2v": {"epochs": l2x.L2X_W2V_EPOCHS}}})
     _write(res / "noconfig.json", experiment="l2x", relaxation="ef_topk", estimator="relaxed", k=10, aspect=1,
-           metrics={"test/subset_precision": 0.5, "best/step": 10})
+           metrics={"test/subset_precision": 0.5, "best/step": 775}, protocol=False)
     header, rows = l2x.l2x_best_epoch_table(load_records([res]))
     assert header == ["relaxation", "runs", "best epoch, median", "best at the last epoch"]
     assert rows == [["E.F. Ent. Top k", "1", "10", "1"], ["Corr. Top k", "3", "6", "1"], ["all rows", "4", "8", "2"]]
@@ -127,17 +127,18 @@ def test_l2x_steps_table_pairs_longer_runs_and_not_temperature_probes(tmp_path: 
                config={"seed": seed, "relaxation": {"tau": tau}, "trainer": {"max_steps": steps},
                        "data": {"w2v": {"epochs": l2x.L2X_W2V_EPOCHS}}})
 
-    run("t0", 0, 100, 1.0, {"test/subset_precision": 0.5, "best/valid/mse": 0.02, "test/mse_heldout_aspect_file": 0.03})
-    run("t1", 1, 100, 1.0, {"test/subset_precision": 0.6, "best/valid/mse": 0.02})
-    run("s0", 0, 200, 1.0, {"test/subset_precision": 0.6, "best/valid/mse": 0.01, "test/mse_heldout_aspect_file": 0.02,
-                            "best/step": 150}, table=False)
-    run("s1", 1, 200, 1.0, {"test/subset_precision": 0.5, "best/valid/mse": 0.03}, table=False)
-    run("tau0", 0, 100, 3.0, {"test/subset_precision": 0.9, "best/valid/mse": 0.01}, table=False)
+    run("t0", 0, 7750, 1.0, {"test/subset_precision": 0.5, "best/valid/mse": 0.02,
+                             "test/mse_heldout_aspect_file": 0.03})
+    run("t1", 1, 7750, 1.0, {"test/subset_precision": 0.6, "best/valid/mse": 0.02})
+    run("s0", 0, 15500, 1.0, {"test/subset_precision": 0.6, "best/valid/mse": 0.01,
+                              "test/mse_heldout_aspect_file": 0.02, "best/step": 150}, table=False)
+    run("s1", 1, 15500, 1.0, {"test/subset_precision": 0.5, "best/valid/mse": 0.03}, table=False)
+    run("tau0", 0, 7750, 3.0, {"test/subset_precision": 0.9, "best/valid/mse": 0.01}, table=False)
     records, side = load_records([res]), load_records([res], side=True)
     header, rows = l2x.l2x_steps_table(records, side)
     assert header[2] == "steps" and len(header) == 4 + 3 * 3 + 1
     # the aspect-file MSE is in seed 0's pair only; the temperature probe is not a steps pair
-    assert rows == [["E.F. Ent. Top k", "5", "200", "0, 1", "55.0 ± 7.1", "55.0 ± 7.1", "1 of 2", "2.00 ± 1.41",
+    assert rows == [["E.F. Ent. Top k", "5", "15500", "0, 1", "55.0 ± 7.1", "55.0 ± 7.1", "1 of 2", "2.00 ± 1.41",
                      "2.00 ± 0.00", "1 of 2", "2.00", "3.00", "1 of 1", "150, —"]]
     assert list(l2x.l2x_side_pairs(records, side, "relaxation.tau")) == [("ef_topk", 5, 1, 3.0)]
     assert "l2x_steps" in all_tables(records, side)
@@ -215,7 +216,7 @@ def test_l2x_learning_curve_groups_runs_that_differ_only_in_size(tmp_path: Path)
             files: list | None = None) -> None:
         steps = 10 * n // 40  # ten epochs of batch 40 at every size
         _write(res / f"{name}.json", experiment="l2x", relaxation="corr_topk", estimator="relaxed", k=10, aspect=1,
-               seed=seed, table=table, data={"num_train": n, "embeddings_sha256": "aaa"},
+               seed=seed, table=table, data={"num_train": n, "embeddings_sha256": "aaa"}, protocol=False,
                metrics={"test/mse_heldout_aspect_file": mse, "test/subset_precision": 0.5},
                config={"seed": seed, "optim": {"lr": lr}, "trainer": {"max_steps": steps, "eval_every": steps // 10},
                        "data": {"batch_size": 40, "train_fraction": n / 4000, "train_files": files}})

@@ -8,7 +8,7 @@ from experiments.report import cells, l2x, nri, render, vae
 from experiments.report.cells import MISSING
 from experiments.report.records import load_records
 from experiments.report.tables import goals_table
-from tests.report.helpers import _records, _write
+from tests.report.helpers import _records, _write, protocol_config
 
 
 def test_tables_fill_ours_and_keep_missing(tmp_path: Path):
@@ -32,10 +32,10 @@ def test_tables_fill_ours_and_keep_missing(tmp_path: Path):
 
 def test_vae_cell_keeps_runs_alike_and_names_the_others():
     def rec(seed: int, **extra) -> dict:
-        return {"experiment": "vae", "relaxation": "binary_concrete", "estimator": "relaxed", "seed": seed,
-                "metrics": {"test/neg_elbo": 100.0 + seed}, "run_dir": f"run{seed}",
-                "config": {"optim": {"lr": 1e-3, "schedule": "cosine", "lr_min": 1e-5}, "trainer": {"max_steps": 10}},
-                **extra}
+        record = {"experiment": "vae", "relaxation": "binary_concrete", "estimator": "relaxed", "seed": seed,
+                  "metrics": {"test/neg_elbo": 100.0 + seed}, "run_dir": f"run{seed}",
+                  "config": {"optim": {"lr": 1e-3, "schedule": "cosine", "lr_min": 1e-5}}, **extra}
+        return {**record, "config": protocol_config(record)}
 
     same = [rec(0, kl_warmup=20, init="xavier"), rec(1, kl_warmup=20, init="xavier")]
     assert vae.vae_groups(same)[("relaxed", "binary_concrete")] == [r["metrics"] for r in same]
@@ -43,13 +43,13 @@ def test_vae_cell_keeps_runs_alike_and_names_the_others():
     cells, left = vae.vae_cells([rec(0, kl_warmup=20), rec(1), rec(2, kl_warmup=20)])
     assert [m["test/neg_elbo"] for m in cells[("relaxed", "binary_concrete")]] == [100.0, 102.0]
     assert left == ["VAE binary_concrete/relaxed: run1 (anneal.kl_warmup=0)"]
-    # a record from before a setting existed ran at its default; one without a config (W&B) is not checked
+    # a record from before a setting existed ran at its default; one without a config cannot show its protocol
     old = rec(2)
     del old["config"]["optim"]["schedule"], old["config"]["optim"]["lr_min"]
     assert len(vae.vae_groups([old, {**rec(3), "config": {**rec(3)["config"], "optim": {"lr": 1e-3}}}])
                [("relaxed", "binary_concrete")]) == 2
     assert len(vae.vae_groups([rec(0, init="xavier"), {**rec(1), "config": None}])
-               [("relaxed", "binary_concrete")]) == 2
+               [("relaxed", "binary_concrete")]) == 1
 
 
 def test_goals_table(tmp_path: Path):
@@ -75,9 +75,14 @@ def test_goals_table(tmp_path: Path):
 
 def test_nri_cells_take_only_the_released_elbo():
     def rec(seed: int, kl: str | None) -> dict:
-        model = {} if kl is None else {"model": {"kl_edges": kl}}
-        return {"experiment": "nri", "relaxation": "spanning_tree", "estimator": "relaxed", "seed": seed,
-                "timesteps": 10, "metrics": {"test/elbo": -1000.0 - seed}, "config": model}
+        record = {"experiment": "nri", "relaxation": "spanning_tree", "estimator": "relaxed", "seed": seed,
+                  "timesteps": 10, "metrics": {"test/elbo": -1000.0 - seed}}
+        config = protocol_config(record)
+        if kl is None:  # a record from before model.kl_edges: the undirected KL
+            del config["model"]["kl_edges"]
+        else:
+            config["model"]["kl_edges"] = kl
+        return {**record, "config": config}
 
     groups = nri.nri_groups([rec(0, "directed"), rec(1, "undirected"), rec(2, None)])
     assert groups[("spanning_tree", 10, "relaxed")] == [{"test/elbo": -1000.0}]
