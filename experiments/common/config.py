@@ -210,6 +210,9 @@ def validate_common(cfg: DictConfig) -> None:
         raise ConfigError(f"estimator={est!r} is not available for experiment={name}; legal choices: "
                           f"{_choices(legal_est)}")
     check_relaxation(cfg)
+    from experiments.common.option_checks import check_options  # it imports this module's helpers
+
+    check_options(cfg)
     supported = cfg.estimator.get("structures")
     if supported is not None and cfg.relaxation.structure not in supported:
         ok = [r for r in legal_relax if _structure_of(r) in supported]
