@@ -21,7 +21,7 @@ from pathlib import Path
 
 from experiments.report.records import RESULTS, read_records
 from experiments.report.render import latex, markdown, update_markdown
-from experiments.report.tables import all_tables, left_out
+from experiments.report.tables import all_tables, blocks, left_out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,17 +34,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     records, side_records = read_records([args.results, *args.runs])
     tables = all_tables(records, side_records)
-    for line in left_out(records):
+    for line in left_out(records, side_records):
         print(f"left out: {line}", file=sys.stderr)
     if args.readme:
-        placed = update_markdown(args.readme, {n: markdown(*t) for n, (_, t) in tables.items()})
+        placed = update_markdown(args.readme, {**{n: markdown(*t) for n, (_, t) in tables.items()},
+                                               **blocks(side_records)})
         for path, names in placed.items():
             print(f"updated {path} from {len(records)} records: {', '.join(names) or 'no table markers'}")
-        if unplaced := [n for n in tables if not any(n in names for names in placed.values())]:
+        if unplaced := [n for n in [*tables, *blocks()] if not any(n in names for names in placed.values())]:
             print(f"no markers for: {', '.join(unplaced)}")
         return 0
     for caption, table in tables.values():
         print(latex(*table, caption) if args.latex else f"### {caption}\n\n{markdown(*table)}\n", end="\n\n")
+    if not args.latex:
+        for text in blocks(side_records).values():
+            print(text, end="\n\n")
     return 0
 
 

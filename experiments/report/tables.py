@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from experiments.report import l2x, nri, vae
+from experiments.report import l2x, nri, nri_cpu, vae
 from experiments.report.cells import MISSING, cell, ordinal, values
 from experiments.report.protocol import admit
 
@@ -93,14 +93,21 @@ def goals_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def left_out(records: list[dict]) -> list[str]:
+def left_out(records: list[dict], side_records: list[dict] = ()) -> list[str]:
     """A line for each table record that no cell takes, with the reason: off every protocol of its experiment
     (:data:`PROTOCOLS`: the settings it differs in, against the closest protocol), or following one but differing
-    from its cell's other runs in a setting (:func:`cells.alike`: a sweep read with ``make_tables --runs``, say)."""
+    from its cell's other runs in a setting (:func:`cells.alike`: a sweep read with ``make_tables --runs``, say);
+    and for each record of the NRI CPU-scale campaign (a side record) off its protocol."""
     admitted, off = admit(records, PROTOCOLS)
     unlike = [*l2x.l2x_cells(admitted)[1], *l2x.l2x_cells(admitted, l2x.L2X_PREVIOUS_W2V_EPOCHS)[1],
               *vae.vae_cells(admitted)[1]]
-    return [*off, *(f"{line}: unlike the other runs of its cell" for line in unlike)]
+    return [*off, *(f"{line}: unlike the other runs of its cell" for line in unlike),
+            *nri_cpu.admit_cpu(side_records)[1]]
+
+
+def blocks(side_records: list[dict] = ()) -> dict[str, str]:
+    """Tables that a Markdown file shows with their caption and notes (between the same markers): name -> text."""
+    return {"nri_cpu": nri_cpu.render(nri_cpu.admit_cpu(side_records)[0])}
 
 
 def all_tables(records: list[dict], side_records: list[dict] = ()) -> dict[str, tuple[str, Table]]:
