@@ -7,17 +7,22 @@ from omegaconf import DictConfig
 
 from experiments.common.config import experiment_module, validate_config
 from experiments.common.errors import user_errors
+from experiments.common.summary import print_run_summary
 
 EXPERIMENTS = ("vae", "l2x", "nri")
 
 
 def run_experiment(cfg: DictConfig) -> dict:
     """Validate the composed config (before any work: shared keys, then ``experiments.<name>.validate``), then
-    :func:`train`. A config error, a refused resume or an interrupt prints one message
-    (the traceback only with HYDRA_FULL_ERROR=1), exits with a non-zero status and leaves no empty run folder."""
+    :func:`train`, then print a short summary (final metrics, output folder, the command that collects the record
+    or resumes the run: :mod:`experiments.common.summary`). A config error, a refused resume or an interrupt prints
+    one message (the traceback only with HYDRA_FULL_ERROR=1), exits with a non-zero status and leaves no empty run
+    folder."""
     with user_errors():
         validate_config(cfg)
-        return train(cfg)
+        metrics = train(cfg)
+    print_run_summary(metrics)
+    return metrics
 
 
 def train(cfg: DictConfig) -> dict:

@@ -157,10 +157,13 @@ def run(seeds: list[int], parallel: int, out: Path, overrides: list[str]) -> dic
                 seed = pending.pop(0)
                 run_dir = out / f"seed{seed}"
                 run_dir.mkdir(parents=True, exist_ok=True)
+                command = seed_command(seed, run_dir.resolve(), overrides)
                 log = open(out / f"seed{seed}.log", "a")
+                log.write(f"$ python {' '.join(command[1:])}\n")  # then the run's validations and its summary
+                log.flush()
                 print(f"  seed {seed}: started ({out / f'seed{seed}.log'})", flush=True)
-                running[seed] = (subprocess.Popen(seed_command(seed, run_dir.resolve(), overrides), cwd=REPO_ROOT,
-                                                  env=env, stdout=log, stderr=subprocess.STDOUT), log)
+                running[seed] = (subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log,
+                                                  stderr=subprocess.STDOUT), log)
             time.sleep(2.0)
             _progress(out, list(running), seen)
             for seed, (proc, log) in list(running.items()):

@@ -10,6 +10,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from experiments.common.summary import metrics_lines
+
+ECHOED = "valid"  # the validation metrics, printed when the progress bar is off (run.py's summary has the test's)
+
 
 class RunningMeans:
     """Detached scalar tensors summed on their device step after step (no host sync); :meth:`pop` takes their
@@ -32,14 +36,19 @@ class RunningMeans:
 
 
 class Logger:
-    """Writes every logged dict as one JSON line to ``<out_dir>/history.jsonl``."""
+    """Writes every logged dict as one JSON line to ``<out_dir>/history.jsonl``; with ``echo``, also prints each
+    validation to stdout, for runs without a progress bar (a log file, the quick start's ``seed<N>.log``)."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, echo: bool = False) -> None:
         self.path = Path(out_dir) / "history.jsonl"
+        self.echo = echo
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         with open(self.path, "a") as fh:
             fh.write(json.dumps({"step": step, **metrics}) + "\n")
+        lines = metrics_lines(f"[sst] step {step} {ECHOED}", metrics, f"{ECHOED}/", "") if self.echo else []
+        if lines:
+            print("\n".join(lines), flush=True)
 
     def finish(self) -> None:
         pass
@@ -69,8 +78,8 @@ def trim_history(out_dir: Path, step: int) -> int:
 class WandbLogger(Logger):
     """Weights & Biases; ``mode=offline`` (the default) writes under ``<out_dir>/wandb`` and needs no network."""
 
-    def __init__(self, out_dir: Path, cfg: DictConfig, run_id: str | None = None) -> None:
-        super().__init__(out_dir)
+    def __init__(self, out_dir: Path, cfg: DictConfig, run_id: str | None = None, echo: bool = False) -> None:
+        super().__init__(out_dir, echo=echo)
         mode = str(cfg.logger.get("mode", "offline"))
         if mode not in ("offline", "online", "disabled"):
             raise ValueError(f"logger.mode must be offline, online or disabled, got {mode!r}")
@@ -104,10 +113,12 @@ class WandbLogger(Logger):
 
 
 def build_logger(cfg: DictConfig, out_dir: Path, run_id: str | None = None) -> Logger:
-    """The logger named by ``cfg.logger.name`` (``wandb`` or ``none``)."""
+    """The logger named by ``cfg.logger.name`` (``wandb`` or ``none``); it prints each evaluation when
+    ``trainer.progress`` is false (no progress bar: the output is a log)."""
     name = cfg.logger.name
+    echo = not bool(OmegaConf.select(cfg, "trainer.progress", default=True))
     if name == "none":
-        return Logger(out_dir)
+        return Logger(out_dir, echo=echo)
     if name == "wandb":
-        return WandbLogger(out_dir, cfg, run_id=run_id)
+        return WandbLogger(out_dir, cfg, run_id=run_id, echo=echo)
     raise ValueError(f"logger must be wandb or none, got {name!r}")
