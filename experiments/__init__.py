@@ -1,5 +1,6 @@
 """Experiments reproducing Paulus et al. (2020); each package exposes `validate(cfg)` (torch-free config checks)
-and `task_class()` (its Task); :func:`train` runs any of them with the one shared trainer."""
+and `task_class()` (its Task); :func:`train` runs any of them with the one shared trainer. An experiment outside
+this package names its Task class in its config (`experiment._target_`: experiments/common/registry.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from omegaconf import DictConfig
 from experiments.common.config import experiment_module, validate_config
 from experiments.common.errors import user_errors
 from experiments.common.summary import print_run_summary
-
-EXPERIMENTS = ("vae", "l2x", "nri")
 
 
 def run_experiment(cfg: DictConfig) -> dict:
@@ -26,15 +25,16 @@ def run_experiment(cfg: DictConfig) -> dict:
 
 
 def train(cfg: DictConfig) -> dict:
-    """Train and evaluate the experiment of ``cfg`` with the shared trainer (:func:`experiments.common.trainer.fit`:
+    """Train and evaluate the experiment of ``cfg`` (the Task named by ``experiment._target_``, else
+    ``experiments.<experiment.name>``'s) with the shared trainer (:func:`experiments.common.trainer.fit`:
     checkpoints, resume, ``metrics.json`` in the run folder); returns the final metrics."""
+    from experiments.common.registry import task_for
     from experiments.common.trainer import fit
 
-    return fit(cfg, task_class(str(cfg.experiment.name)))
+    return fit(cfg, task_for(cfg))
 
 
 def task_class(name: str) -> type:
-    """The Task class of experiment ``name`` (for tools that build a task outside ``train``: benchmarks, probes)."""
-    if name not in EXPERIMENTS:
-        raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {name!r}")
+    """The Task class of the repository experiment ``name``, the package ``experiments.<name>`` (for tools that build
+    a task outside ``train``: benchmarks, probes); ConfigError (a ValueError) listing the experiments otherwise."""
     return experiment_module(name).task_class()

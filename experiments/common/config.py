@@ -152,13 +152,22 @@ def experiment_module(name: Any):
         except ModuleNotFoundError:
             module = None
     if module is None or not (hasattr(module, "task_class") and hasattr(module, "validate")):
-        raise ConfigError(f"experiment={name!r} is unknown; legal choices: {_choices(experiment_names())}")
+        raise ConfigError(f"experiment={name!r} is unknown; legal choices: {_choices(experiment_names())} (an "
+                          f"experiment outside this package names its Task in experiment._target_: "
+                          f"docs/task_interface.md)")
     return module
 
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError, naming the key and its legal values, for anything wrong that the config alone shows:
-    the shared keys here, then the experiment's own hook ``experiments.<name>.validate(cfg)``."""
+    the shared keys here, then the experiment's own hook ``experiments.<name>.validate(cfg)`` (or, for a Task
+    named by ``experiment._target_``, its ``validate``: :mod:`experiments.common.registry`)."""
+    if value_of(cfg, "experiment._target_", None) is not None:
+        from experiments.common.registry import validate_target  # it imports this module's helpers
+
+        validate_common(cfg)
+        validate_target(cfg)
+        return
     module = experiment_module(value_of(cfg, "experiment.name"))
     validate_common(cfg)
     module.validate(cfg)

@@ -191,5 +191,5 @@ def test_task_class_names_each_experiments_task(name):
 def test_task_class_rejects_an_unknown_experiment_listing_the_choices():
     from experiments import task_class
 
-    with pytest.raises(ValueError, match="experiment must be one of vae, l2x, nri"):
+    with pytest.raises(ValueError, match="experiment='mnist' is unknown; legal choices: l2x, nri, vae"):
         task_class("mnist")
