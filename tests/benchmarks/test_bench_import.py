@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-from tests.conftest import REPO
-
-
-def _script():
-    path = REPO / "benchmarks" / "bench_import.py"
-    spec = importlib.util.spec_from_file_location("bench_import", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmarks import bench_import
 
 
 def test_bench_times_both_imports_and_writes_its_record(tmp_path: Path):
     out = tmp_path / "import.json"
-    record = _script().main(["--repeats", "1", "--out", str(out)])
+    record = bench_import.main(["--repeats", "1", "--out", str(out)])
     assert json.loads(out.read_text())["median_s"] == record["median_s"]
     assert set(record["median_s"]) == {"torch", "sst"}
     assert all(v["cpu"] > 0 and v["wall"] > 0 for v in record["median_s"].values())

@@ -32,6 +32,25 @@ BAD = [
     (["experiment=vae", "anneal.tau_min=0"], r"anneal.tau_min=0 .* > 0"),
     (["experiment=vae", "data.binarize=otsu"], r"data.binarize='otsu' is unknown; legal choices: dynamic"),
     (["experiment=vae", "data.num_valid=60000"], r"data.num_valid=60000"),
+    # the estimator's and relaxation's options (experiments/common/option_checks.py; issue 54)
+    (["experiment=vae", "estimator=reinforce", "estimator.baseline=loo0"],
+     r"estimator.baseline='loo0' is unknown; legal choices: none, ema, batch, loo"),
+    (["experiment=vae", "estimator=reinforce", "estimator.baseline=loo", "estimator.num_samples=1"],
+     r"estimator.baseline=loo needs estimator.num_samples >= 2, got 1; legal choices with one sample: none, ema"),
+    (["experiment=vae", "estimator=reinforce", "estimator.num_samples=0"], r"estimator.num_samples=0 .* integer >= 1"),
+    (["experiment=vae", "estimator=muprop", "estimator.ema_decay=1.0"], r"estimator.ema_decay=1.0 .* in \[0, 1\)"),
+    (["experiment=vae", "estimator=nvil", "estimator.hidden=0"], r"estimator.hidden=0 .* integer >= 1"),
+    (["experiment=vae", "estimator=nvil", "estimator.normalize=maybe"],
+     r"estimator.normalize='maybe' .* true or false"),
+    (["experiment=vae", "estimator=rebar", "+estimator.eta=inf"], r"estimator.eta=inf .* a number"),
+    (["experiment=vae", "estimator=relax", "+estimator.learn_tau=2"], r"estimator.learn_tau=2 .* true or false"),
+    (["experiment=vae", "estimator=relaxed", "estimator.structures=[tree]"],
+     r"estimator.structures=.*tree.* list of the structures: categorical, binary, topk"),
+    (["experiment=vae", "+estimator.tau=0.5"], r"estimator.tau is not an estimator option; legal keys: name, "
+     r"structures, num_samples, baseline.*\(tau, regularizer, event_shape, context_dim come from"),
+    (["experiment=l2x", "relaxation=ef_topk_fd", "relaxation.eps=0"], r"relaxation.eps=0 .* number > 0"),
+    (["experiment=nri", "relaxation=indep", "relaxation.directed=yes"],
+     r"relaxation.directed='yes' .* true or false"),
 ]
 
 
