@@ -32,8 +32,8 @@ class Permutation(Structure):
       CPU tensors with SciPy installed: ``scipy.optimize.linear_sum_assignment``, one matrix at a time (a Python
       loop over the flattened batch). Other devices, or no SciPy: a batched shortest-augmenting-path Hungarian in
       PyTorch (:mod:`sst.structures._assignment`) on ``w``'s device, no host round trip or sync on a device
-      (``n (n + 1) / 2`` vectorised steps; on the CPU ~20x slower than SciPy at 128 x 50, see
-      docs/benchmarks.md). SciPy is optional;
+      (``n (n + 1) / 2`` vectorised steps; on the CPU 17 to 31 times slower than SciPy at 128 matrices of
+      n = 10 to 50, docs/benchmarks.md). SciPy is optional;
     - ``entropy``: the doubly stochastic ``P = argmax <w, P> - tau sum P log P``, i.e.
       ``log P = w / tau + a_i + b_j``, by log-space Sinkhorn with epsilon scaling and Newton polishing
       (:mod:`sst.structures._sinkhorn`, float64 inside), until the row and column sums are within ``tol`` of 1

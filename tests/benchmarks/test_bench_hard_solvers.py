@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-
-
-def _script():
-    path = REPO / "benchmarks" / "bench_hard_solvers.py"
-    spec = importlib.util.spec_from_file_location("bench_hard_solvers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmarks import bench_hard_solvers
 
 
 def test_bench_hard_solvers_quick_writes_its_record(tmp_path: Path):
     pytest.importorskip("scipy")
     out = tmp_path / "hard.json"
-    record = _script().main(["--quick", "--out", str(out)])
+    record = bench_hard_solvers.main(["--quick", "--out", str(out)])
     assert json.loads(out.read_text())["results"] == record["results"]
     assert {(r["structure"], r["n"]) for r in record["results"]} == {
         (s, n) for s in ("permutation", "arborescence") for n in (4, 6)}
