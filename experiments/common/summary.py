@@ -62,8 +62,8 @@ def run_summary(out_dir: Path, record: dict[str, Any], resume_command: str) -> s
             f"seed {record.get('seed')}")
     took = duration(float(record.get("wall_time_s") or 0.0))
     rate = metrics.get("train/steps_per_s")
-    speed = f" ({rate:.3g} steps/s)" if isinstance(rate, float) and rate < 1000 else \
-        f" ({rate:.0f} steps/s)" if isinstance(rate, float) else ""
+    speed = f" ({rate:.3g} steps/s)" if isinstance(rate, float) and rate < 1000 else (
+        f" ({rate:.0f} steps/s)" if isinstance(rate, float) else "")
     folder = shown_path(out_dir)
     max_steps = (record.get("config") or {}).get("trainer", {}).get("max_steps")
     best_step = metrics.get("best/step")
@@ -90,7 +90,6 @@ def summary_from_folder(out_dir: Path, metrics: dict[str, Any], resume_command: 
     except (OSError, ValueError):
         record = {"metrics": metrics}
     return run_summary(Path(out_dir), record, resume_command)
-
 
 
 def print_run_summary(metrics: dict[str, Any]) -> None:
