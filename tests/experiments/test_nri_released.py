@@ -67,6 +67,7 @@ def released_edge_metrics(samples: np.ndarray, target: np.ndarray):
 
 
 # --------------------------------------------------------------------------------------------------------- the loss
+@pytest.mark.kernel_sensitive
 @pytest.mark.parametrize("relaxation", ["spanning_tree", "indep"])
 def test_training_loss_is_the_released_one(monkeypatch, cache, relaxation):
     """One training step's loss with fixed weights and batch = the released (nll + kl).sum() / B, with the KL
@@ -91,10 +92,13 @@ def test_training_loss_is_the_released_one(monkeypatch, cache, relaxation):
         kl = released_kl_gumbel(logits, N)
         expected = (nll + kl).sum() / locs.shape[0]
     assert logits.shape[1:] == ((90, 2) if relaxation == "indep" else (90, 1))
+    # float32 sums of ~1e4 terms in other orders (torch sums pairwise: relative error ~ log2(n) u = 8e-7):
+    # measured at most 2% of these tolerances on AVX-512, AVX2 and default kernels
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-3)
     torch.testing.assert_close(logs["train/kl"], kl.mean(), rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.kernel_sensitive
 def test_validation_elbo_is_the_released_one(monkeypatch, cache):
     """valid/elbo = the released -(nll + kl) with teacher forcing and a hard sample, KL over 90 directed entries;
     the undirected variant (45 pairs) is reported beside it and is half the KL."""
@@ -116,6 +120,8 @@ def test_validation_elbo_is_the_released_one(monkeypatch, cache):
             kl = released_kl_gumbel(released_symmetrise(raw.unsqueeze(-1), N), N)
             elbos.append(-(nll + kl))
             kls.append(kl)
+    # float32 sums in other orders, as in the training loss: measured at most 1% of rel 1e-5 on AVX-512, AVX2 and
+    # default kernels
     assert metrics["valid/elbo"] == pytest.approx(float(torch.cat(elbos).mean()), rel=1e-5)
     assert metrics["valid/kl"] == pytest.approx(float(torch.cat(kls).mean()), rel=1e-5)
     assert metrics["valid/kl_undirected"] == pytest.approx(metrics["valid/kl"] / 2, rel=1e-6)

@@ -121,6 +121,7 @@ def test_wandb_offline_writes_files_without_network(tmp_path: Path, monkeypatch)
     assert any(p.suffix == ".wandb" for p in runs[0].iterdir())
 
 
+@pytest.mark.kernel_sensitive
 def test_adam_is_fused_and_matches_the_reference_update():
     torch.manual_seed(0)
     a, b = torch.nn.Linear(5, 3), torch.nn.Linear(5, 3)
@@ -133,6 +134,8 @@ def test_adam_is_fused_and_matches_the_reference_update():
             opt.zero_grad()
             net(x).pow(2).sum().backward()
             opt.step()
+    # the same float32 arithmetic in another order (one vectorised kernel against per-tensor ops): a few ulp
+    # (~1e-7) apart after 5 steps; measured at most 0.6% of this tolerance on AVX-512, AVX2 and default kernels
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
     # a checkpoint of the per-tensor optimizer loads into the fused one (runs started before it resume)

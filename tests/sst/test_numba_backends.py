@@ -21,6 +21,7 @@ def _both(theta: torch.Tensor, k: int, g: torch.Tensor) -> list[tuple[torch.Tens
     return out
 
 
+@pytest.mark.kernel_sensitive
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("b,n,k", SHAPES)
 def test_numba_matches_torch(dtype, b, n, k):
@@ -29,11 +30,15 @@ def test_numba_matches_torch(dtype, b, n, k):
     theta = (torch.randn(b, n, generator=gen) * 3).to(dtype)
     g = torch.randn(b, n, generator=gen).to(dtype)
     (mu_t, gr_t), (mu_n, gr_n) = _both(theta, k, g)
+    # the same recursion in numba's LLVM code and in torch's kernels, summed in other orders: float32 gradients
+    # came within 0.35 of this tolerance, the same under ATEN_CPU_CAPABILITY=avx2 and default,
+    # MKL_ENABLE_INSTRUCTIONS=AVX2 and NUMBA_CPU_NAME=generic or haswell
     tol = dict(rtol=1e-5, atol=2e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-13)
     torch.testing.assert_close(mu_n, mu_t, **tol)
     torch.testing.assert_close(gr_n, gr_t, **tol)
 
 
+@pytest.mark.kernel_sensitive
 def test_numba_extreme_logits_and_batch_shape():
     """Clipped weights (logit gaps beyond exp's range), ties, and leading batch dimensions."""
     pytest.importorskip("numba")
@@ -87,6 +92,7 @@ def test_topk_backend_argument():
         sst.TopK(3, backend="gpu")
 
 
+@pytest.mark.kernel_sensitive
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 20])
 def test_prim_numba_matches_torch(n):
     """Same trees, ties and -inf weights included, float32 and float64, leading batch dimensions."""
