@@ -78,7 +78,11 @@ class MLP(nn.Module):
             nn.init.constant_(m.bias, 0.1)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.elu(self.fc1(x))
+        return self.after_fc1(self.fc1(x))
+
+    def after_fc1(self, x: Tensor) -> Tensor:
+        """The block from the first layer's output ``(..., n_hid)`` on (``forward = after_fc1 . fc1``)."""
+        x = F.elu(x)
         x = F.dropout(x, self.dropout, training=self.training)
         x = F.elu(self.fc2(x))
         shape = x.shape
@@ -107,7 +111,25 @@ class Encoder(nn.Module):
         nn.init.constant_(self.fc_out.bias, 0.1)
 
     def node2edge(self, x: Tensor) -> Tensor:
+        """``(B, n, H)`` -> ``(B, E, 2H)``: ``[x_sender, x_receiver]`` on each directed edge."""
         return torch.cat([x[:, self.index.send], x[:, self.index.recv]], dim=-1)
+
+    def edge_linear(self, x: Tensor, fc: nn.Linear, skip: Tensor | None = None) -> Tensor:
+        """``fc(cat([node2edge(x), skip]))`` ``(B, E, H_out)`` from nodes ``x`` ``(B, n, H)`` (and edges ``skip``
+        ``(B, E, H_skip)``), without forming the edge inputs: ``W [x_s; x_r] = W_s x_s + W_r x_r``, each product
+        per node; the sum over all ``(receiver, sender)`` pairs ``(B, n, n, H_out)`` is a broadcast, and its
+        off-diagonal entries in row-major order (the directed layout) are the flat positions ``1 .. n^2 - 2`` of
+        the rows of an ``(n - 1, n + 1)`` view, less their last column."""
+        b, n, hid = x.shape
+        w = fc.weight
+        xs = F.linear(x, w[:, :hid])  # (B, n, H_out) sender part
+        xr = F.linear(x, w[:, hid:2 * hid], fc.bias)  # receiver part and bias
+        pairs = (xr.unsqueeze(2) + xs.unsqueeze(1)).view(b, n * n, -1)  # (B, receiver * n + sender, H_out)
+        off = pairs[:, 1:].view(b, n - 1, n + 1, -1)[:, :, :n]  # (B, n - 1, n, H_out): the off-diagonal pairs
+        if skip is not None:
+            return torch.addmm(off.reshape(-1, w.shape[0]), skip.reshape(-1, skip.shape[-1]),
+                               w[:, 2 * hid:].t()).view(b, n * (n - 1), -1)
+        return off.reshape(b, n * (n - 1), -1)
 
     def edge2node(self, x: Tensor) -> Tensor:
         n = self.index.n
@@ -117,12 +139,130 @@ class Encoder(nn.Module):
         b, t, n, d = locs.shape
         x = locs.permute(0, 2, 1, 3).reshape(b, n, t * d)
         x = self.mlp1(x)
-        x = self.mlp2(self.node2edge(x))
+        x = self.mlp2.after_fc1(self.edge_linear(x, self.mlp2.fc1))  # mlp2(node2edge(x))
         skip = x
         x = self.mlp3(self.edge2node(x))
-        x = self.mlp4(torch.cat([self.node2edge(x), skip], dim=-1))
+        x = self.mlp4.after_fc1(self.edge_linear(x, self.mlp4.fc1, skip))  # mlp4(cat([node2edge(x), skip]))
         y = self.fc_out(x)
         return y.squeeze(-1) if self.out == 1 else y
+
+
+def messages(pre: Tensor, weights: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
+             dropout: float = 0.0) -> Tensor:
+    """The decoder's weighted messages summed into receivers, composed of autograd operations.
+
+    ``agg[b, i, s] = sum_k sum_j w[k, b, i, j] relu(W2_k drop(relu(W1_k pre[b, i, j, s] + b1_k)) + b2_k)``
+
+    Args:
+        pre: ``(B, E, S, 2D)`` edge inputs ``[x_sender, x_receiver]``, rows in ``(b, receiver i, sender j, s)``
+            order (``j`` the ``j``-th edge into ``i``, the directed layout's block of ``i``).
+        weights: ``(U, B, n, n - 1)`` the ``U`` used edge types' weights of the edges into each receiver.
+        w1: ``(U*H, 2D)``, b1: ``(U*H,)``: the types' first layers side by side (``Decoder.msg_fc1``).
+        w2: ``(U, H, H)``, b2: ``(U, H)``: the types' second layers, stacked (``Decoder.msg_fc2``).
+        dropout: dropout probability on the hidden layer (applied: call with 0 outside training).
+
+    Returns:
+        ``(B, n, S, H)``.
+    """
+    b, e, s, d2 = pre.shape
+    u, n, hid = weights.shape[0], weights.shape[2], w2.shape[-1]
+    h = F.relu(F.linear(pre, w1, b1)).view(-1, u, hid).transpose(0, 1)  # (U, B*E*S, H)
+    if dropout > 0:
+        h = F.dropout(h, dropout, training=True)
+    msgs = F.relu(torch.baddbmm(b2.unsqueeze(1), h, w2.transpose(1, 2)))  # (U, B*E*S, H)
+    agg = torch.matmul(weights.unsqueeze(-2), msgs.view(u, b, n, n - 1, s * hid))  # (U, B, n, 1, S*H)
+    return agg.sum(0).view(b, n, s, hid)
+
+
+class _Messages(torch.autograd.Function):
+    """:func:`messages` without dropout, with a hand-written backward: fewer passes over the ``(U, B*E*S, H)``
+    hidden and message tensors, and fewer of them allocated.
+
+    Forward: the first layers as one product with the bias as an input column of ones, the second layers as one
+    ``addmm`` per type into one ``(U, B*E*S, H)`` buffer, ReLUs in place, and the weighting and the sum into
+    receivers as one ``bmm`` of ``(U*B*n, 1, n-1)`` weights with ``(U*B*n, n-1, S*H)`` messages. Backward: the same
+    products autograd takes for :func:`messages` (ReLU masks as ``threshold_backward`` or, for the messages, a
+    multiplication by their sign, exactly 0 or 1), written into the forward's buffers once they are no longer
+    needed, and the buffers are released. A second backward through the same graph (``retain_graph``), and a
+    backward with ``create_graph`` (double backward: REBAR/RELAX learning their parameters), differentiate
+    :func:`messages` recomputed from the saved inputs instead (differentiable twice).
+    """
+
+    @staticmethod
+    def forward(ctx, pre: Tensor, weights: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
+        b, e, s, d2 = pre.shape
+        u, bn, nm1 = weights.shape[0], weights.shape[1] * weights.shape[2], weights.shape[3]
+        hid = w2.shape[-1]
+        rows = b * e * s
+        # the first layer's bias as an input column of ones: no bias pass over its (rows, U*H) output
+        pre1 = torch.cat([pre.reshape(rows, d2), pre.new_ones(rows, 1)], dim=1)  # (rows, 2D + 1)
+        h = torch.mm(pre1, torch.cat([w1, b1.unsqueeze(1)], dim=1).t()).relu_()  # (rows, U*H)
+        msgs = pre.new_empty(u, rows, hid)
+        for k in range(u):
+            torch.addmm(b2[k], h[:, k * hid:(k + 1) * hid], w2[k].t(), out=msgs[k])
+        msgs.relu_()
+        agg = torch.bmm(weights.reshape(u * bn, 1, nm1), msgs.view(u * bn, nm1, s * hid))  # (U*B*n, 1, S*H)
+        agg = agg.view(u, bn * s * hid)
+        out = agg[0] + agg[1] if u == 2 else agg[0]
+        ctx.save_for_backward(pre, weights, w1, b1, w2, b2)
+        ctx.buffers = (pre1, h, msgs)  # intermediates, overwritten by the first backward
+        return out.view(b, weights.shape[2], s, hid)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        pre, weights, w1, b1, w2, b2 = inputs = ctx.saved_tensors
+        if torch.is_grad_enabled() or ctx.buffers is None:  # create_graph, or the buffers are spent
+            return _Messages._recomputed_backward(ctx, grad, inputs)
+        pre1, h, msgs = ctx.buffers
+        ctx.buffers = None
+        b, e, s, d2 = pre.shape
+        u, bn, nm1 = weights.shape[0], weights.shape[1] * weights.shape[2], weights.shape[3]
+        hid = w2.shape[-1]
+        rows = b * e * s
+        g = grad.contiguous().view(1, bn, 1, s * hid)
+        m4 = msgs.view(u, bn, nm1, s * hid)
+        g_weights = None
+        if ctx.needs_input_grad[1]:  # d agg / d w[k, b, i, j] = <g[b, i], msgs[k, b, i, j]>
+            g_weights = torch.matmul(g, m4.transpose(-1, -2)).view_as(weights)
+        # the messages' gradient w (x) g where the message is positive, in the messages' buffer
+        g_msgs = m4.sign_().mul_(weights.reshape(u, bn, nm1, 1)).mul_(g).view(u, rows, hid)
+        g_b2 = g_msgs.sum(1)
+        g_w2 = torch.empty_like(w2)
+        g_w1b = pre1.new_empty(u * hid, d2 + 1)  # [d w1, d b1]
+        g_h = []
+        for k in range(u):
+            hk = h[:, k * hid:(k + 1) * hid]
+            torch.mm(g_msgs[k].t(), hk, out=g_w2[k])
+            # the hidden layer's gradient: type k > 0 into the buffer of type k - 1's (used) message gradient
+            ghk = torch.mm(g_msgs[k], w2[k], out=g_msgs[k - 1]) if k > 0 else torch.mm(g_msgs[k], w2[k])
+            torch.ops.aten.threshold_backward.grad_input(ghk, hk, 0, grad_input=ghk)
+            torch.mm(ghk.t(), pre1, out=g_w1b[k * hid:(k + 1) * hid])
+            g_h.append(ghk)
+        g_pre = None
+        if ctx.needs_input_grad[0]:
+            w1k = w1.view(u, hid, d2)
+            g_pre = torch.mm(g_h[0], w1k[0])
+            for k in range(1, u):
+                g_pre.addmm_(g_h[k], w1k[k])
+            g_pre = g_pre.view_as(pre)
+        return g_pre, g_weights, g_w1b[:, :d2], g_w1b[:, d2], g_w2, g_b2
+
+    @staticmethod
+    def _recomputed_backward(ctx, grad: Tensor, inputs: tuple[Tensor, ...]) -> tuple[Tensor | None, ...]:
+        """The input gradients by differentiating :func:`messages` recomputed from the inputs; with grad mode on
+        (``create_graph``) as a differentiable function of the inputs."""
+        create = torch.is_grad_enabled()
+        wanted = [i for i, need in enumerate(ctx.needs_input_grad) if need]
+        with torch.enable_grad():
+            leaves = [x if create and x.requires_grad else x.detach().requires_grad_(ctx.needs_input_grad[i])
+                      for i, x in enumerate(inputs)]
+            out = messages(*leaves)
+            grads = torch.autograd.grad(out, [leaves[i] for i in wanted], grad, create_graph=create,
+                                        allow_unused=True)
+        result: list[Tensor | None] = [None] * len(inputs)
+        for i, g in zip(wanted, grads, strict=True):
+            result[i] = g
+        return tuple(result)
 
 
 class Decoder(nn.Module):
@@ -145,6 +285,7 @@ class Decoder(nn.Module):
             raise ValueError("skip_first=True needs edge_types=2")
         self.hidden = hidden
         used = edge_types - self.first
+        self.used = used
         self.msg_fc1 = nn.Linear(2 * dims, used * hidden)  # the used types' first layers, fused
         self.msg_fc2 = nn.ModuleList([nn.Linear(hidden, hidden) for _ in range(used)])
         self.out_fc1 = nn.Linear(dims + hidden, hidden)
@@ -152,27 +293,41 @@ class Decoder(nn.Module):
         self.out_fc3 = nn.Linear(hidden, dims)
         self.dropout = dropout
 
-    def type_weights(self, x: Tensor) -> Tensor:
-        """``(..., E)`` edge indicator/probability -> ``(..., E, used types)`` message weights."""
-        if self.edge_types == 1:
-            return x.unsqueeze(-1)
-        types = torch.stack([1.0 - x, x], dim=-1)
-        return types[..., self.first:]
+    def message_weights(self, edges: Tensor) -> Tensor:
+        """``(B, E)`` edge indicators/probabilities -> ``(U, B, n, n - 1)`` weights of the ``U`` used types.
 
-    def step(self, x: Tensor, rel: Tensor) -> Tensor:
-        """One prediction step. ``x``: ``(B, S, n, D)``; ``rel``: ``(B, 1, E, types)``. Returns ``(B, S, n, D)``."""
+        Entry ``(k, b, i, j')`` weighs type ``k``'s message on the ``j'``-th edge into receiver ``i`` (the directed
+        layout's block of ``i``); type 0 has weight ``1 - x``, type 1 weight ``x`` (one edge type: ``x``)."""
+        w = edges.unsqueeze(0) if self.edge_types == 1 else torch.stack([1.0 - edges, edges])[self.first:]
+        n = self.index.n
+        return w.reshape(w.shape[0], w.shape[1], n, n - 1)
+
+    def step(self, x: Tensor, weights: Tensor) -> Tensor:
+        """One prediction step. ``x``: ``(B, S, n, D)``; ``weights``: ``(U, B, n, n - 1)`` from
+        :meth:`message_weights`. Returns ``(B, S, n, D)``.
+
+        The released decoder's step (per type ``k``: ``m_k = relu(fc2_k(relu(fc1_k([x_sender, x_receiver]))))``
+        on every directed edge, ``agg_i = sum_k sum_j w_k(i, j) m_k(i, j)``, then the output MLP on ``[x_i,
+        agg_i]`` and a residual), computed by :class:`_Messages` on edge rows laid out ``(b, receiver i, sender j,
+        s)``, so that the ``S * H`` messages of one edge are contiguous and the weighted sum into receivers is a
+        batched matrix product."""
         idx = self.index
-        pre = torch.cat([x[..., idx.send, :], x[..., idx.recv, :]], dim=-1)  # (B, S, E, 2D)
-        h = F.relu(self.msg_fc1(pre)).split(self.hidden, dim=-1)
-        msgs = None
-        for k, fc2 in enumerate(self.msg_fc2):
-            hk = F.dropout(h[k], self.dropout, training=self.training)
-            m = F.relu(fc2(hk)) * rel[..., k:k + 1]
-            msgs = m if msgs is None else msgs + m
-        n = idx.n
-        agg = msgs.view(*msgs.shape[:-2], n, n - 1, self.hidden).sum(-2)  # into receivers
-        out = F.dropout(F.relu(self.out_fc1(torch.cat([x, agg], dim=-1))), self.dropout, training=self.training)
-        out = F.dropout(F.relu(self.out_fc2(out)), self.dropout, training=self.training)
+        b, s, n, d = x.shape
+        xt = x.transpose(1, 2)  # (B, n, S, D)
+        pre = torch.cat([xt[:, idx.send], xt[:, idx.recv]], dim=-1)  # (B, E, S, 2D), rows (b, i, j, s)
+        w2 = torch.stack([fc.weight for fc in self.msg_fc2])  # (used, H, H)
+        b2 = torch.stack([fc.bias for fc in self.msg_fc2])  # (used, H)
+        params = (self.msg_fc1.weight, self.msg_fc1.bias, w2, b2)
+        if (self.dropout > 0 and self.training) or x.device.type != "cpu" or torch.compiler.is_compiling():
+            # autograd's composition: dropout; on GPUs and under torch.compile allocations are cheap
+            agg = messages(pre, weights, *params, dropout=self.dropout if self.training else 0.0)
+        else:
+            agg = _Messages.apply(pre, weights, *params)
+        agg = agg.transpose(1, 2)  # (B, S, n, H)
+        out = F.relu(self.out_fc1(torch.cat([x, agg], dim=-1)))
+        out = F.dropout(out, self.dropout, training=self.training) if self.dropout > 0 else out
+        out = F.relu(self.out_fc2(out))
+        out = F.dropout(out, self.dropout, training=self.training) if self.dropout > 0 else out
         return x + self.out_fc3(out)
 
     def forward(self, locs: Tensor, edges: Tensor, pred_steps: int = 1) -> Tensor:
@@ -188,13 +343,13 @@ class Decoder(nn.Module):
             ``(B, T-1, n, D)`` predictions of ``locs[:, 1:]``.
         """
         t = locs.shape[1]
-        rel = self.type_weights(edges).unsqueeze(1)
+        weights = self.message_weights(edges)
         if pred_steps <= 1:
-            return self.step(locs[:, :-1], rel)
+            return self.step(locs[:, :-1], weights)
         x = locs[:, 0:t - 1:pred_steps]  # (B, S, n, D)
         preds = []
         for _ in range(pred_steps):
-            x = self.step(x, rel)
+            x = self.step(x, weights)
             preds.append(x)
         return torch.stack(preds, dim=2).flatten(1, 2)[:, : t - 1]
 

@@ -59,7 +59,7 @@ def test_decoder_shapes_and_teacher_forcing(timesteps, pred_steps):
     edges = m.index.to_directed(x)
     out = m.decoder(locs, edges, pred_steps)
     assert out.shape == (B, timesteps - 1, N, 2)
-    rel = m.decoder.type_weights(edges).unsqueeze(1)
+    rel = m.decoder.message_weights(edges)
     # reference: a Python loop over starts and steps, teacher forcing at every multiple of pred_steps
     ref, cur = [], None
     for t in range(timesteps - 1):
