@@ -12,10 +12,15 @@ Two formulations of the log-partition ``log Z = log det L_r`` (L the Laplacian o
   ``theta``, so ``log Z`` has a small relative error and its autograd gradient (the marginals) a small absolute
   error, whatever the conditioning of ``L_r``. Cost: n - 1 steps of ``(..., n, n)`` work (a Python loop over the
   nodes, not the batch); the marginals need a (double-differentiable) autograd pass.
-- :func:`rooted_inverse` with :func:`stable_weights` (used when a ``max_range`` clip is set, as the released code
-  and the NRI experiment do): one batched inverse of ``L_r``; the clip bounds its condition number by about
-  ``n * exp(max_range)``, so it is used only while that keeps it accurate (:func:`one_inverse_accurate`); a larger
-  clip runs the elimination on the clipped weights (:func:`clip_theta`).
+- :func:`one_inverse_marginals`: one batched inverse G of ``L_r`` (grounded at one node), marginals
+  ``A_ij (G_ii + G_jj - 2 G_ij)`` (undirected) or ``A_ij (G_jj - G_ji)`` (directed) and a closed-form backward
+  (two products, no double backward through a determinant; differentiable again). Its error is
+  ``O(eps n K)``, K the largest entry of G (the largest effective resistance to the ground, in units of the
+  largest weight): see the error model above :data:`C_VALUE`. The exact default runs it on every graph and
+  sends the graphs whose bound exceeds the result dtype's tolerance (:data:`FAST_TOL`) to the elimination;
+  with a ``max_range`` clip (as the released code and the NRI experiment) it runs on every graph, as the clip
+  bounds the condition number by about ``n * exp(max_range)``, while that keeps it accurate
+  (:func:`one_inverse_accurate`); a larger clip runs the exact default on the clipped weights (:func:`clip_theta`).
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["clip_theta", "stable_weights", "one_inverse_accurate", "rooted_inverse", "log_partition_eliminate",
-           "eliminate_marginals", "heaviest_node", "MAX_SPREAD"]
+__all__ = ["clip_theta", "one_inverse_accurate", "log_partition_eliminate", "eliminate_marginals", "heaviest_node",
+           "MAX_SPREAD", "one_inverse_marginals", "fast_tolerance"]
 
 # The exact path caps the spread of theta (max - min over the valid entries of a graph) at this value, so that
 # sums of a few log-weights stay finite for any finite input; it changes nothing below it (see docs/library.md).
@@ -53,20 +58,8 @@ def clip_theta(theta: Tensor, valid: Tensor, max_range: float, per_column: bool 
     return torch.maximum(masked, mx - max_range), mx
 
 
-def stable_weights(theta: Tensor, valid: Tensor, max_range: float, per_column: bool = False) -> Tensor:
-    """``exp(clipped - max)`` on the valid entries (0 elsewhere), ``clipped`` from :func:`clip_theta`.
-
-    ``theta`` (..., n, n); ``valid`` (n, n) bool; returns (..., n, n). The clip carries gradient through the
-    maximum (see :func:`clip_theta`); the shift by the maximum is detached (the marginals do not depend on it, so
-    its exact gradient is 0). Raising the smallest weights bounds the condition number of the Laplacian by about
-    ``n * exp(max_range)``, so the solve never returns inf or NaN.
-    """
-    clipped, mx = clip_theta(theta, valid, max_range, per_column)
-    return torch.exp(clipped - mx.detach()).masked_fill(~valid, 0.0)
-
-
 def one_inverse_accurate(max_range: float, dtype: torch.dtype) -> bool:
-    """Whether the one-inverse path (:func:`stable_weights`, :func:`rooted_inverse`) is accurate for a clip of
+    """Whether the one-inverse path (:func:`one_inverse_marginals` without a bound) is accurate for a clip of
     ``max_range`` solved in ``dtype``: ``e^max_range * eps(dtype) <= 1e-8``, i.e. ``max_range <= 17.6`` in float64
     (never in float32). The Laplacian's condition number grows like ``n e^max_range``; measured in float64 against
     the log-space elimination of the same clipped weights (n = 5..30, tau 0.02..0.3), the marginals' error is 4e-11
@@ -83,26 +76,6 @@ def heaviest_node(a: Tensor) -> Tensor:
     connected (always removing node 0 loses all precision when node 0 is the weak one)."""
     n = a.shape[-1]
     return a.detach().reshape(*a.shape[:-2], n * n).argmax(-1) // n
-
-
-def rooted_inverse(lap: Tensor, root: int | Tensor) -> Tensor:
-    """Inverse of ``lap`` (..., n, n) with row and column ``root`` removed, embedded back with zeros there.
-
-    ``root`` is a node index, or a long tensor of shape ``lap.shape[:-2]`` (one root per matrix). Computed as the
-    inverse of ``lap`` with row/column ``root`` replaced by the unit vector (block diagonal with a 1 at ``root``),
-    whose ``root`` entry is then zeroed: one batched LU inverse, differentiable by autograd.
-    """
-    n = lap.shape[-1]
-    ar = torch.arange(n, device=lap.device)
-    if isinstance(root, Tensor):
-        is_r = ar == root.unsqueeze(-1)  # (..., n)
-    else:
-        is_r = ar == root
-    eye_r = is_r.unsqueeze(-1) | is_r.unsqueeze(-2)  # row or column root
-    unit = (is_r.unsqueeze(-1) & is_r.unsqueeze(-2)).to(lap.dtype)
-    m = torch.where(eye_r, unit, lap)
-    inv = torch.linalg.inv_ex(m)[0]  # no error check: that would sync with the device
-    return torch.where(eye_r, torch.zeros((), dtype=lap.dtype, device=lap.device), inv)
 
 
 def _logaddexp(a: Tensor, b: Tensor) -> Tensor:
@@ -157,3 +130,166 @@ def eliminate_marginals(theta: Tensor, valid: Tensor, root: int) -> Tensor:
         logz = log_partition_eliminate(x)
         (g,) = torch.autograd.grad(logz.sum(), t, create_graph=need_graph)
     return g
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One inverse, closed-form marginals and backward, with a per-graph error bound (the fast path of the exact default)
+#
+# Error model (float64 solve; weights shifted so that the largest is 1, per graph or per column; K the largest
+# diagonal entry of the grounded inverse G, i.e. the largest effective resistance to the ground node; n nodes):
+# the marginals ``A_ij (G_ii + G_jj - 2 G_ij)`` (undirected) or ``A_ij (G_jj - G_ji)`` (directed) are within
+# ``C_VALUE eps n (K + 1)`` of the exact ones, and the backward pass within ``C_GRAD eps n (K + 1)`` per unit of
+# the upstream gradient. Why linear in K: the triangular factors of a Laplacian are M-matrices, so the
+# substitutions add no cancellation and G has a small componentwise relative error; the one cancellation left is
+# a difference of G entries of size K. The backward pass needs ``P = G Gbar G`` only through differences along
+# one index (``P_ij - P_ii``), so it is associated so that the factor shared by the two terms of each difference
+# (``G Gbar``, undirected, with Gbar the symmetric Laplacian of the upstream weights, whose zero row sums make
+# ``G Gbar`` of size 1; ``Gbar G^T`` directed) is computed once: its rounding errors then cancel in the difference
+# (the other association, or a non-symmetric Gbar, gives errors ~ eps n K^2). Constants measured against the
+# log-space elimination on random, clustered, weak-node, chain and uniform graphs (n = 3..60, spreads up to 30,
+# K up to 1e10; tests/sst/test_one_inverse.py keeps checking half of each constant): worst ratios 0.5 (values) /
+# 0.5 (gradients, per unit of upstream gradient) undirected, 1.6 / 3.0 directed; the constants leave a margin
+# of 2.5x or more.
+C_VALUE = 4.0
+C_GRAD = 8.0
+
+#: (value, gradient) tolerances of the fast path by result dtype: float64 keeps docs/library.md's 1e-13 (values)
+#: and 1e-13 / tau (gradients, absolute, per unit of upstream gradient) with a margin; float32 stays two orders
+#: below its 1e-6 (and below the rounding of an O(1) float32 gradient). Graphs beyond them run the elimination.
+FAST_TOL = {torch.float64: (2e-14, 5e-14)}
+FAST_TOL_DEFAULT = (1e-8, 1e-8)
+
+
+def fast_tolerance(dtype: torch.dtype) -> tuple[float, float]:
+    """(value, gradient) tolerance of the fast path for results of ``dtype`` (:data:`FAST_TOL`)."""
+    return FAST_TOL.get(dtype, FAST_TOL_DEFAULT)
+
+
+def _weights(theta: Tensor, valid: Tensor, directed: bool) -> Tensor:
+    """``exp(theta - max)`` on the valid entries (0 elsewhere and at -inf): ``(N, n, n)``. The maximum (detached)
+    per graph, or per column when ``directed`` (an arborescence's law is unchanged by a shift of one node's
+    incoming weights); an all-invalid column (the root) gets 0."""
+    x = theta.masked_fill(~valid, float("-inf"))
+    mx = x.detach().amax(dim=-2 if directed else (-2, -1), keepdim=True)
+    mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
+    return torch.exp(x - mx)
+
+
+def _resistance(g: Tensor, directed: bool) -> Tensor:
+    """``G_ii + G_jj - 2 G_ij`` (undirected) or ``G_jj - G_ji`` (directed): ``(N, n, n) -> (N, n, n)``."""
+    d = torch.diagonal(g, dim1=-2, dim2=-1)
+    if directed:
+        return d.unsqueeze(-2) - g.mT
+    return (d.unsqueeze(-1) + d.unsqueeze(-2)).sub_(g, alpha=2)
+
+
+def _lap_vjp(p: Tensor, directed: bool) -> Tensor:
+    """``d loss / d a`` through ``L(a)`` given ``p = -d loss / d L`` (N, n, n): ``p_ij - p_jj`` (in-degree
+    Laplacian, directed) or ``p_ij - p_ii`` (row sums, undirected)."""
+    dp = torch.diagonal(p, dim1=-2, dim2=-1)
+    return p - (dp.unsqueeze(-2) if directed else dp.unsqueeze(-1))
+
+
+def _marginals_vjp(v: Tensor, a: Tensor, g: Tensor, r: Tensor, directed: bool) -> Tensor:
+    """``d <v, a * R(G(a))> / d a`` (N, n, n), G the grounded inverse of the Laplacian of ``a``. Undirected: correct
+    up to an antisymmetric part, which a symmetric ``theta`` (the only input of the undirected path) never sees.
+    Two products, associated so that the error is linear in K (see the error model above). Differentiable again
+    when its inputs are."""
+    w = v * a
+    if directed:
+        gbar = torch.diag_embed(w.sum(-2)) - w.mT  # d loss / d G
+        p = g.mT @ (gbar @ g.mT)
+    else:
+        gbar = w + w.mT  # the symmetric Laplacian of w + w^T: the symmetric part of d loss / d G
+        u = gbar.sum(-1)
+        gbar = gbar.neg_()
+        gbar.diagonal(dim1=-2, dim2=-1).add_(u)
+        p = (g @ gbar) @ g
+    return v * r + _lap_vjp(p, directed)
+
+
+class _OneInverse(torch.autograd.Function):
+    """Tree marginals of ``theta`` (N, n, n) by one grounded inverse, and which graphs its error bound covers.
+
+    Forward: ``mu`` (N, n, n), ``G`` (N, n, n) and ``fallback`` (N,) bool: True where the bound
+    (``C_VALUE eps n (K + 1)`` and ``C_GRAD eps n (K + 1)`` against ``tol``) fails, the factorisation failed, or
+    (directed) the inverse does not solve its system to 1e-6; those graphs get ``mu = G = 0`` and a zero gradient
+    (the caller replaces them). ``tol`` None: no bound (every graph kept, as the ``max_range`` path). Backward:
+    :func:`_marginals_vjp`; differentiable again (as a function of ``theta`` and the saved output G).
+    """
+
+    @staticmethod
+    def forward(ctx, theta: Tensor, valid: Tensor, root: int | None, cholesky: bool,
+                tol: tuple[float, float] | None) -> tuple[Tensor, Tensor, Tensor]:
+        directed = root is not None
+        batch, n = theta.shape[0], theta.shape[-1]
+        rows = torch.arange(batch, device=theta.device)
+        a = _weights(theta, valid, directed)
+        deg = a.sum(-2 if directed else -1)
+        if directed:
+            ground = torch.full((batch,), root, device=theta.device)
+        else:  # the clip path grounds where the released code does; the exact path at the best-connected node
+            ground = heaviest_node(a) if tol is None else deg.argmax(-1)
+        m = a.neg()
+        m.diagonal(dim1=-2, dim2=-1).copy_(deg)
+        m[rows, ground, :] = 0.0  # the grounded Laplacian: row and column ``ground`` replaced by the unit vector
+        m[rows, :, ground] = 0.0
+        m[rows, ground, ground] = 1.0
+        if cholesky:
+            chol, info = torch.linalg.cholesky_ex(m)
+            diag = chol.diagonal(dim1=-2, dim2=-1)  # a failed factor (fallback below) must not stop the inverse
+            diag.copy_(torch.where((info != 0).unsqueeze(-1), torch.ones_like(diag), diag))
+            g = torch.cholesky_inverse(chol)
+        else:
+            g, info = torch.linalg.inv_ex(m)  # no error check: that would sync with the device
+        fallback = torch.zeros(batch, dtype=torch.bool, device=theta.device)
+        if tol is not None:
+            lo, hi = torch.aminmax(g.flatten(-2), dim=-1)  # K: the largest |G_ij| (the diagonal, unless G is
+            bound = torch.finfo(theta.dtype).eps * n * (torch.maximum(hi, -lo) + 1)  # wrong: then larger)
+            fallback = (info != 0) | ~(C_VALUE * bound <= tol[0]) | ~(C_GRAD * bound <= tol[1])  # NaN: fallback
+            if directed:  # no symmetric certificate: the inverse must also solve its system
+                eye = torch.eye(n, dtype=g.dtype, device=g.device)
+                fallback |= ~((m @ g - eye).abs().flatten(-2).amax(-1) <= 1e-6)
+            g = g.masked_fill(fallback[:, None, None], 0.0)
+        g[rows, ground, :] = 0.0
+        g[rows, :, ground] = 0.0
+        r = _resistance(g, directed)
+        ctx.directed = directed
+        ctx.save_for_backward(theta, g, valid, a, r)
+        ctx.mark_non_differentiable(fallback)
+        ctx.set_materialize_grads(False)
+        return a * r, g, fallback
+
+    @staticmethod
+    def backward(ctx, v: Tensor | None, vg: Tensor | None, _: None) -> tuple[Tensor | None, None, None, None, None]:
+        theta, g, valid, a, r = ctx.saved_tensors
+        directed = ctx.directed
+        if torch.is_grad_enabled():  # double backward: everything as a function of theta and the output G
+            a = _weights(theta, valid, directed)
+            r = _resistance(g, directed)
+        abar = torch.zeros_like(theta) if v is None else _marginals_vjp(v, a, g, r, directed)
+        if vg is not None:  # d <vg, G> / d a (only in double backward)
+            abar = abar + _lap_vjp(g.mT @ (vg @ g.mT) if directed else (g @ vg) @ g, directed)
+        return a * abar, None, None, None, None
+
+
+def one_inverse_marginals(theta: Tensor, valid: Tensor, root: int | None = None,
+                          tol: tuple[float, float] | None = None, cholesky: bool = True) -> Tensor:
+    """Tree marginals ``(..., n, n)`` of ``theta`` ``(..., n, n)`` by one grounded inverse (:class:`_OneInverse`).
+
+    ``root`` None: undirected spanning trees (ground: an endpoint of the heaviest edge; both directions of an edge
+    hold its marginal); an int: arborescences rooted there (``mu[i, j]`` for the edge i -> j). ``valid`` (n, n)
+    marks the edges. ``tol`` None: every graph by the one inverse (the ``max_range`` path; no host sync).
+    ``tol = (value, gradient)`` (:func:`fast_tolerance`): a graph whose error bound exceeds it runs
+    :func:`eliminate_marginals` instead; finding them is one host sync per call (``nonzero``; free on CPU).
+    ``cholesky``: factor the grounded Laplacian by Cholesky (undirected only) instead of LU.
+    """
+    shape, n = theta.shape, theta.shape[-1]
+    flat = theta.reshape(-1, n, n)
+    mu, _, fallback = _OneInverse.apply(flat, valid, root, cholesky and root is None, tol)
+    if tol is not None:
+        idx = fallback.nonzero().squeeze(-1)  # the host sync
+        if idx.numel():
+            ex = eliminate_marginals(flat.index_select(0, idx), valid, n - 1 if root is None else root)
+            mu = mu.index_copy(0, idx, ex + ex.mT if root is None else ex)
+    return mu.reshape(shape)

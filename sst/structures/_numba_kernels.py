@@ -6,7 +6,7 @@
   as ``(2, n, N)`` (set, item, batch); every output has that layout too.
 - Prim's maximum spanning tree (:class:`sst.structures.spanning_tree.SpanningTree`): the batched PyTorch loop's
   exact rules (first maximum wins, strict improvement, weights clamped below at the dtype's lowest value) as
-  O(n^2) scalar loops per graph.
+  O(n^2) scalar loops per graph, writing the adjacency matrix itself.
 
 Imported lazily: numba is an optional dependency, and the PyTorch path is used (and tested against these kernels)
 when it is missing.
@@ -137,16 +137,19 @@ def marginals_sets_tangent(x, dx, m):  # pragma: no cover - compiled
 
 
 @nb.njit(**_JIT)
-def prim_parents(w, lowest):  # pragma: no cover - compiled
-    """Parent of each node (node 0 is the root, its parent 0) in the maximum spanning tree of each symmetric
-    weight matrix ``w`` (B, n, n) grown from node 0; shape (B, n), int64."""
+def prim_tree(w, lowest):  # pragma: no cover - compiled
+    """Adjacency matrices (B, n, n) (0/1, w's dtype) of the maximum spanning trees of the symmetric weights
+    w (B, n, n), grown from node 0 by the PyTorch loop's rules (first maximum wins, strict improvement, weights
+    clamped below at ``lowest``). (Symmetrising here, or reading through a symmetrised copy, doubled the time.)"""
     B, n, _ = w.shape
-    parent = np.zeros((B, n), dtype=np.int64)
+    out = np.zeros((B, n, n), dtype=w.dtype)
+    parent = np.zeros(n, dtype=np.int64)
     in_tree = np.zeros(n, dtype=np.bool_)
     best = np.empty(n, dtype=w.dtype)
     for b in range(B):
         in_tree[:] = False
         in_tree[0] = True
+        parent[:] = 0
         for j in range(n):
             best[j] = max(w[b, 0, j], lowest)
         for _ in range(n - 1):
@@ -159,8 +162,11 @@ def prim_parents(w, lowest):  # pragma: no cover - compiled
                 r = max(w[b, v, j], lowest)
                 if not in_tree[j] and r > best[j]:
                     best[j] = r
-                    parent[b, j] = v
-    return parent
+                    parent[j] = v
+        for j in range(1, n):
+            out[b, parent[j], j] = 1.0
+            out[b, j, parent[j]] = 1.0
+    return out
 
 
 @nb.njit(**_JIT)

@@ -10,13 +10,7 @@ import torch
 from torch import Tensor
 
 from sst.structures._edmonds import max_arborescence, max_arborescence_batched
-from sst.structures._laplacian import (
-    clip_theta,
-    eliminate_marginals,
-    one_inverse_accurate,
-    rooted_inverse,
-    stable_weights,
-)
+from sst.structures._laplacian import clip_theta, fast_tolerance, one_inverse_accurate, one_inverse_marginals
 from sst.structures.base import Structure
 from sst.structures.spanning_tree import _check_max_range, _clips
 from sst.validation import check_weights
@@ -37,14 +31,15 @@ class Arborescence(Structure):
       rounds, no host round trip or sync);
     - ``exp_family_entropy``: marginals of ``p(x) ∝ exp(<w, x> / tau)`` by the directed matrix-tree theorem
       (Koo et al. 2007), ``mu = d log Z / d (w / tau)`` with ``Z = det L_r``, L the in-degree Laplacian of
-      ``A = exp(w / tau)`` (off the diagonal and the root column) without the root's row and column. Default
-      (``max_range=None``): ``log Z`` by subtraction-free Gaussian elimination in log space
-      (:mod:`sst.structures._laplacian`), marginals by autograd (differentiable again): exact to ~1e-12 in
-      float64 at any spread of ``w / tau`` (see docs/library.md). With a ``max_range`` clip: ``A`` shifted by its
-      column maxima (a node's incoming weights can be shifted together without changing the law) and raised to
-      ``exp(-max_range)``, G the inverse of ``L_r``, ``mu_ij = A_ij (G_jj - G_ji)`` (one batched inverse), while
-      ``max_range`` keeps that accurate (<= 17.6 in float64); a wider clip runs the elimination on the clipped
-      weights.
+      ``A = exp(w / tau)`` (off the diagonal and the root column) without the root's row and column; ``A``
+      shifted by its column maxima (a node's incoming weights can be shifted together without changing the law),
+      G the inverse of ``L_r``, ``mu_ij = A_ij (G_jj - G_ji)``. Default (``max_range=None``), exact: one batched
+      inverse with a closed-form backward (differentiable again) for the graphs whose error bound allows it
+      (as for :class:`sst.SpanningTree`; the inverse must also solve its system), the subtraction-free log-space
+      elimination (:mod:`sst.structures._laplacian`) for the others (one host sync per call); exact to ~1e-13
+      in float64 at any spread of ``w / tau`` (see docs/library.md). With a ``max_range`` clip: ``A`` raised to
+      ``exp(-max_range)``, one batched inverse (no sync), while ``max_range`` keeps that accurate (<= 17.6 in
+      float64); a wider clip runs the exact path on the clipped weights.
 
     ``-inf`` weights are accepted (an absent edge), as for :class:`sst.SpanningTree`.
 
@@ -122,16 +117,13 @@ class Arborescence(Structure):
             return torch.zeros_like(w) + 0 * w
         theta = (w / tau).to(self.solve_dtype)
         valid = self._valid(n, w.device)
-        if not _clips(self.max_range) or not one_inverse_accurate(self.max_range, theta.dtype):
-            if _clips(self.max_range):  # a clip too wide for one inverse: the exact path on the clipped weights
-                theta = clip_theta(theta, valid, self.max_range, per_column=True)[0]
-            return eliminate_marginals(theta, valid, self._root(n)).to(w.dtype)
-        a = stable_weights(theta, valid, self.max_range, per_column=True)
-        lap = torch.diag_embed(a.sum(-2)) - a
-        g = rooted_inverse(lap, self._root(n))
-        d = torch.diagonal(g, dim1=-2, dim2=-1)
-        mu = a * (d.unsqueeze(-2) - g.transpose(-1, -2))
-        return mu.to(w.dtype)
+        root = self._root(n)
+        if _clips(self.max_range) and one_inverse_accurate(self.max_range, theta.dtype):  # no sync, as released
+            theta = clip_theta(theta, valid, self.max_range, per_column=True)[0]
+            return one_inverse_marginals(theta, valid, root).to(w.dtype)
+        if _clips(self.max_range):  # a clip too wide for one inverse everywhere: exact on the clipped weights
+            theta = clip_theta(theta, valid, self.max_range, per_column=True)[0]
+        return one_inverse_marginals(theta, valid, root, tol=fast_tolerance(w.dtype)).to(w.dtype)
 
     def score(self, w: Tensor, x: Tensor) -> Tensor:
         """``sum_ij w_ij x_ij`` over the edges of x: ``(..., n, n), (..., n, n) -> (...)``."""

@@ -9,14 +9,7 @@ from torch import Tensor
 
 from sst import noise
 from sst.structures._backend import check_backend, kernels_for
-from sst.structures._laplacian import (
-    clip_theta,
-    eliminate_marginals,
-    heaviest_node,
-    one_inverse_accurate,
-    rooted_inverse,
-    stable_weights,
-)
+from sst.structures._laplacian import clip_theta, fast_tolerance, one_inverse_accurate, one_inverse_marginals
 from sst.structures.base import Structure, _widen
 from sst.validation import check_floating, check_weights, checks_enabled
 
@@ -33,14 +26,17 @@ class SpanningTree(Structure):
       installed, the same algorithm compiled, O(n^2) scalar work per graph; float16 / bfloat16 weights are read
       in float32, which holds them exactly, so both backends give the same tree);
     - ``exp_family_entropy``: edge marginals of ``p(x) ∝ exp(sum_{i<j} w_ij x_ij / tau)`` by the matrix-tree
-      theorem, ``mu = d log Z / d (w / tau)``. Default (``max_range=None``): ``log Z`` by subtraction-free
-      Gaussian elimination of the Laplacian in log space (:mod:`sst.structures._laplacian`), marginals by
-      autograd (differentiable again): exact to ~1e-12 in float64 at any spread of ``w / tau`` (see
-      docs/library.md). With a ``max_range`` clip: one batched inverse G of the Laplacian of
-      ``A = exp(w / tau - max)`` with an endpoint of the heaviest edge removed, ``mu_ij = A_ij (G_ii + G_jj - 2 G_ij)``
-      (faster; the marginals of the clipped weights), while ``max_range`` keeps that accurate (<= 17.6 in float64,
-      :func:`sst.structures._laplacian.one_inverse_accurate`); a wider clip runs the log-space elimination on the
-      clipped weights (exact at any ``max_range``, e.g. 1e9);
+      theorem, ``mu = d log Z / d (w / tau)``, ``mu_ij = A_ij (G_ii + G_jj - 2 G_ij)`` with G the inverse of the
+      Laplacian of ``A = exp(w / tau - max)`` grounded at one node. Default (``max_range=None``), exact: per graph,
+      one batched Cholesky inverse with a closed-form backward (differentiable again) where its error bound
+      (``eps n (K + 1)``, K the largest entry of G) is below the result dtype's tolerance, which covers typical
+      graphs; the others (large spreads, weakly connected nodes) by subtraction-free Gaussian elimination of the
+      Laplacian in log space (:mod:`sst.structures._laplacian`; one host sync per call finds them). Exact to
+      ~1e-13 in float64 at any spread of ``w / tau`` (see docs/library.md). With a ``max_range`` clip: one
+      batched inverse with an endpoint of the heaviest edge removed (the marginals of the clipped weights, no
+      sync), while ``max_range`` keeps that accurate (<= 17.6 in float64,
+      :func:`sst.structures._laplacian.one_inverse_accurate`); a wider clip runs the exact path on the clipped
+      weights (exact at any ``max_range``, e.g. 1e9);
     - perturb: one Gumbel per undirected edge, the same for (i, j) and (j, i).
 
     Args:
@@ -92,33 +88,37 @@ class SpanningTree(Structure):
 
     def _check(self, w: Tensor, name: str = "w") -> None:
         self._check_shape(w, name)
+        check_floating(w, name)
+        if not checks_enabled():
+            return
         n = w.shape[-1]
         off = ~torch.eye(n, dtype=torch.bool, device=w.device)
-        check_weights(w, name, allow_neg_inf=True, valid=off)  # the diagonal is ignored
-        if checks_enabled():
-            diff = (w - w.transpose(-1, -2)).abs().masked_fill(~off, 0)  # NaN where both are -inf: passes
-            scale = w.abs().masked_fill(~off | torch.isinf(w), 0).amax(dim=(-2, -1), keepdim=True)
-            tol = 1e-5 if w.dtype == torch.float64 else 1e-3
-            if bool((diff > tol * (1 + scale)).any()):
-                raise ValueError(f"{name} must be symmetric (w[..., i, j] == w[..., j, i]) for SpanningTree")
+        # symmetry, read in check_weights' one sync: |w - w^T| is 0 on the diagonal (NaN where w_ii is infinite,
+        # and where both entries are -inf: passes); the scale is the largest finite off-diagonal |w|
+        diff = (w - w.transpose(-1, -2)).abs()
+        scale = w.abs().masked_fill(~off, 0).nan_to_num(posinf=0.0).amax(dim=(-2, -1), keepdim=True)
+        tol = 1e-5 if w.dtype == torch.float64 else 1e-3
+        asym = (diff > tol * (1 + scale), f"{name} must be symmetric (w[..., i, j] == w[..., j, i]) for SpanningTree")
+        check_weights(w, name, allow_neg_inf=True, valid=off, extra=asym)  # the diagonal is ignored
 
     # solvers -------------------------------------------------------------------------------------------------
     def _argmax(self, w: Tensor) -> Tensor:
         n = w.shape[-1]
-        x = torch.zeros_like(w)
         if n == 1:
-            return x
+            return torch.zeros_like(w)
+        kern = kernels_for(w, self.backend)
         sym = 0.5 * (w + w.transpose(-1, -2))
+        if kern is not None:  # the kernel writes the adjacency matrix itself
+            flat = sym.reshape(-1, n, n)
+            if w.dtype in (torch.float16, torch.bfloat16):  # numba has neither: float32 holds them exactly
+                flat = flat.to(torch.float32)
+            out = torch.from_numpy(kern.prim_tree(flat.contiguous().numpy(), torch.finfo(w.dtype).min))
+            return out.to(w.dtype).reshape(w.shape)
+        x = torch.zeros_like(w)
         flat = sym.reshape(-1, n, n)
         batch = flat.shape[0]
         rows = torch.arange(batch, device=w.device)
-        lowest = torch.finfo(w.dtype).min
-        kern = kernels_for(w, self.backend)
-        if kern is not None:  # numba has no float16 / bfloat16: float32 holds them exactly (same ties, same tree)
-            host = flat.detach().to(torch.float32 if w.dtype in (torch.float16, torch.bfloat16) else w.dtype)
-            parent = torch.from_numpy(kern.prim_parents(host.contiguous().numpy(), lowest))
-        else:
-            parent = self._prim_parents(flat, rows, lowest)
+        parent = self._prim_parents(flat, rows, torch.finfo(w.dtype).min)
         child = torch.arange(1, n, device=w.device).expand(batch, n - 1)
         par = parent[:, 1:]
         out = x.reshape(-1, n, n)
@@ -151,17 +151,12 @@ class SpanningTree(Structure):
             return torch.zeros_like(w) + 0 * w
         theta = (0.5 * (w + w.transpose(-1, -2)) / tau).to(self.solve_dtype)
         valid = ~torch.eye(n, dtype=torch.bool, device=w.device)
-        if not _clips(self.max_range) or not one_inverse_accurate(self.max_range, theta.dtype):
-            if _clips(self.max_range):  # a clip too wide for one inverse: the exact path on the clipped weights
+        if _clips(self.max_range) and one_inverse_accurate(self.max_range, theta.dtype):  # no sync, as released
+            mu = one_inverse_marginals(clip_theta(theta, valid, self.max_range)[0], valid, cholesky=False)
+        else:  # exact: one inverse where its error bound allows, the elimination for the other graphs
+            if _clips(self.max_range):  # a clip too wide for one inverse everywhere: exact on the clipped weights
                 theta = clip_theta(theta, valid, self.max_range)[0]
-            g = eliminate_marginals(theta, valid, n - 1)  # d log Z / d theta_ij, one direction of each edge
-            mu = g + g.transpose(-1, -2)
-        else:
-            a = stable_weights(theta, valid, self.max_range)
-            lap = torch.diag_embed(a.sum(-1)) - a
-            g = rooted_inverse(lap, heaviest_node(a))
-            d = torch.diagonal(g, dim1=-2, dim2=-1)
-            mu = a * (d.unsqueeze(-1) + d.unsqueeze(-2) - 2 * g)
+            mu = one_inverse_marginals(theta, valid, tol=fast_tolerance(w.dtype))
         return mu.to(w.dtype)
 
     # support -------------------------------------------------------------------------------------------------
