@@ -202,20 +202,20 @@ class _KSubsetMarginalsCPU(torch.autograd.Function):
         theta = theta.detach().contiguous()
         with torch.no_grad():
             top = torch.topk(theta, k + 1, dim=-1)  # k < n here
-            s = (0.5 * (top.values[:, k - 1] + top.values[:, k])).contiguous()
+            top2 = top.values[:, k - 1:].contiguous()  # the reference point (the kernels take the midpoint)
             in_a = torch.zeros_like(theta, dtype=torch.bool).scatter_(-1, top.indices[:, :k], True)
         cut = 80.0 if theta.dtype != torch.float64 else 700.0
-        mu = kern.ksubset_marginals(theta.numpy(), in_a.numpy(), s.numpy(), m, cut)
-        ctx.save_for_backward(theta, in_a, s)
+        mu = kern.ksubset_marginals(theta.numpy(), in_a.numpy(), top2.numpy(), m, cut)
+        ctx.save_for_backward(theta, in_a, top2)
         ctx.m, ctx.cut, ctx.kern = m, cut, kern
         return torch.from_numpy(mu)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g: Tensor) -> tuple[Tensor, None, None]:
-        theta, in_a, s = ctx.saved_tensors
+        theta, in_a, top2 = ctx.saved_tensors
         gt = g.to(theta.dtype).contiguous()
-        grad = ctx.kern.ksubset_marginals_vjp(theta.numpy(), in_a.numpy(), s.numpy(), ctx.m, ctx.cut, gt.numpy())
+        grad = ctx.kern.ksubset_marginals_vjp(theta.numpy(), in_a.numpy(), top2.numpy(), ctx.m, ctx.cut, gt.numpy())
         return torch.from_numpy(grad).to(g.dtype), None, None
 
 
@@ -251,9 +251,29 @@ def marginals(theta: Tensor, k: int, backend: str = "auto") -> Tensor:
     if lb < 600.0:
         flat = theta.reshape(-1, n)
         work = flat.float() if (lb < 60.0 and theta.dtype != torch.float64) else flat.double()
-        mu = _KSubsetMarginalsCPU.apply(work, k, kern) if kern is not None else _KSubsetMarginals.apply(work, k)
+        if kern is not None:  # the kernels read -inf ("never selected") themselves
+            mu = _KSubsetMarginalsCPU.apply(work, k, kern)
+        else:
+            mu = _without_neg_inf(work, k)
         return mu.to(theta.dtype).reshape(shape)
-    return marginals_autograd(theta, k)
+    return marginals_autograd(theta, k)  # the log-space tree clamps -inf to its finite "log 0": marginal 0
+
+
+# How far below a row's smallest finite entry the PyTorch recursion puts a -inf entry: its weight is then clipped
+# at exp(-80) / exp(-700) and held constant (as for any entry that far below the reference point), and the result
+# there is set to exactly 0 (as TopK.masked's gap, sst.structures.topk.MASK_GAP).
+NEG_INF_GAP = 1.0e6
+
+
+def _without_neg_inf(theta: Tensor, k: int) -> Tensor:
+    """:class:`_KSubsetMarginals` of theta (N, n) with ``-inf`` entries ("never selected", at least k finite per
+    row) put :data:`NEG_INF_GAP` below the row's smallest finite one, and their marginal (and gradient) exactly 0.
+    A few elementwise operations, no host sync."""
+    never = torch.isneginf(theta)
+    low = theta.detach().masked_fill(never, float("inf")).amin(-1, keepdim=True)
+    low = torch.where(torch.isfinite(low), low, torch.zeros_like(low))
+    mu = _KSubsetMarginals.apply(torch.where(never, low - NEG_INF_GAP, theta), k)
+    return torch.where(never, torch.zeros((), dtype=mu.dtype, device=mu.device), mu)
 
 
 def marginals_autograd(theta: Tensor, k: int) -> Tensor:

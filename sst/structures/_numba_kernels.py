@@ -170,14 +170,23 @@ def prim_tree(w, lowest):  # pragma: no cover - compiled
 
 
 @nb.njit(**_JIT)
-def _shifted_weights(theta, in_a, s, cut):  # pragma: no cover - compiled
+def _shifted_weights(theta, in_a, top2, cut):  # pragma: no cover - compiled
     """The "add" / "drop" weights (2, n, N) of :func:`sst.structures._ksubset._reference` from theta (N, n),
-    the top-k mask ``in_a`` (N, n) and the thresholds ``s`` (N,), with the mask of unclipped weights."""
+    the top-k mask ``in_a`` (N, n) and the k-th and (k+1)-th largest entries ``top2`` (N, 2), with the mask of
+    unclipped weights. The threshold s is their midpoint; ``-inf`` entries ("never selected") get weight 0, and
+    when fewer than k + 1 entries are finite s is the k-th (or 0 when fewer than k are: an input the checks
+    reject; the result is then finite, not meaningful)."""
     N, n = theta.shape
     x = np.zeros((2, n, N), dtype=theta.dtype)
     live = np.zeros((2, n, N), dtype=np.bool_)
+    s = np.empty(N, dtype=theta.dtype)
+    for b in range(N):
+        vk, vk1 = top2[b, 0], top2[b, 1]
+        s[b] = 0.5 * (vk + vk1) if vk1 > -np.inf else (vk if vk > -np.inf else 0.0)
     for i in range(n):
         for b in range(N):
+            if theta[b, i] == -np.inf:
+                continue
             a = 1 if in_a[b, i] else 0
             d = s[b] - theta[b, i] if a else theta[b, i] - s[b]  # <= 0
             x[a, i, b] = np.exp(max(d, -cut))
@@ -186,24 +195,29 @@ def _shifted_weights(theta, in_a, s, cut):  # pragma: no cover - compiled
 
 
 @nb.njit(**_JIT)
-def ksubset_marginals(theta, in_a, s, m, cut):  # pragma: no cover - compiled
-    """``P(i in S)`` (N, n) for theta (N, n), given the top-k mask ``in_a`` and thresholds ``s`` of
-    :func:`sst.structures._ksubset._reference` (the shifted reference point)."""
+def ksubset_marginals(theta, in_a, top2, m, cut):  # pragma: no cover - compiled
+    """``P(i in S)`` (N, n) for theta (N, n), given the top-k mask ``in_a`` and the k-th and (k+1)-th largest
+    entries ``top2`` (N, 2) (the shifted reference point of :func:`sst.structures._ksubset._reference`); exactly 0
+    at ``-inf`` entries."""
     N, n = theta.shape
-    x, _ = _shifted_weights(theta, in_a, s, cut)
+    x, _ = _shifted_weights(theta, in_a, top2, cut)
     mu = marginals_sets(x, m)
     out = np.empty((N, n), dtype=theta.dtype)
     for b in range(N):
         for i in range(n):
-            out[b, i] = 1.0 - mu[1, i, b] if in_a[b, i] else mu[0, i, b]
+            if theta[b, i] == -np.inf:
+                out[b, i] = 0.0
+            else:
+                out[b, i] = 1.0 - mu[1, i, b] if in_a[b, i] else mu[0, i, b]
     return out
 
 
 @nb.njit(**_JIT)
-def ksubset_marginals_vjp(theta, in_a, s, m, cut, g):  # pragma: no cover - compiled
-    """Gradient (N, n) of ``sum(g * P(i in S))`` with respect to theta (the Hessian-vector product of log Z)."""
+def ksubset_marginals_vjp(theta, in_a, top2, m, cut, g):  # pragma: no cover - compiled
+    """Gradient (N, n) of ``sum(g * P(i in S))`` with respect to theta (the Hessian-vector product of log Z);
+    exactly 0 at ``-inf`` entries."""
     N, n = theta.shape
-    x, live = _shifted_weights(theta, in_a, s, cut)
+    x, live = _shifted_weights(theta, in_a, top2, cut)
     dx = np.zeros((2, n, N), dtype=theta.dtype)
     for i in range(n):
         for b in range(N):
@@ -216,5 +230,8 @@ def ksubset_marginals_vjp(theta, in_a, s, m, cut, g):  # pragma: no cover - comp
     out = np.empty((N, n), dtype=theta.dtype)
     for b in range(N):
         for i in range(n):
-            out[b, i] = -d[1, i, b] if in_a[b, i] else d[0, i, b]
+            if theta[b, i] == -np.inf:
+                out[b, i] = 0.0
+            else:
+                out[b, i] = -d[1, i, b] if in_a[b, i] else d[0, i, b]
     return out

@@ -12,7 +12,7 @@ from sst.structures._backend import check_backend
 from sst.structures._capped import capped_simplex
 from sst.structures._masking import check_mask, subset_plan
 from sst.structures.base import Structure
-from sst.validation import check_k, check_weights, checks_enabled
+from sst.validation import check_floating, check_k, check_weights, checks_enabled
 
 __all__ = ["MASK_GAP", "TopK"]
 
@@ -64,10 +64,16 @@ class TopK(Structure):
 
     def _check(self, w: Tensor, name: str = "w") -> None:
         self._check_shape(w, name)
-        few = None
-        if checks_enabled():  # read in check_weights' one sync
-            few = (torch.isfinite(w).sum(-1) < self.k, f"{name} has a row with fewer than k={self.k} finite entries "
-                   f"(-inf means 'never selected', so no k-subset exists there); use TopK.masked for padded rows")
+        check_floating(w, name)
+        if not checks_enabled():
+            return
+        # one host sync: NaN or +inf in a row (its maximum is not < inf), or fewer than k entries > -inf (finite,
+        # given the first); only then the full check, for its message
+        inf = float("inf")
+        if not bool((((w > -inf).sum(-1) < self.k) | ~(w.amax(-1) < inf)).any()):
+            return
+        few = (torch.isfinite(w).sum(-1) < self.k, f"{name} has a row with fewer than k={self.k} finite entries "
+               f"(-inf means 'never selected', so no k-subset exists there); use TopK.masked for padded rows")
         check_weights(w, name, allow_neg_inf=self.allows_neg_inf, extra=few)
 
     def masked(self, w: Tensor, mask: Tensor) -> Tensor:
@@ -108,16 +114,14 @@ class TopK(Structure):
         return torch.zeros_like(w).scatter_(-1, idx, 1.0)
 
     def _relax(self, w: Tensor, tau: float | Tensor, regularizer: str) -> Tensor:
+        if regularizer == "exp_family_entropy":  # reads -inf itself (the compiled kernels at no extra cost)
+            return _ksubset.marginals(w / tau, self.k, self.backend)
         # -inf ("never selected"): MASK_GAP below the row's smallest finite weight for the solvers (as in masked),
         # then exactly 0 (no host sync: done for every input)
         never = torch.isneginf(w)
         low = w.detach().masked_fill(never, float("inf")).amin(-1, keepdim=True)
         low = torch.where(torch.isfinite(low), low, torch.zeros_like(low))
-        z = torch.where(never, low - MASK_GAP, w) / tau
-        if regularizer == "exp_family_entropy":
-            x = _ksubset.marginals(z, self.k, self.backend)
-        else:
-            x = capped_simplex(z, self.k, regularizer)
+        x = capped_simplex(torch.where(never, low - MASK_GAP, w) / tau, self.k, regularizer)
         return torch.where(never, torch.zeros((), dtype=x.dtype, device=x.device), x)
 
     def enumerate(self, n: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:

@@ -52,6 +52,30 @@ def test_numba_extreme_logits_and_batch_shape():
     torch.testing.assert_close(mu_n.sum(-1), torch.full((2, 2), 2.0))
 
 
+@pytest.mark.kernel_sensitive
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_numba_reads_neg_inf(dtype):
+    """-inf ("never selected") read by the kernels themselves (the PyTorch path puts it far below the row): the
+    same values and gradients, exactly 0 at -inf, including rows with exactly k or k + 1 finite entries."""
+    pytest.importorskip("numba")
+    gen = torch.Generator().manual_seed(9)
+    theta = (torch.randn(5, 12, generator=gen) * 3).to(dtype)
+    ninf = float("-inf")
+    theta[0, :2] = ninf  # 10 finite
+    theta[1, 4:] = ninf  # exactly k + 1 = 4 finite
+    theta[2, 3:] = ninf  # exactly k = 3 finite
+    theta[3, ::2] = ninf
+    g = torch.randn(5, 12, generator=gen).to(dtype)
+    (mu_t, gr_t), (mu_n, gr_n) = _both(theta, 3, g)
+    never = torch.isneginf(theta)
+    assert (mu_n[never] == 0).all() and (gr_n[never] == 0).all()
+    tol = dict(rtol=1e-5, atol=2e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(mu_n, mu_t, **tol)
+    torch.testing.assert_close(gr_n, gr_t, **tol)
+    torch.testing.assert_close(mu_n.sum(-1), torch.full((5,), 3.0, dtype=dtype), **tol)
+    torch.testing.assert_close(mu_n[2, :3], torch.ones(3, dtype=dtype))
+
+
 @pytest.mark.parametrize("backend", ["torch", "numba"])
 def test_gradcheck(backend):
     """Both custom autograd functions (the other structure tests reach the PyTorch one only on GPU)."""
