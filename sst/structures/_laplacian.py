@@ -172,7 +172,9 @@ def _weights(theta: Tensor, valid: Tensor, directed: bool) -> Tensor:
     x = theta.masked_fill(~valid, float("-inf"))
     mx = x.detach().amax(dim=-2 if directed else (-2, -1), keepdim=True)
     mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
-    return torch.exp(x - mx)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return torch.exp(x - mx)
+    return x.sub_(mx).exp_()  # no graph to keep: in place
 
 
 def _resistance(g: Tensor, directed: bool) -> Tensor:
@@ -205,15 +207,18 @@ def _marginals_vjp(v: Tensor, a: Tensor, g: Tensor, r: Tensor, directed: bool) -
         gbar = gbar.neg_()
         gbar.diagonal(dim1=-2, dim2=-1).add_(u)
         p = (g @ gbar) @ g
-    return v * r + _lap_vjp(p, directed)
+    if torch.is_grad_enabled():  # double backward: out of place, recorded
+        return v * r + _lap_vjp(p, directed)
+    dp = torch.diagonal(p, dim1=-2, dim2=-1).clone()  # a copy: p changes in place
+    return p.sub_(dp.unsqueeze(-2) if directed else dp.unsqueeze(-1)).addcmul_(v, r)  # _lap_vjp(p) + v * r
 
 
 class _OneInverse(torch.autograd.Function):
     """Tree marginals of ``theta`` (N, n, n) by one grounded inverse, and which graphs its error bound covers.
 
     Forward: ``mu`` (N, n, n), ``G`` (N, n, n) and ``fallback`` (N,) bool: True where the bound
-    (``C_VALUE eps n (K + 1)`` and ``C_GRAD eps n (K + 1)`` against ``tol``) fails, the factorisation failed, or
-    (directed) the inverse does not solve its system to 1e-6; those graphs get ``mu = G = 0`` and a zero gradient
+    (``C_VALUE eps n (K + 1)`` and ``C_GRAD eps n (K + 1)`` against ``tol``) fails or the factorisation failed;
+    those graphs get ``mu = G = 0`` and a zero gradient
     (the caller replaces them). ``tol`` None: no bound (every graph kept, as the ``max_range`` path). Backward:
     :func:`_marginals_vjp`; differentiable again (as a function of ``theta`` and the saved output G).
     """
@@ -227,14 +232,16 @@ class _OneInverse(torch.autograd.Function):
         a = _weights(theta, valid, directed)
         deg = a.sum(-2 if directed else -1)
         if directed:
-            ground = torch.full((batch,), root, device=theta.device)
+            ground: int | Tensor = root
+            sel: tuple = (slice(None), root)
         else:  # the clip path grounds where the released code does; the exact path at the best-connected node
             ground = heaviest_node(a) if tol is None else deg.argmax(-1)
+            sel = (rows, ground)
         m = a.neg()
         m.diagonal(dim1=-2, dim2=-1).copy_(deg)
-        m[rows, ground, :] = 0.0  # the grounded Laplacian: row and column ``ground`` replaced by the unit vector
-        m[rows, :, ground] = 0.0
-        m[rows, ground, ground] = 1.0
+        m[sel[0], sel[1], :] = 0.0  # the grounded Laplacian: row and column ``ground`` replaced by the unit vector
+        m[sel[0], :, sel[1]] = 0.0
+        m[sel[0], sel[1], sel[1]] = 1.0
         if cholesky:
             chol, info = torch.linalg.cholesky_ex(m)
             diag = chol.diagonal(dim1=-2, dim2=-1)  # a failed factor (fallback below) must not stop the inverse
@@ -244,15 +251,21 @@ class _OneInverse(torch.autograd.Function):
             g, info = torch.linalg.inv_ex(m)  # no error check: that would sync with the device
         fallback = torch.zeros(batch, dtype=torch.bool, device=theta.device)
         if tol is not None:
-            lo, hi = torch.aminmax(g.flatten(-2), dim=-1)  # K: the largest |G_ij| (the diagonal, unless G is
-            bound = torch.finfo(theta.dtype).eps * n * (torch.maximum(hi, -lo) + 1)  # wrong: then larger)
+            # K: the largest |G_ij| (on the diagonal for the exact inverse). The computed inverse of a nearly
+            # singular L_r is that of L_r + dL with |dL| ~ n eps, so its largest entry is >= 1 / (n^2 eps) when the
+            # true K is larger: the bound then fails. After a Cholesky factorisation that inverse is symmetric
+            # positive definite, so its largest entry is on its diagonal; after LU it need not be (an inverse with
+            # wrong signs and a small diagonal, seen for near-cycles of arborescences): all entries are read
+            if cholesky:
+                k = torch.diagonal(g, dim1=-2, dim2=-1).amax(-1)
+            else:
+                lo, hi = torch.aminmax(g.flatten(-2), dim=-1)
+                k = torch.maximum(hi, -lo)
+            bound = torch.finfo(theta.dtype).eps * n * (k + 1)
             fallback = (info != 0) | ~(C_VALUE * bound <= tol[0]) | ~(C_GRAD * bound <= tol[1])  # NaN: fallback
-            if directed:  # no symmetric certificate: the inverse must also solve its system
-                eye = torch.eye(n, dtype=g.dtype, device=g.device)
-                fallback |= ~((m @ g - eye).abs().flatten(-2).amax(-1) <= 1e-6)
             g = g.masked_fill(fallback[:, None, None], 0.0)
-        g[rows, ground, :] = 0.0
-        g[rows, :, ground] = 0.0
+        g[sel[0], sel[1], :] = 0.0
+        g[sel[0], :, sel[1]] = 0.0
         r = _resistance(g, directed)
         ctx.directed = directed
         ctx.save_for_backward(theta, g, valid, a, r)
@@ -270,7 +283,7 @@ class _OneInverse(torch.autograd.Function):
         abar = torch.zeros_like(theta) if v is None else _marginals_vjp(v, a, g, r, directed)
         if vg is not None:  # d <vg, G> / d a (only in double backward)
             abar = abar + _lap_vjp(g.mT @ (vg @ g.mT) if directed else (g @ vg) @ g, directed)
-        return a * abar, None, None, None, None
+        return (a * abar if torch.is_grad_enabled() else abar.mul_(a)), None, None, None, None
 
 
 def one_inverse_marginals(theta: Tensor, valid: Tensor, root: int | None = None,

@@ -35,7 +35,7 @@ class Arborescence(Structure):
       shifted by its column maxima (a node's incoming weights can be shifted together without changing the law),
       G the inverse of ``L_r``, ``mu_ij = A_ij (G_jj - G_ji)``. Default (``max_range=None``), exact: one batched
       inverse with a closed-form backward (differentiable again) for the graphs whose error bound allows it
-      (as for :class:`sst.SpanningTree`; the inverse must also solve its system), the subtraction-free log-space
+      (as for :class:`sst.SpanningTree`), the subtraction-free log-space
       elimination (:mod:`sst.structures._laplacian`) for the others (one host sync per call); exact to ~1e-13
       in float64 at any spread of ``w / tau`` (see docs/library.md). With a ``max_range`` clip: ``A`` raised to
       ``exp(-max_range)``, one batched inverse (no sync), while ``max_range`` keeps that accurate (<= 17.6 in
