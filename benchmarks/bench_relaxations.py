@@ -1,6 +1,7 @@
-"""Benchmark the sst relaxations against re-implementations of the algorithms in the paper's released code.
+"""Benchmark the sst relaxations against re-implementations of the algorithms in the paper's released code, and
+against pytorch-struct where it computes the same quantity.
 
-Baselines (re-implemented here, measured in the same process as ours):
+Baselines (re-implemented here from their maths, measured in the same process as ours):
 
 - ``topk_numpy_fd``: k-subset marginals by a NumPy log-space DP with a Python loop over the tokens (forward and
   backward recursions), differentiated by central finite differences in the direction of the upstream gradient
@@ -8,18 +9,26 @@ Baselines (re-implemented here, measured in the same process as ours):
 - ``kruskal_torch``: batched Kruskal in PyTorch with a Python loop over the edges sorted by weight (component
   labels relabelled edge by edge);
 - ``slogdet_double_grad``: spanning-tree edge marginals as ``autograd.grad(create_graph=True)`` of ``slogdet`` of
-  the reduced Laplacian (with the same max-shift and clipping), then backward through that.
+  the reduced Laplacian (with the same max-shift and clipping at 15), then backward through that;
+- pytorch-struct (``pip install torch-struct``, optional): ``NonProjectiveDependencyCRF(..., multiroot=True)``'s
+  marginals (one ``inverse`` of the Laplacian, autograd for the backward; its weights get ``+ 1e-5``) for
+  arborescences, against ``sst.Arborescence``.
 
-Ours: ``sst.TopK(k).relax`` (exp_family_entropy), ``sst.SpanningTree().argmax`` (batched Prim) and
-``sst.SpanningTree().relax`` (one batched inverse, closed-form marginals). Also reports how each solver scales with
-the number of tokens / nodes and the batch size, and CorrelatedTopK and the other TopK regularizers.
+Ours: ``sst.TopK(k).relax`` (exp_family_entropy), ``sst.SpanningTree().argmax`` (Prim), ``sst.SpanningTree().relax``
+(the exact default: one batched inverse with a closed-form backward where its error bound allows, the log-space
+elimination for the other graphs; and with ``max_range=15``, the released clip) and ``sst.Arborescence().relax``.
+Also reports how each solver scales with the number of tokens / nodes and the batch size, and CorrelatedTopK and
+the other TopK regularizers.
 
-    python benchmarks/bench_relaxations.py                    # CPU, writes results/bench/relaxations_cpu.json
+    python benchmarks/bench_relaxations.py --threads 1        # CPU, writes results/bench/relaxations_cpu.json
     python benchmarks/bench_relaxations.py --device cuda      # GPU (when available)
     python benchmarks/bench_relaxations.py --quick            # seconds; smoke test
 
 Times are medians over repeats after warm-up (forward + backward where stated), CUDA-synchronised on GPU; the
 baseline-vs-sst comparisons interleave the two sides call by call (`time_pair`), so load changes hit both alike.
+The record holds the commit, the hardware and the thread count; each comparison row also gives the lower
+quartiles (a loaded machine inflates the medians of both sides) and, for the tree relaxations, how many graphs
+took the exact elimination instead of the one inverse.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from scipy.special import logsumexp
 
 import sst
 from experiments.common.runtime import git_commit, hardware, write_bench_record
+from sst.structures import _laplacian as laplacian
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -185,10 +195,12 @@ def fwd_bwd(S: sst.Structure, w: torch.Tensor, tau: float, regularizer: str | No
 
 
 def time_pair(base: Callable[[], object], ours: Callable[[], object], device: torch.device, rounds: int,
-              per_round: int, warmup: int = 2, budget_s: float = 60.0) -> tuple[float, float]:
+              per_round: int, warmup: int = 2, budget_s: float = 60.0,
+              quartiles: dict | None = None) -> tuple[float, float]:
     """Median wall times (ms) of ``base()`` and ``ours()``, measured interleaved: each round times one call of
     ``base`` then ``per_round`` calls of ``ours``, so that a change in the machine's load during the measurement
-    hits both sides alike and the ratio stays meaningful on a shared machine."""
+    hits both sides alike and the ratio stays meaningful on a shared machine. ``quartiles``, when given, receives
+    the lower quartiles (ms) as ``baseline_q25_ms`` / ``ours_q25_ms``."""
     for _ in range(warmup):
         base()
         ours()
@@ -202,7 +214,24 @@ def time_pair(base: Callable[[], object], ours: Callable[[], object], device: to
             _timed(ours, device, to)
         if time.perf_counter() - start > budget_s and len(tb) >= 3:
             break
+    if quartiles is not None:
+        quartiles["baseline_q25_ms"] = 1e3 * _quantile(tb, 0.25)
+        quartiles["ours_q25_ms"] = 1e3 * _quantile(to, 0.25)
     return 1e3 * statistics.median(tb), 1e3 * statistics.median(to)
+
+
+def _quantile(xs: list[float], q: float) -> float:
+    ys = sorted(xs)
+    return ys[min(len(ys) - 1, int(q * (len(ys) - 1) + 0.5))]
+
+
+def _compare(name: str, shape: str, baseline: str, base: Callable[[], object], ours: Callable[[], object],
+             device: torch.device, rounds: int, per_round: int, **extra: object) -> dict:
+    """One comparison row: interleaved medians, lower quartiles and the speed-up of the medians."""
+    q: dict = {}
+    t_base, t_ours = time_pair(base, ours, device, rounds, per_round, quartiles=q)
+    return dict(name=name, shape=shape, baseline=baseline, baseline_ms=t_base, ours_ms=t_ours,
+                speedup=t_base / t_ours, speedup_q25=q["baseline_q25_ms"] / q["ours_q25_ms"], **q, **extra)
 
 
 # ---------------------------------------------------------------------------------------------------- benchmarks
@@ -224,12 +253,11 @@ def bench_topk(device: torch.device, quick: bool, repeats: int) -> tuple[list[di
     err_mu = float(np.abs(mu.detach().numpy() - mu_ref).max())
     err_grad = float(np.abs(x.grad.numpy() * tau - grad_ref).max())
     wd = w.to(device)
-    t_base, t_ours = time_pair(lambda: topk_numpy_fd(theta_np, g_np, k), fwd_bwd(sst.TopK(k), wd, tau), device,
-                               max(3, repeats // 4), 4)
-    comparisons.append(dict(name="TopK(k=10) exp_family_entropy, forward+backward", shape=f"{b} x {n} tokens",
-                            baseline="NumPy log-space DP (Python loop) + central finite differences",
-                            baseline_ms=t_base, ours_ms=t_ours, speedup=t_base / t_ours,
-                            max_abs_diff_marginals=err_mu, max_abs_diff_backward_vs_fd=err_grad))
+    comparisons.append(_compare("TopK(k=10) exp_family_entropy, forward+backward", f"{b} x {n} tokens",
+                                "NumPy log-space DP (Python loop) + central finite differences",
+                                lambda: topk_numpy_fd(theta_np, g_np, k), fwd_bwd(sst.TopK(k), wd, tau), device,
+                                max(3, repeats // 4), 4, max_abs_diff_marginals=err_mu,
+                                max_abs_diff_backward_vs_fd=err_grad))
     sizes = [(40, 100), (40, 350)] if quick else [(40, 100), (40, 350), (40, 1000), (40, 2000), (1, 350), (10, 350),
                                                   (160, 350)]
     for bb, nn in sizes:
@@ -254,6 +282,21 @@ def _sym(b: int, n: int, gen: torch.Generator, device: torch.device) -> torch.Te
     return (w + w.transpose(-1, -2)).to(device)
 
 
+def _tree_fallbacks(S: sst.Structure, w: torch.Tensor, tau: float) -> int:
+    """How many graphs of ``w`` the exact relax of ``S`` (SpanningTree or Arborescence, max_range None) sends to
+    the log-space elimination (the others take the one inverse)."""
+    n = w.shape[-1]
+    valid = ~torch.eye(n, dtype=torch.bool, device=w.device)
+    if isinstance(S, sst.Arborescence):
+        valid[:, S.root % n] = False
+        theta, root = (w / tau).to(S.solve_dtype), S.root % n
+    else:
+        theta, root = (0.5 * (w + w.transpose(-1, -2)) / tau).to(S.solve_dtype), None
+    fallback = laplacian._OneInverse.apply(theta.reshape(-1, n, n), valid, root, root is None,
+                                           laplacian.fast_tolerance(w.dtype))[2]
+    return int(fallback.sum())
+
+
 def bench_spanning_tree(device: torch.device, quick: bool, repeats: int) -> tuple[list[dict], list[dict]]:
     comparisons, scaling = [], []
     gen = torch.Generator().manual_seed(1)
@@ -262,31 +305,32 @@ def bench_spanning_tree(device: torch.device, quick: bool, repeats: int) -> tupl
         for n in ([10] if quick else [10, 20]):
             w = _sym(128, n, gen, device)
             assert torch.equal(kruskal_torch(w), S.argmax(w))
-            t_base, t_ours = time_pair(lambda w=w: kruskal_torch(w), lambda w=w: S.argmax(w), device,
-                                       max(3, repeats // 2), 2)
-            comparisons.append(dict(name=f"SpanningTree argmax, {n} nodes", shape=f"128 graphs x {n} nodes",
-                                    baseline="batched Kruskal, Python loop over sorted edges",
-                                    baseline_ms=t_base, ours_ms=t_ours, speedup=t_base / t_ours))
-        n = 10
-        iu, ju = torch.triu_indices(n, n, 1, device=device)
-        w = _sym(128, n, gen, device).double()
-        edge = w[:, iu, ju].clone().requires_grad_()
-        ref = slogdet_marginals(edge / 2.0, n)  # tau = 2: neither clip (15 / 20) is active, both exact
-        diff = float((ref - S.relax(w, 2.0)[:, iu, ju]).abs().max().detach())
-        w = w.float()
-        edge = edge.detach().float()
-        gproj = torch.randn_like(edge)
+            comparisons.append(_compare(f"SpanningTree argmax, {n} nodes", f"128 graphs x {n} nodes",
+                                        "batched Kruskal, Python loop over sorted edges",
+                                        lambda w=w: kruskal_torch(w), lambda w=w: S.argmax(w), device,
+                                        max(3, repeats // 2), 2))
+        for n in ([10] if quick else [10, 30]):
+            iu, ju = torch.triu_indices(n, n, 1, device=device)
+            w = _sym(128, n, gen, device).double()
+            edge = w[:, iu, ju].clone().requires_grad_()
+            ref = slogdet_marginals(edge / 2.0, n)  # tau = 2: the clip (15) is inactive, both exact
+            diff = float((ref - S.relax(w, 2.0)[:, iu, ju]).abs().max().detach())
+            w = w.float()
+            edge = edge.detach().float()
+            gproj = torch.randn_like(edge)
 
-        def base() -> None:
-            x = edge.detach().requires_grad_()
-            (slogdet_marginals(x / 0.5, n) * gproj).sum().backward()
+            def base(edge: torch.Tensor = edge, gproj: torch.Tensor = gproj, n: int = n) -> None:
+                x = edge.detach().requires_grad_()
+                (slogdet_marginals(x / 0.5, n) * gproj).sum().backward()
 
-        t_base, t_ours = time_pair(base, fwd_bwd(S, w, 0.5), device, repeats, 1)
-        comparisons.append(dict(name="SpanningTree exp_family_entropy, forward+backward, 10 nodes",
-                                shape="128 graphs x 10 nodes",
-                                baseline="autograd.grad(create_graph=True) of slogdet, then backward",
-                                baseline_ms=t_base, ours_ms=t_ours, speedup=t_base / t_ours,
-                                max_abs_diff_marginals=diff))
+            for name, T in (("exact default", S), ("max_range=15, as released", sst.SpanningTree(max_range=15.0))):
+                extra = dict(max_abs_diff_marginals=diff) if T is S else {}
+                if T is S:
+                    extra["graphs_to_elimination"] = _tree_fallbacks(S, w, 0.5)
+                comparisons.append(_compare(
+                    f"SpanningTree exp_family_entropy ({name}), forward+backward, {n} nodes",
+                    f"128 graphs x {n} nodes", "autograd.grad(create_graph=True) of slogdet, then backward", base,
+                    fwd_bwd(T, w, 0.5), device, repeats, 1, **extra))
         sizes = [(128, 10), (128, 20)] if quick else [(128, 10), (128, 20), (128, 50), (128, 100), (1, 20),
                                                       (32, 20), (512, 20)]
         for b, n in sizes:
@@ -294,21 +338,70 @@ def bench_spanning_tree(device: torch.device, quick: bool, repeats: int) -> tupl
             scaling.append(dict(solver="SpanningTree.argmax (Prim)", batch=b, n=n,
                                 ms=timeit(lambda w=w: S.argmax(w), device, repeats)))
             scaling.append(dict(solver="SpanningTree.relax fwd+bwd", batch=b, n=n,
-                                ms=timeit(fwd_bwd(S, w, 0.5), device, repeats)))
+                                ms=timeit(fwd_bwd(S, w, 0.5), device, repeats),
+                                graphs_to_elimination=_tree_fallbacks(S, w, 0.5)))
             if not quick and n <= 20 and b <= 128:
                 scaling.append(dict(solver="baseline Kruskal (Python loop)", batch=b, n=n,
                                     ms=timeit(lambda w=w: kruskal_torch(w), device, max(3, repeats // 4))))
     return comparisons, scaling
 
 
+def torch_struct_marginals(w: torch.Tensor, tau: float) -> torch.Tensor | None:
+    """Arborescence marginals (B, n, n) (root 0, ``[i, j]`` the edge i -> j) by pytorch-struct's
+    ``NonProjectiveDependencyCRF(multiroot=True)`` (None when torch-struct is not installed): its N = n - 1 words
+    are our nodes 1..n-1, its diagonal the edges out of the root."""
+    try:
+        from torch_struct import NonProjectiveDependencyCRF
+    except ImportError:
+        return None
+    n = w.shape[-1]
+    theta = w / tau
+    lp = theta[:, 1:, 1:] - torch.diag_embed(torch.diagonal(theta[:, 1:, 1:], dim1=-2, dim2=-1)) \
+        + torch.diag_embed(theta[:, 0, 1:])
+    m = NonProjectiveDependencyCRF(lp, multiroot=True).marginals  # (B, N, N), root arcs on the diagonal
+    out = torch.zeros(w.shape[0], n, n, dtype=m.dtype, device=m.device)
+    out[:, 1:, 1:] = m - torch.diag_embed(torch.diagonal(m, dim1=-2, dim2=-1))
+    out[:, 0, 1:] = torch.diagonal(m, dim1=-2, dim2=-1)
+    return out
+
+
+def bench_arborescence(device: torch.device, quick: bool, repeats: int) -> tuple[list[dict], list[dict]]:
+    """``sst.Arborescence(0).relax`` against pytorch-struct's matrix-tree marginals (the same law; theirs adds
+    1e-5 to every edge weight), forward + backward of a fixed projection; float32 weights N(0, 1), tau 0.5."""
+    comparisons: list[dict] = []
+    gen = torch.Generator().manual_seed(2)
+    A = sst.Arborescence(0)
+    w0 = torch.randn(2, 5, 5, generator=gen).to(device)
+    if torch_struct_marginals(w0, 1.0) is None:
+        print("pytorch-struct not installed (pip install torch-struct): arborescence comparison skipped")
+        return comparisons, []
+    with sst.checks(False):
+        for n in ([10] if quick else [10, 30]):
+            w = torch.randn(128, n, n, generator=gen).to(device)
+            diff = float((torch_struct_marginals(w.double(), 2.0) - A.relax(w.double(), 2.0)).abs().max())
+            g = torch.randn_like(w)
+
+            def base(w: torch.Tensor = w, g: torch.Tensor = g) -> None:
+                x = w.detach().requires_grad_()
+                (torch_struct_marginals(x, 0.5) * g).sum().backward()
+
+            comparisons.append(_compare(
+                f"Arborescence exp_family_entropy (exact default), forward+backward, {n} nodes",
+                f"128 graphs x {n} nodes", "pytorch-struct NonProjectiveDependencyCRF(multiroot=True).marginals",
+                base, fwd_bwd(A, w, 0.5), device, repeats, 1, max_abs_diff_marginals_tau2=diff,
+                graphs_to_elimination=_tree_fallbacks(A, w, 0.5)))
+    return comparisons, []
+
+
 # ---------------------------------------------------------------------------------------------------- report
 
 
 def markdown(comparisons: list[dict], scaling: list[dict]) -> str:
-    lines = ["| benchmark | shape | baseline | baseline (ms) | sst (ms) | speed-up |", "|---|---|---|---:|---:|---:|"]
+    lines = ["| benchmark | shape | baseline | baseline (ms) | sst (ms) | speed-up (medians) | speed-up (lower "
+             "quartiles) |", "|---|---|---|---:|---:|---:|---:|"]
     for c in comparisons:
         lines.append(f"| {c['name']} | {c['shape']} | {c['baseline']} | {c['baseline_ms']:.2f} | {c['ours_ms']:.2f} "
-                     f"| {c['speedup']:.1f}x |")
+                     f"| {c['speedup']:.1f}x | {c['speedup_q25']:.1f}x |")
     lines += ["", "| solver | batch | n | ms |", "|---|---:|---:|---:|"]
     for s in scaling:
         lines.append(f"| {s['solver']} | {s['batch']} | {s['n']} | {s['ms']:.2f} |")
@@ -332,7 +425,8 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     comp_topk, scale_topk = bench_topk(device, args.quick, repeats)
     comp_st, scale_st = bench_spanning_tree(device, args.quick, repeats)
-    comparisons, scaling = comp_topk + comp_st, scale_topk + scale_st
+    comp_arb, _ = bench_arborescence(device, args.quick, repeats)
+    comparisons, scaling = comp_topk + comp_st + comp_arb, scale_topk + scale_st
     table = markdown(comparisons, scaling)
     print(table)
     record = {"command": "python " + shlex.join([sys.argv[0], *(argv or sys.argv[1:])]), "commit": git_commit(),
