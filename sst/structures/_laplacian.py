@@ -153,15 +153,19 @@ def eliminate_marginals(theta: Tensor, valid: Tensor, root: int) -> Tensor:
 C_VALUE = 4.0
 C_GRAD = 8.0
 
-#: (value, gradient) tolerances of the fast path by result dtype: float64 keeps docs/library.md's 1e-13 (values)
-#: and 1e-13 / tau (gradients, absolute, per unit of upstream gradient) with a margin; float32 stays two orders
-#: below its 1e-6 (and below the rounding of an O(1) float32 gradient). Graphs beyond them run the elimination.
-FAST_TOL = {torch.float64: (2e-14, 5e-14)}
-FAST_TOL_DEFAULT = (1e-8, 1e-8)
+#: (value, gradient, relative gradient) tolerances of the fast path by result dtype: a graph is kept when its
+#: value bound is within the first and its gradient bound within the larger of the second and the third times the
+#: gradient's scale (the largest ``mu (1 - mu)`` of the graph). float64 keeps docs/library.md's 1e-13 (values),
+#: 1e-13 / tau (gradients, absolute) and 1e-8 (relative) with a margin; float32 stays two orders below its 1e-6
+#: and below the rounding of a float32 gradient, also where the law is nearly deterministic and the gradient tiny.
+#: Graphs beyond them run the elimination.
+FAST_TOL = {torch.float64: (2e-14, 5e-14, 1e-9)}
+FAST_TOL_DEFAULT = (1e-8, 1e-12, 1e-7)
 
 
-def fast_tolerance(dtype: torch.dtype) -> tuple[float, float]:
-    """(value, gradient) tolerance of the fast path for results of ``dtype`` (:data:`FAST_TOL`)."""
+def fast_tolerance(dtype: torch.dtype) -> tuple[float, float, float]:
+    """(value, gradient, relative gradient) tolerances of the fast path for results of ``dtype``
+    (:data:`FAST_TOL`)."""
     return FAST_TOL.get(dtype, FAST_TOL_DEFAULT)
 
 
@@ -193,10 +197,11 @@ def _lap_vjp(p: Tensor, directed: bool) -> Tensor:
 
 
 def _marginals_vjp(v: Tensor, a: Tensor, g: Tensor, r: Tensor, directed: bool) -> Tensor:
-    """``d <v, a * R(G(a))> / d a`` (N, n, n), G the grounded inverse of the Laplacian of ``a``. Undirected: correct
-    up to an antisymmetric part, which a symmetric ``theta`` (the only input of the undirected path) never sees.
-    Two products, associated so that the error is linear in K (see the error model above). Differentiable again
-    when its inputs are."""
+    """``d <v, a * R(G(a))> / d a`` (N, n, n), G the grounded inverse of the Laplacian of ``a``. Undirected: its
+    symmetric part (the only part a symmetric ``theta``, the only input of the undirected path, sees), formed here
+    in float64: the two directions' terms cancel to the gradient, which can be far smaller than each, and they must
+    not reach a float32 ``w`` separately. Two products, associated so that the error is linear in K (see the error
+    model above). Differentiable again when its inputs are."""
     w = v * a
     if directed:
         gbar = torch.diag_embed(w.sum(-2)) - w.mT  # d loss / d G
@@ -208,24 +213,26 @@ def _marginals_vjp(v: Tensor, a: Tensor, g: Tensor, r: Tensor, directed: bool) -
         gbar.diagonal(dim1=-2, dim2=-1).add_(u)
         p = (g @ gbar) @ g
     if torch.is_grad_enabled():  # double backward: out of place, recorded
-        return v * r + _lap_vjp(p, directed)
+        x = v * r + _lap_vjp(p, directed)
+        return x if directed else 0.5 * (x + x.mT)
     dp = torch.diagonal(p, dim1=-2, dim2=-1).clone()  # a copy: p changes in place
-    return p.sub_(dp.unsqueeze(-2) if directed else dp.unsqueeze(-1)).addcmul_(v, r)  # _lap_vjp(p) + v * r
+    x = p.sub_(dp.unsqueeze(-2) if directed else dp.unsqueeze(-1)).addcmul_(v, r)  # _lap_vjp(p) + v * r
+    return x if directed else (x + x.mT).mul_(0.5)
 
 
 class _OneInverse(torch.autograd.Function):
     """Tree marginals of ``theta`` (N, n, n) by one grounded inverse, and which graphs its error bound covers.
 
     Forward: ``mu`` (N, n, n), ``G`` (N, n, n) and ``fallback`` (N,) bool: True where the bound
-    (``C_VALUE eps n (K + 1)`` and ``C_GRAD eps n (K + 1)`` against ``tol``) fails or the factorisation failed;
-    those graphs get ``mu = G = 0`` and a zero gradient
+    (``C_VALUE eps n (K + 1)`` and ``C_GRAD eps n (K + 1)`` against ``tol``, :data:`FAST_TOL`) fails or the
+    factorisation failed; those graphs get ``G = 0``, an unspecified ``mu`` and a zero gradient
     (the caller replaces them). ``tol`` None: no bound (every graph kept, as the ``max_range`` path). Backward:
     :func:`_marginals_vjp`; differentiable again (as a function of ``theta`` and the saved output G).
     """
 
     @staticmethod
     def forward(ctx, theta: Tensor, valid: Tensor, root: int | None, cholesky: bool,
-                tol: tuple[float, float] | None) -> tuple[Tensor, Tensor, Tensor]:
+                tol: tuple[float, float, float] | None) -> tuple[Tensor, Tensor, Tensor]:
         directed = root is not None
         batch, n = theta.shape[0], theta.shape[-1]
         rows = torch.arange(batch, device=theta.device)
@@ -262,16 +269,23 @@ class _OneInverse(torch.autograd.Function):
                 lo, hi = torch.aminmax(g.flatten(-2), dim=-1)
                 k = torch.maximum(hi, -lo)
             bound = torch.finfo(theta.dtype).eps * n * (k + 1)
-            fallback = (info != 0) | ~(C_VALUE * bound <= tol[0]) | ~(C_GRAD * bound <= tol[1])  # NaN: fallback
-            g = g.masked_fill(fallback[:, None, None], 0.0)
         g[sel[0], sel[1], :] = 0.0
         g[sel[0], :, sel[1]] = 0.0
         r = _resistance(g, directed)
+        mu = a * r
+        if tol is not None:
+            # the gradient's scale: the largest variance of an edge indicator, mu (1 - mu) (nearly deterministic
+            # laws have tiny gradients, which the gradient tolerance is relative to)
+            scale = torch.addcmul(mu, mu, mu, value=-1.0).flatten(-2).amax(-1)
+            fallback = (info != 0) | ~(C_VALUE * bound <= tol[0]) \
+                | ~(C_GRAD * bound <= torch.clamp_min(tol[2] * scale, tol[1]))  # NaN: fallback
+            fb = fallback[:, None, None]
+            g, r = g.masked_fill(fb, 0.0), r.masked_fill(fb, 0.0)  # mu there: replaced by the caller
         ctx.directed = directed
         ctx.save_for_backward(theta, g, valid, a, r)
         ctx.mark_non_differentiable(fallback)
         ctx.set_materialize_grads(False)
-        return a * r, g, fallback
+        return mu, g, fallback
 
     @staticmethod
     def backward(ctx, v: Tensor | None, vg: Tensor | None, _: None) -> tuple[Tensor | None, None, None, None, None]:
@@ -287,13 +301,13 @@ class _OneInverse(torch.autograd.Function):
 
 
 def one_inverse_marginals(theta: Tensor, valid: Tensor, root: int | None = None,
-                          tol: tuple[float, float] | None = None, cholesky: bool = True) -> Tensor:
+                          tol: tuple[float, float, float] | None = None, cholesky: bool = True) -> Tensor:
     """Tree marginals ``(..., n, n)`` of ``theta`` ``(..., n, n)`` by one grounded inverse (:class:`_OneInverse`).
 
     ``root`` None: undirected spanning trees (ground: an endpoint of the heaviest edge; both directions of an edge
     hold its marginal); an int: arborescences rooted there (``mu[i, j]`` for the edge i -> j). ``valid`` (n, n)
     marks the edges. ``tol`` None: every graph by the one inverse (the ``max_range`` path; no host sync).
-    ``tol = (value, gradient)`` (:func:`fast_tolerance`): a graph whose error bound exceeds it runs
+    ``tol = (value, gradient, relative gradient)`` (:func:`fast_tolerance`): a graph whose error bound exceeds it runs
     :func:`eliminate_marginals` instead; finding them is one host sync per call (``nonzero``; free on CPU).
     ``cholesky``: factor the grounded Laplacian by Cholesky (undirected only) instead of LU.
     """
