@@ -29,10 +29,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ SEED_BASE = 10_000  # table and extra runs' seeds start here: fresh, outside the
 OBJECTIVE = "best/valid/elbo"
 SETTING_KEYS = ("optim.lr", "relaxation.tau", "relaxation.eps")
 FAILED = "FAILED"  # a file in a run folder: the run exited with an error (its reason inside)
+LOCK = "campaign.lock"  # in the work folder while a campaign runs there (its pid inside)
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,36 @@ def collect(job: Job, run_dir: Path, results: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------- the runner
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def campaign_lock(workdir: Path) -> Iterator[None]:
+    """Hold ``workdir/campaign.lock`` for the call: a second campaign in the same folder would start the same
+    runs, so it is refused (RuntimeError naming the holder's pid); a lock left by a process that is gone is taken
+    over."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / LOCK
+    if path.is_file():
+        text = path.read_text().split()
+        pid = int(text[0]) if text and text[0].isdigit() else None
+        if pid is not None and pid != os.getpid() and _alive(pid):
+            raise RuntimeError(f"another campaign (pid {pid}) is running in {workdir}: wait for it, or stop it "
+                               "(Ctrl-C, or kill -INT the pid) and run again")
+    path.write_text(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def command(job: Job, run_dir: Path) -> list[str]:
     """``python run.py`` for one job, in its own folder, one CPU thread, no logger, no progress bar."""
     return [sys.executable, str(REPO / "run.py"), *job.overrides, f"hydra.run.dir={run_dir}",
@@ -252,10 +285,15 @@ def run_campaign(workdir: Path, results: Path, jobs: int, retry_failed: bool = F
                  make_command: Callable[[Job, Path], list[str]] = command, poll_s: float = 2.0) -> Campaign:
     """Run every missing job, ``jobs`` at a time (one thread each), collecting records as runs finish, until the
     plan has nothing left (or ``max_runs`` runs were started; ``rows``: only these rows' jobs); returns the final
-    state. ``make_command`` builds a job's command line (tests replace the training)."""
-    from tqdm import tqdm
+    state. ``make_command`` builds a job's command line (tests replace the training). Refused while another
+    campaign runs in ``workdir`` (:func:`campaign_lock`)."""
+    with campaign_lock(workdir):
+        return _run(workdir, results, jobs, retry_failed, max_runs, rows, make_command, poll_s)
 
-    from experiments.nri.search import compose_search  # noqa: F401  (fail early without the sweeper plugin)
+
+def _run(workdir: Path, results: Path, jobs: int, retry_failed: bool, max_runs: int | None,
+         rows: Sequence[str] | None, make_command: Callable[[Job, Path], list[str]], poll_s: float) -> Campaign:
+    from tqdm import tqdm
 
     searches = {row.key: search_jobs(row) for row in ROWS if row.search}
     state = read_state(workdir, results)
@@ -311,7 +349,10 @@ def run_campaign(workdir: Path, results: Path, jobs: int, retry_failed: bool = F
                 bar.update(1)
                 bar.set_postfix_str(", ".join(sorted(running)))
     except KeyboardInterrupt:
-        for _, proc, log in running.values():  # Ctrl-C reached them too: they save last.pt and exit
+        for _, proc, _log in running.values():  # on SIGINT a run saves last.pt and exits (Ctrl-C reached it too)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for _, proc, log in running.values():
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -352,7 +393,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not a.table_only:
         t0 = time.perf_counter()
-        run_campaign(a.workdir, a.results, a.jobs, a.retry_failed, a.max_runs, a.rows)
+        try:
+            run_campaign(a.workdir, a.results, a.jobs, a.retry_failed, a.max_runs, a.rows)
+        except RuntimeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         print(f"campaign call: {(time.perf_counter() - t0) / 60:.1f} minutes of wall time")
     path = write_table(a.results)
     print(f"wrote {path}")

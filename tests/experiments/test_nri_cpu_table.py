@@ -5,6 +5,7 @@ the table."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -163,3 +164,12 @@ def test_off_protocol_records_are_left_out_with_the_reason():
     bad["config"]["data"]["num_vertices"] = 5
     kept, left = nri_cpu.admit_cpu([good, bad, {"experiment": "nri", "metrics": {}}])
     assert kept == [good] and len(left) == 1 and "data.num_vertices=5 (protocol: 10)" in left[0]
+
+
+def test_a_second_campaign_in_the_same_folder_is_refused(tmp_path):
+    (tmp_path / ct.LOCK).write_text(f"{os.getppid()}\n")  # a live process holds it
+    with pytest.raises(RuntimeError, match="another campaign"):
+        ct.run_campaign(tmp_path, tmp_path / "results", jobs=1, max_runs=0)
+    (tmp_path / ct.LOCK).write_text("999999999\n")  # a process that is gone: taken over, released at the end
+    ct.run_campaign(tmp_path, tmp_path / "results", jobs=1, max_runs=0)
+    assert not (tmp_path / ct.LOCK).exists()
