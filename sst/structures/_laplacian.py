@@ -209,15 +209,19 @@ def _marginals_vjp(v: Tensor, a: Tensor, g: Tensor, r: Tensor, directed: bool) -
     else:
         gbar = w + w.mT  # the symmetric Laplacian of w + w^T: the symmetric part of d loss / d G
         u = gbar.sum(-1)
-        gbar = gbar.neg_()
-        gbar.diagonal(dim1=-2, dim2=-1).add_(u)
+        if torch.is_grad_enabled():  # double backward: out of place, recorded
+            gbar = torch.diag_embed(u) - gbar
+            x = v * r + _lap_vjp((g @ gbar) @ g, False)
+            return 0.5 * (x + x.mT)
+        gbar.mul_(-0.5).diagonal(dim1=-2, dim2=-1).add_(u, alpha=0.5)  # half of it: the 0.5 of the symmetric part
         p = (g @ gbar) @ g
+        dp = torch.diagonal(p, dim1=-2, dim2=-1).clone()  # a copy: p changes in place
+        x = p.sub_(dp.unsqueeze(-1)).addcmul_(v, r, value=0.5)  # (_lap_vjp(p) + v * r) / 2
+        return x + x.mT
     if torch.is_grad_enabled():  # double backward: out of place, recorded
-        x = v * r + _lap_vjp(p, directed)
-        return x if directed else 0.5 * (x + x.mT)
+        return v * r + _lap_vjp(p, directed)
     dp = torch.diagonal(p, dim1=-2, dim2=-1).clone()  # a copy: p changes in place
-    x = p.sub_(dp.unsqueeze(-2) if directed else dp.unsqueeze(-1)).addcmul_(v, r)  # _lap_vjp(p) + v * r
-    return x if directed else (x + x.mT).mul_(0.5)
+    return p.sub_(dp.unsqueeze(-2)).addcmul_(v, r)  # _lap_vjp(p) + v * r
 
 
 class _OneInverse(torch.autograd.Function):
@@ -280,7 +284,8 @@ class _OneInverse(torch.autograd.Function):
             fallback = (info != 0) | ~(C_VALUE * bound <= tol[0]) \
                 | ~(C_GRAD * bound <= torch.clamp_min(tol[2] * scale, tol[1]))  # NaN: fallback
             fb = fallback[:, None, None]
-            g, r = g.masked_fill(fb, 0.0), r.masked_fill(fb, 0.0)  # mu there: replaced by the caller
+            g.masked_fill_(fb, 0.0)  # mu there: replaced by the caller
+            r.masked_fill_(fb, 0.0)
         ctx.directed = directed
         ctx.save_for_backward(theta, g, valid, a, r)
         ctx.mark_non_differentiable(fallback)
