@@ -314,11 +314,13 @@ def one_inverse_marginals(theta: Tensor, valid: Tensor, root: int | None = None,
     marks the edges. ``tol`` None: every graph by the one inverse (the ``max_range`` path; no host sync).
     ``tol = (value, gradient, relative gradient)`` (:func:`fast_tolerance`): a graph whose error bound exceeds it runs
     :func:`eliminate_marginals` instead; finding them is one host sync per call (``nonzero``; free on CPU).
-    ``cholesky``: factor the grounded Laplacian by Cholesky (undirected only) instead of LU.
+    ``cholesky``: factor the grounded Laplacian by Cholesky (undirected, CPU tensors only) instead of LU.
     """
     shape, n = theta.shape, theta.shape[-1]
     flat = theta.reshape(-1, n, n)
-    mu, _, fallback = _OneInverse.apply(flat, valid, root, cholesky and root is None, tol)
+    # Cholesky on CPU only: torch.cholesky_inverse checks its factor for errors, a host sync on other devices
+    mu, _, fallback = _OneInverse.apply(flat, valid, root, cholesky and root is None and flat.device.type == "cpu",
+                                        tol)
     if tol is not None:
         idx = fallback.nonzero().squeeze(-1)  # the host sync
         if idx.numel():

@@ -186,3 +186,26 @@ def test_float32_gradients_relative_where_the_law_is_nearly_deterministic(S):
         err = (g.double() - g2).abs().flatten(-2).amax(-1)
         big = scale >= 1e-6
         assert (err[big] <= 1e-4 * scale[big]).all(), (n, (err[big] / scale[big]).max())
+
+
+def test_lu_and_cholesky_agree_for_trees():
+    """The LU factorisation (used for undirected graphs off the CPU) gives the Cholesky path's marginals, gradients
+    and choice of graphs for the elimination, float32 and float64."""
+    gen = torch.Generator().manual_seed(6)
+    n = 7
+    valid = ~torch.eye(n, dtype=torch.bool)
+    for dtype, spread in ((torch.float32, 8.0), (torch.float32, 30.0), (torch.float64, 2.0)):
+        w = spread_weights(sst.SpanningTree(), (16,), n, spread, 1.0, generator=gen)
+        tol = lap.fast_tolerance(dtype)
+        c = torch.randn(w.shape, generator=gen, dtype=w.dtype)
+        out = []
+        for chol in (True, False):
+            x = w.clone().requires_grad_()
+            mu = lap.one_inverse_marginals(0.5 * (x + x.mT), valid, tol=tol, cholesky=chol)
+            (g,) = torch.autograd.grad((mu * c).sum(), x)
+            fb = lap._OneInverse.apply(w, valid, None, chol, tol)[2]
+            out.append((mu.detach(), g, fb))
+        atol = 2 * tol[0]  # both within the bound of the exact marginals
+        torch.testing.assert_close(out[0][0], out[1][0], rtol=0, atol=atol)
+        torch.testing.assert_close(out[0][1], out[1][1], rtol=0, atol=4 * atol)
+        assert torch.equal(out[0][2], out[1][2])
