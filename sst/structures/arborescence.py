@@ -10,7 +10,13 @@ import torch
 from torch import Tensor
 
 from sst.structures._edmonds import max_arborescence, max_arborescence_batched
-from sst.structures._laplacian import clip_theta, fast_tolerance, one_inverse_accurate, one_inverse_marginals
+from sst.structures._laplacian import (
+    clip_theta,
+    clipped_marginals,
+    fast_tolerance,
+    one_inverse_accurate,
+    one_inverse_marginals,
+)
 from sst.structures.base import Structure
 from sst.structures.spanning_tree import _check_max_range, _clips
 from sst.validation import check_weights
@@ -119,8 +125,7 @@ class Arborescence(Structure):
         valid = self._valid(n, w.device)
         root = self._root(n)
         if _clips(self.max_range) and one_inverse_accurate(self.max_range, theta.dtype):  # no sync, as released
-            theta = clip_theta(theta, valid, self.max_range, per_column=True)[0]
-            return one_inverse_marginals(theta, valid, root).to(w.dtype)
+            return clipped_marginals(theta, valid, self.max_range, root).to(w.dtype)
         if _clips(self.max_range):  # a clip too wide for one inverse everywhere: exact on the clipped weights
             theta = clip_theta(theta, valid, self.max_range, per_column=True)[0]
         return one_inverse_marginals(theta, valid, root, tol=fast_tolerance(w.dtype)).to(w.dtype)

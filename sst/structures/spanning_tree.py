@@ -9,7 +9,13 @@ from torch import Tensor
 
 from sst import noise
 from sst.structures._backend import check_backend, kernels_for
-from sst.structures._laplacian import clip_theta, fast_tolerance, one_inverse_accurate, one_inverse_marginals
+from sst.structures._laplacian import (
+    clip_theta,
+    clipped_marginals,
+    fast_tolerance,
+    one_inverse_accurate,
+    one_inverse_marginals,
+)
 from sst.structures.base import Structure, _widen
 from sst.validation import check_floating, check_weights, checks_enabled
 
@@ -152,7 +158,7 @@ class SpanningTree(Structure):
         theta = (0.5 * (w + w.transpose(-1, -2)) / tau).to(self.solve_dtype)
         valid = ~torch.eye(n, dtype=torch.bool, device=w.device)
         if _clips(self.max_range) and one_inverse_accurate(self.max_range, theta.dtype):  # no sync, as released
-            mu = one_inverse_marginals(clip_theta(theta, valid, self.max_range)[0], valid, cholesky=False)
+            mu = clipped_marginals(theta, valid, self.max_range)
         else:  # exact: one inverse where its error bound allows, the elimination for the other graphs
             if _clips(self.max_range):  # a clip too wide for one inverse everywhere: exact on the clipped weights
                 theta = clip_theta(theta, valid, self.max_range)[0]
