@@ -67,7 +67,7 @@ def measure(repeats: int, baseline_tree: Path | None = None, python: str = sys.e
     medians = {name: {kind: statistics.median(v) for kind, v in by_kind.items()} for name, by_kind in samples.items()}
     return {
         "repeats": repeats,
-        "baseline_tree": None if baseline_tree is None else str(baseline_tree),
+        "baseline_tree": None if baseline_tree is None else "<baseline checkout>",  # its commit: baseline_commit
         "samples_s": samples,
         "median_s": medians,
         "modules_loaded": loaded,
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{args.repeats} processes; loads "
               f"{', '.join(result['modules_loaded'][name]) or 'none of ' + ', '.join(WATCHED)}")
     baseline_commit = None if args.baseline_tree is None else tree_commit(args.baseline_tree)
-    record = {"benchmark": "import", "command": " ".join(["python", *sys.argv]), "commit": git_commit(),
+    argv_shown = ["<baseline checkout>" if a == str(args.baseline_tree) else a for a in sys.argv]  # no machine path
+    record = {"benchmark": "import", "command": " ".join(["python", *argv_shown]), "commit": git_commit(),
               "baseline_commit": baseline_commit,
               "hardware": {k: v for k, v in hardware().items() if k != "torch_threads"}, **result}
     write_bench_record(args.out, DEFAULT_OUT, record, args.quick)
