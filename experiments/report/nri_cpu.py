@@ -197,6 +197,7 @@ def plot_search(records: Sequence[dict], out: Path) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullFormatter
 
     from experiments.report.figures import save_figure
 
@@ -210,6 +211,10 @@ def plot_search(records: Sequence[dict], out: Path) -> Path | None:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("lr")
+        ax.xaxis.set_major_locator(FixedLocator([3e-4, 1e-3, 3e-3]))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticklabels(["3e-4", "1e-3", "3e-3"])
+        ax.set_xlim(2.5e-4, 3.6e-3)
         if recs:
             lr = [r["config"]["optim"]["lr"] for r in recs]
             tau = [r["config"]["relaxation"]["tau"] for r in recs]
@@ -219,7 +224,7 @@ def plot_search(records: Sequence[dict], out: Path) -> Path | None:
             ax.scatter([lr[best]], [tau[best]], s=220, facecolors="none", edgecolors="r", linewidths=2)
             fig.colorbar(sc, ax=ax, label="best validation ELBO")
     axes[0].set_ylabel("tau")
-    fig.suptitle("NRI at CPU scale: search trials (red ring: the chosen setting)")
+    fig.suptitle("NRI at CPU scale: search trials (red ring: the best trial by validation ELBO)")
     return save_figure(fig, out)
 
 
