@@ -193,7 +193,8 @@ class _KSubsetMarginals(torch.autograd.Function):
 
 class _KSubsetMarginalsCPU(torch.autograd.Function):
     """:class:`_KSubsetMarginals` run by the numba kernels (CPU tensors): ``torch.topk`` picks the reference point,
-    everything else (weights, recursions, the Hessian-vector product) is one compiled call each way."""
+    everything else (weights, recursions, the Hessian-vector product) is one compiled call each way; the backward
+    reuses the forward's weights."""
 
     @staticmethod
     def forward(ctx, theta: Tensor, k: int, kern: ModuleType) -> Tensor:
@@ -205,17 +206,17 @@ class _KSubsetMarginalsCPU(torch.autograd.Function):
             top2 = top.values[:, k - 1:].contiguous()  # the reference point (the kernels take the midpoint)
             in_a = torch.zeros_like(theta, dtype=torch.bool).scatter_(-1, top.indices[:, :k], True)
         cut = 80.0 if theta.dtype != torch.float64 else 700.0
-        mu = kern.ksubset_marginals(theta.numpy(), in_a.numpy(), top2.numpy(), m, cut)
-        ctx.save_for_backward(theta, in_a, top2)
-        ctx.m, ctx.cut, ctx.kern = m, cut, kern
+        mu, x, live = kern.ksubset_marginals(theta.numpy(), in_a.numpy(), top2.numpy(), m, cut)
+        ctx.save_for_backward(theta, in_a, torch.from_numpy(x), torch.from_numpy(live))
+        ctx.m, ctx.kern = m, kern
         return torch.from_numpy(mu)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g: Tensor) -> tuple[Tensor, None, None]:
-        theta, in_a, top2 = ctx.saved_tensors
+        theta, in_a, x, live = ctx.saved_tensors
         gt = g.to(theta.dtype).contiguous()
-        grad = ctx.kern.ksubset_marginals_vjp(theta.numpy(), in_a.numpy(), top2.numpy(), ctx.m, ctx.cut, gt.numpy())
+        grad = ctx.kern.ksubset_marginals_vjp(theta.numpy(), in_a.numpy(), x.numpy(), live.numpy(), ctx.m, gt.numpy())
         return torch.from_numpy(grad).to(g.dtype), None, None
 
 

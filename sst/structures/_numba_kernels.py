@@ -198,9 +198,10 @@ def _shifted_weights(theta, in_a, top2, cut):  # pragma: no cover - compiled
 def ksubset_marginals(theta, in_a, top2, m, cut):  # pragma: no cover - compiled
     """``P(i in S)`` (N, n) for theta (N, n), given the top-k mask ``in_a`` and the k-th and (k+1)-th largest
     entries ``top2`` (N, 2) (the shifted reference point of :func:`sst.structures._ksubset._reference`); exactly 0
-    at ``-inf`` entries."""
+    at ``-inf`` entries. Also returns the weights and their unclipped mask of :func:`_shifted_weights`
+    (2, n, N), which :func:`ksubset_marginals_vjp` reuses."""
     N, n = theta.shape
-    x, _ = _shifted_weights(theta, in_a, top2, cut)
+    x, live = _shifted_weights(theta, in_a, top2, cut)
     mu = marginals_sets(x, m)
     out = np.empty((N, n), dtype=theta.dtype)
     for b in range(N):
@@ -209,15 +210,14 @@ def ksubset_marginals(theta, in_a, top2, m, cut):  # pragma: no cover - compiled
                 out[b, i] = 0.0
             else:
                 out[b, i] = 1.0 - mu[1, i, b] if in_a[b, i] else mu[0, i, b]
-    return out
+    return out, x, live
 
 
 @nb.njit(**_JIT)
-def ksubset_marginals_vjp(theta, in_a, top2, m, cut, g):  # pragma: no cover - compiled
-    """Gradient (N, n) of ``sum(g * P(i in S))`` with respect to theta (the Hessian-vector product of log Z);
-    exactly 0 at ``-inf`` entries."""
+def ksubset_marginals_vjp(theta, in_a, x, live, m, g):  # pragma: no cover - compiled
+    """Gradient (N, n) of ``sum(g * P(i in S))`` with respect to theta (the Hessian-vector product of log Z), given
+    the forward pass's weights ``x`` and unclipped mask ``live`` (2, n, N); exactly 0 at ``-inf`` entries."""
     N, n = theta.shape
-    x, live = _shifted_weights(theta, in_a, top2, cut)
     dx = np.zeros((2, n, N), dtype=theta.dtype)
     for i in range(n):
         for b in range(N):
