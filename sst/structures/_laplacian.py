@@ -285,7 +285,7 @@ class _OneInverse(torch.autograd.Function):
     Forward: ``mu`` (N, n, n), ``G`` (N, n, n) and ``fallback`` (N,) bool: True where the bound
     (``C_VALUE eps n (K + 1)`` and ``C_GRAD eps n (K + 1)`` against ``tol``, :data:`FAST_TOL`) fails or the
     factorisation failed; those graphs get ``G = 0``, an unspecified ``mu`` and a zero gradient
-    (the caller replaces them). ``tol`` None: no bound (every graph kept, as the ``max_range`` path). Backward:
+    (the caller replaces them). ``tol`` None: no bound (every graph kept). Backward:
     :func:`_marginals_vjp`; differentiable again (as a function of ``theta`` and the saved output G).
     """
 
@@ -366,7 +366,7 @@ def one_inverse_marginals(theta: Tensor, valid: Tensor, root: int | None = None,
 
     ``root`` None: undirected spanning trees (ground: an endpoint of the heaviest edge; both directions of an edge
     hold its marginal); an int: arborescences rooted there (``mu[i, j]`` for the edge i -> j). ``valid`` (n, n)
-    marks the edges. ``tol`` None: every graph by the one inverse (the ``max_range`` path; no host sync).
+    marks the edges. ``tol`` None: every graph by the one inverse (no bound, no host sync).
     ``tol = (value, gradient, relative gradient)`` (:func:`fast_tolerance`): a graph whose error bound exceeds it runs
     :func:`eliminate_marginals` instead; finding them is one host sync per call (``nonzero``; free on CPU).
     ``cholesky``: factor the grounded Laplacian by Cholesky (undirected, CPU tensors only) instead of LU.
