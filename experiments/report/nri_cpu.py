@@ -31,6 +31,7 @@ CPU_ROWS = (
     ("tree_unclipped", "Spanning tree, unclipped (extra row)", None),
 )
 PAPER_ROWS = ("indep", "topk", "tree")
+RESTARTS = 3  # per table seed (experiments.nri.cpu_table.RESTARTS)
 SEARCH_TRIALS = 12  # per searched row (hydra.sweeper.n_trials of configs/experiment/nri_cpu_search_*.yaml)
 # The protocol (configs/experiment/nri_cpu.yaml): the paper's with 10k training simulations, batch 32, 64 hidden
 # units, 2,000 steps and one-step prediction; the nine-step check differs in that one key.
@@ -72,14 +73,16 @@ def _valid(rec: dict) -> float:
 
 
 def table_runs(records: Sequence[dict]) -> dict[str, list[dict]]:
-    """{row: [the best restart of each table seed by best validation ELBO, in seed order]}."""
+    """{row: [the best restart of each table seed by best validation ELBO, in seed order]}; a seed enters once
+    all its restarts have finished (:data:`RESTARTS`; one for the nine-step check)."""
     by_seed: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for rec in records:
         if rec.get("role") == "seed":
             by_seed[(rec["row"], int(rec["seed_index"]))].append(rec)
     rows: dict[str, list[dict]] = defaultdict(list)
     for (row, _), recs in sorted(by_seed.items()):
-        rows[row].append(max(recs, key=_valid))
+        if len({r.get("restart") for r in recs}) >= (1 if row == "tree_multistep" else RESTARTS):
+            rows[row].append(max(recs, key=_valid))
     return rows
 
 
@@ -123,6 +126,8 @@ def cpu_table(records: Sequence[dict]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for key, label, paper_key in CPU_ROWS:
         recs = runs.get(key, [])
+        if not recs and all_seed[key]:
+            label += f" (restarts running: {len(all_seed[key])} finished)"
         paper = PAPER_NRI.get((paper_key, 10), ("",) * 3) if paper_key else ("",) * 3
         base = "topk" if key == "topk_exact" else "tree" if key == "tree_unclipped" else key
         neg = (f"{sum(map(negative, recs))}/{len(recs)}; {sum(map(negative, all_seed[key]))}/{len(all_seed[key])}"

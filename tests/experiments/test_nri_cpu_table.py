@@ -107,15 +107,20 @@ def test_extras_take_the_base_rows_setting(searches):
 
 def test_table_run_is_the_best_restart_by_validation_not_test():
     job = ct.Job("tree_s0_r0", ("optim.lr=0.001", "relaxation.tau=1.0"), "tree", "seed", 0, 0)
+    def restart(s: int, r: int, valid: float, test: float) -> dict:
+        return _record(ct.Job(f"tree_s{s}_r{r}", job.overrides, "tree", "seed", s, r), valid=valid, test_elbo=test)
+
     recs = [_record(job, valid=-1500, test_elbo=-1000, precision=0.1, complement=1.0),
-            _record(ct.Job("tree_s0_r1", job.overrides, "tree", "seed", 0, 1), valid=-1200, test_elbo=-1300),
-            _record(ct.Job("tree_s1_r0", job.overrides, "tree", "seed", 1, 0), valid=-1250, test_elbo=-1400)]
+            restart(0, 1, -1200, -1300), restart(0, 2, -1600, -900),
+            restart(1, 0, -1250, -1400), restart(1, 1, -1300, -1100), restart(1, 2, -1350, -1000),
+            restart(2, 0, -1000, -800)]  # seed 2: one restart of three so far, not yet a table run
+    assert nri_cpu.RESTARTS == ct.RESTARTS
     runs = nri_cpu.table_runs(recs)
     assert [r["metrics"]["test/elbo"] for r in runs["tree"]] == [-1300, -1400]
     header, rows = nri_cpu.cpu_table(recs)
     tree = rows[[r[0] for r in rows].index("Spanning tree")]
     assert tree[header.index("test ELBO")] == "-1350 ± 71 (n=2)"
-    assert tree[-1] == "0/2; 1/3"  # no table run, one restart of three took the negative code
+    assert tree[-1] == "0/2; 1/7"  # no table run, one finished restart of seven took the negative code
     assert nri_cpu.claims(recs) == []  # the other paper rows have no runs yet
 
 
