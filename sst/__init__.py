@@ -15,7 +15,7 @@ import importlib
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from sst import noise
+from sst import noise, schedules
 from sst.sample import sample, straight_through
 from sst.structures import (
     Arborescence,
@@ -37,8 +37,8 @@ __version__ = "0.1.0"  # the one source of the version: pyproject.toml reads it 
 LAZY_SUBMODULES = ("diagnostics", "estimators")
 
 __all__ = [
-    "__version__", "diagnostics", "estimators", "noise", "sample", "straight_through", "checks", "Structure",
-    "Categorical", "Binary", "TopK", "CorrelatedTopK", "SpanningTree", "Arborescence", "Permutation",
+    "__version__", "diagnostics", "estimators", "noise", "schedules", "sample", "straight_through", "checks",
+    "Structure", "Categorical", "Binary", "TopK", "CorrelatedTopK", "SpanningTree", "Arborescence", "Permutation",
     "SinkhornConvergenceWarning",
 ]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import pathlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,15 +17,14 @@ from experiments.report.vae import read_curve
 from experiments.vae.data import BINARIZE, binarize, load_mnist_images, split_train_valid
 from experiments.vae.model import DiscreteVAE, iw_neg_elbo, neg_elbo
 from sst.estimators import tile
+from sst.schedules import exponential_decay
 
 # relaxation.structure -> (latent kind, default number of latent variables)
 LATENT_OF = {"categorical": ("categorical", 20), "binary": ("bernoulli", 200)}
 
 
-def temperature(step: int, tau0: float, rate: float, tau_min: float, every: int) -> float:
-    """Jang et al.'s schedule tau = max(tau_min, tau0 * exp(-rate * t)), t = step rounded down to ``every``."""
-    t = (int(step) // max(1, int(every))) * max(1, int(every))
-    return max(float(tau_min), float(tau0) * math.exp(-float(rate) * t))
+#: Jang et al.'s schedule tau = max(tau_min, tau0 * exp(-rate * t)), t = step rounded down to ``every``
+temperature = exponential_decay
 
 
 class VAETask(Task):
