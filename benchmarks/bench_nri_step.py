@@ -34,12 +34,17 @@ from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: this checkout's packages first
-    sys.path.insert(0, str(ROOT))
+from experiments.common.runtime import (
+    flush_denormal,
+    git_commit,
+    hardware,
+    parse_with_overrides,
+    seed_everything,
+    write_bench_record,
+)
+from experiments.common.trainer import TrainStep
 
-from experiments.common.runtime import flush_denormal, git_commit, hardware, seed_everything, write_bench_record  # noqa: E402
-from experiments.common.trainer import TrainStep  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 BASELINE = "8fe60c8"  # the last revision of experiments/nri/model.py before the fused message passing
 DEFAULT_ROWS = "spanning_tree,ef_topk_fd,indep,spanning_tree:9"
@@ -158,10 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--quick", action="store_true", help="4 steps a row (a smoke test); writes only with --out")
     p.add_argument("--out", default=None, help="JSON path (default results/bench/nri_step_cpu.json)")
     argv = list(sys.argv[1:] if argv is None else argv)
-    args, overrides = p.parse_known_args(argv)
-    bad = [o for o in overrides if o.startswith("-")]
-    if bad:
-        p.error(f"unrecognized arguments: {' '.join(bad)}")
+    args, overrides = parse_with_overrides(p, argv)
     steps, warmup = (4, 1) if args.quick else (args.steps, args.warmup)
     if steps - warmup < 2 or warmup < 0:
         p.error("need --steps >= --warmup + 2 and --warmup >= 0")

@@ -58,6 +58,7 @@ from experiments.common.runtime import (
     flush_denormal,
     git_commit,
     hardware,
+    parse_with_overrides,
     resolve_device,
     seed_everything,
     write_bench_record,
@@ -384,10 +385,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--no-split", action="store_true", help="skip the NRI per-part profile (e.g. for packed runs)")
     p.add_argument("--out", default=None, help="JSON path (default results/bench/training_<device>.json)")
     argv = list(sys.argv[1:] if argv is None else argv)
-    args, overrides = p.parse_known_args(argv)
-    bad = [o for o in overrides if o.startswith("-")]
-    if bad:
-        p.error(f"unrecognized arguments: {' '.join(bad)}")
+    args, overrides = parse_with_overrides(p, argv)
     try:
         plan = parse_experiments(args.experiments)
     except ValueError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -151,3 +152,13 @@ def write_bench_record(out: str | Path | None, default: Path, record: dict[str, 
     path = Path(out) if out is not None else default
     write_record(path, record)
     print(f"\nwrote {path}")
+
+
+def parse_with_overrides(parser: argparse.ArgumentParser,
+                         argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """A benchmark's ``(options, Hydra overrides)``: the parser's options, and every other argument taken as an
+    override; an unknown ``-option`` is an error (``parser.error``, exit status 2)."""
+    args, overrides = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    if bad := [o for o in overrides if o.startswith("-")]:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    return args, overrides

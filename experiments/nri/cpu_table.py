@@ -47,7 +47,6 @@ RESTARTS = 3
 MULTISTEP_SEEDS = 3
 SEED_BASE = 10_000  # table and extra runs' seeds start here: fresh, outside the search's seed range [0, 9999]
 OBJECTIVE = "best/valid/elbo"
-SETTING_KEYS = ("optim.lr", "relaxation.tau", "relaxation.eps")
 FAILED = "FAILED"  # a file in a run folder: the run exited with an error (its reason inside)
 LOCK = "campaign.lock"  # in the work folder while a campaign runs there (its pid inside)
 
@@ -113,15 +112,6 @@ def search_jobs(row: Row) -> list[Job]:
                 row.key, "search") for i, t in enumerate(trials)]
 
 
-def _get(config: Mapping, dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def objective(record: dict) -> float | None:
     """A finished run's best validation ELBO (higher is better), or None."""
     value = (record.get("metrics") or {}).get(OBJECTIVE)
@@ -138,7 +128,9 @@ def best_of(names: Iterable[str], state: Campaign) -> str | None:
 def setting(record: dict) -> dict[str, Any]:
     """The searched keys (lr, tau, eps where set) of a run's resolved config."""
     cfg = record.get("config") or {}
-    out = {k: _get(cfg, k) for k in SETTING_KEYS}
+    from experiments.nri.search import SETTING_KEYS, dotted
+
+    out = {k: dotted(cfg, k) for k in SETTING_KEYS}
     return {k: v for k, v in out.items() if v is not None}
 
 

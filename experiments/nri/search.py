@@ -21,7 +21,7 @@ import argparse
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +113,11 @@ def stage1_queue(config: str, prefix: str | None = None, n_trials: int | None = 
 
 
 # --------------------------------------------------------------------------------------------------- stage 2
-def _get(config: dict, dotted: str) -> Any:
+def dotted(config: Mapping, key: str) -> Any:
+    """``config[a][b]`` for ``key = "a.b"`` (None where a part is missing)."""
     node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
             return None
         node = node[part]
     return node
@@ -145,7 +146,7 @@ def rank_settings(records: Iterable[dict], relaxation: str, objective: str = "be
         value = (rec.get("metrics") or {}).get(objective)
         if value is None or not math.isfinite(float(value)):
             continue
-        setting = {k: _get(rec.get("config") or {}, k) for k in SETTING_KEYS}
+        setting = {k: dotted(rec.get("config") or {}, k) for k in SETTING_KEYS}
         setting = {k: v for k, v in setting.items() if v is not None}
         if relaxation != "ef_topk_fd":
             setting.pop("relaxation.eps", None)
@@ -207,9 +208,9 @@ def summarise(root: Path, study: str, note: str = "") -> dict:
         m = rec.get("metrics") or {}
         runs.append({"name": path.parent.name, "command": rec.get("command"), "commit": rec.get("commit"),
                      "wall_time_s": rec.get("wall_time_s"), "relaxation": rec.get("relaxation"),
-                     "lr": _get(cfg, "optim.lr"), "tau": _get(cfg, "relaxation.tau"),
-                     "eps": _get(cfg, "relaxation.eps"), "seed": rec.get("seed"),
-                     "steps": _get(cfg, "trainer.max_steps"),
+                     "lr": dotted(cfg, "optim.lr"), "tau": dotted(cfg, "relaxation.tau"),
+                     "eps": dotted(cfg, "relaxation.eps"), "seed": rec.get("seed"),
+                     "steps": dotted(cfg, "trainer.max_steps"),
                      "metrics": {k: (round(m[k], 4) if isinstance(m[k], float) else m[k]) for k in SUMMARY_METRICS
                                  if k in m},
                      "valid": _history_valid(path.parent)})
