@@ -110,7 +110,7 @@ def build(name: str, **options) -> Estimator:
 
 
 def supported_structures(name: str) -> tuple[str, ...] | None:
-    """Structure class names ``name`` can serve, or None for every structure with a known score function
+    """Structure kinds (``Structure.kind``) ``name`` can serve, or None for every structure with a known score function
     (score-function estimators) or relaxation (relaxed, straight_through)."""
     return _get(name).supported
 

@@ -102,7 +102,7 @@ class Estimator(nn.Module):
 
     Attributes:
         name: registry name.
-        supported: structure class names this estimator can serve, or ``None`` for every structure.
+        supported: structure kinds (``Structure.kind``) this estimator can serve, or ``None`` for every structure.
         tau: temperature of the relaxation (float > 0). The caller may set it between calls (annealing).
         regularizer: name of the relaxation's regularizer (``None``: the structure's default).
         num_samples: samples per item.

@@ -5,43 +5,50 @@ Categorical and Binary samples have exact, cheap log-probabilities. For the othe
 ``U = theta + noise`` instead (as the SST paper's NRI code does): ``E_U[f(argmax U) d/dtheta log p(U; theta)]``
 is the exact gradient of ``E[f(X)]``, only with more variance.
 
-The structure is recognised by the name of its class or of one of its base classes, so a subclass of
-``sst.TopK`` is treated as a top-k structure.
+The facts are the structure's own (:class:`sst.Structure`): ``kind``, ``noise``, ``perturbed_coordinates``,
+``event_ndim`` and, where the law is tractable, ``exact_log_prob`` / ``exact_mean``. A subclass of ``sst.TopK``
+inherits TopK's; a user's own structure declares its own and every score-function estimator serves it. This
+module only reads them (:func:`structure_info`) and turns them into the densities the estimators differentiate.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-EULER_GAMMA = 0.5772156649015329
+from sst.structures.base import NOISE_KINDS, PERTURBED_COORDINATES, Structure
 
-# kind -> (event dims, exact log-probability, noise, perturbed coordinates)
-#   coordinates: "all" every entry is an independent draw and a variable; "symmetric" one draw per
-#   unordered pair {i, j}, i != j, shared by (i, j) and (j, i); "arborescence" the entries i -> j with
-#   i != j and j != root (the diagonal and the edges into the root are perturbed but never chosen, so their
-#   noise is left out of the density: unbiased either way, lower variance without).
-_KNOWN: dict[str, tuple[int, bool, str, str]] = {
-    "Categorical": (1, True, "gumbel", "all"),
-    "Binary": (1, True, "logistic", "all"),
-    "TopK": (1, False, "gumbel", "all"),
-    "CorrelatedTopK": (1, False, "gumbel", "all"),
-    "SpanningTree": (2, False, "gumbel", "symmetric"),
-    "Arborescence": (2, False, "gumbel", "arborescence"),
-    "Permutation": (2, False, "gumbel", "all"),
-}
+EULER_GAMMA = 0.5772156649015329
 
 
 def _flat_sum(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], -1).sum(-1)
 
 
+def _structure_classes() -> list[type[Structure]]:
+    """Every subclass of :class:`sst.Structure` defined so far, parents before children, in definition order."""
+    out: list[type[Structure]] = []
+    todo = list(Structure.__subclasses__())
+    while todo:
+        cls = todo.pop(0)
+        if cls not in out:
+            out.append(cls)
+            todo.extend(cls.__subclasses__())
+    return out
+
+
 @dataclass(frozen=True)
 class StructureInfo:
-    """Score-function facts about one structure kind."""
+    """Score-function facts about one structure, as it declares them (see :class:`sst.Structure`).
+
+    ``exact_log_prob``: whether the structure has an exact law (it overrides ``Structure.exact_log_prob``);
+    ``noise``: the law of its perturbation's noise (None: unknown); ``coords``: its ``perturbed_coordinates``;
+    ``structure``: the structure (instance or class) the exact law is read from.
+    """
 
     kind: str
     event_ndim: int
@@ -49,27 +56,33 @@ class StructureInfo:
     noise: str | None
     coords: str
     root: int = 0
+    structure: Any = field(default=None, compare=False, repr=False)
 
     @staticmethod
     def known_kinds() -> tuple[str, ...]:
-        return tuple(_KNOWN)
+        """The kinds of the structures defined so far (sst's and users' subclasses of :class:`sst.Structure`)
+        that the score-function estimators can serve: an exact law or a known noise."""
+        kinds = (c.kind or c.__name__ for c in _structure_classes() if c.has_exact_law() or c.noise is not None)
+        return tuple(dict.fromkeys(kinds))
 
     # exact law (Categorical, Binary) -------------------------------------------------------------------
+    def _law(self) -> Any:
+        if not self.exact_log_prob:
+            raise ValueError(f"{self.kind} has no tractable log-probability; use the perturbation density")
+        if isinstance(self.structure, type):
+            raise ValueError(f"the exact law of {self.kind} needs a structure instance, got the class")
+        return self.structure
+
     def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
-        """Exact ``log p(x; theta)`` per row, ``(N, *event) -> (N,)`` (Categorical and Binary only)."""
-        if self.kind == "Categorical":
-            return _flat_sum(x * torch.log_softmax(theta, -1))
-        if self.kind == "Binary":
-            return _flat_sum(x * F.logsigmoid(theta) + (1 - x) * F.logsigmoid(-theta))
-        raise ValueError(f"{self.kind} has no tractable log-probability; use the perturbation density")
+        """Exact ``log p(x; theta)`` per row, ``(N, *event) -> (N,)`` (the structure's ``exact_log_prob``)."""
+        lp = self._law().exact_log_prob(theta, x)
+        return _flat_sum(lp) if lp.dim() > 1 else lp
 
     def mean(self, theta: Tensor) -> Tensor:
-        """``E[X]`` under the exact law (Categorical: softmax; Binary: sigmoid)."""
-        if self.kind == "Categorical":
-            return torch.softmax(theta, -1)
-        if self.kind == "Binary":
-            return torch.sigmoid(theta)
-        raise ValueError(f"E[X] is not tractable for {self.kind}")
+        """``E[X]`` under the exact law (the structure's ``exact_mean``: Categorical softmax, Binary sigmoid)."""
+        if not self.exact_log_prob:
+            raise ValueError(f"E[X] is not tractable for {self.kind}")
+        return self._law().exact_mean(theta)
 
     # perturbation density ----------------------------------------------------------------------------
     def _mask(self, like: Tensor) -> Tensor | None:
@@ -130,24 +143,36 @@ class StructureInfo:
 
 
 def structure_kind(structure) -> str:
-    """The known kind of ``structure`` (an instance or a class), by its class or a base class, else its
-    class name."""
+    """The kind ``structure`` (an instance or a class) declares (``Structure.kind``, inherited by subclasses), else
+    its class's name."""
     cls = structure if isinstance(structure, type) else type(structure)
-    for klass in cls.__mro__:
-        if klass.__name__ in _KNOWN:
-            return klass.__name__
-    return cls.__name__
+    return getattr(cls, "kind", None) or cls.__name__
 
 
 def structure_info(structure) -> StructureInfo:
-    """Describe ``structure`` for the estimators (unknown kinds: no log-probability, no density)."""
+    """Read the facts ``structure`` (an instance or a class) declares for the estimators.
+
+    Subclasses of :class:`sst.Structure` have defaults for each (Gumbel noise on every coordinate, no exact law);
+    other objects have neither a log-probability nor a density unless they declare ``noise`` or
+    ``exact_log_prob``. Raises ValueError for a ``noise`` or ``perturbed_coordinates`` the estimators do not
+    know."""
+    cls = structure if isinstance(structure, type) else type(structure)
     kind = structure_kind(structure)
-    if kind in _KNOWN:
-        ndim, exact, noise, coords = _KNOWN[kind]
-        root = getattr(structure, "root", 0) if not isinstance(structure, type) else 0
-        return StructureInfo(kind, ndim, exact, noise, coords, int(root))
+    if issubclass(cls, Structure):
+        exact = cls.has_exact_law()
+    else:
+        exact = callable(getattr(cls, "exact_log_prob", None)) and callable(getattr(cls, "exact_mean", None))
+    noise = getattr(structure, "noise", None)
+    if noise is not None and noise not in NOISE_KINDS:
+        raise ValueError(f"{kind}.noise must be one of {', '.join(NOISE_KINDS)} or None, got {noise!r}")
+    coords = getattr(structure, "perturbed_coordinates", "all")
+    if coords not in PERTURBED_COORDINATES:
+        raise ValueError(f"{kind}.perturbed_coordinates must be one of {', '.join(PERTURBED_COORDINATES)}, got "
+                         f"{coords!r}")
     ndim = getattr(structure, "event_ndim", 1)
-    return StructureInfo(kind, int(ndim) if isinstance(ndim, int) else 1, False, None, "all")
+    root = getattr(structure, "root", 0) if not isinstance(structure, type) else 0
+    return StructureInfo(kind, int(ndim) if isinstance(ndim, int) else 1, bool(exact), noise, coords,
+                         int(root) if isinstance(root, int) else 0, structure)
 
 
 def gumbel_from_uniform(v: Tensor) -> Tensor:

@@ -59,6 +59,8 @@ class Arborescence(Structure):
 
     regularizers = ("exp_family_entropy",)
     event_ndim = 2
+    kind = "Arborescence"
+    perturbed_coordinates = "arborescence"  # the edges i -> j, i != j, j != root decide the argmax
     allows_neg_inf = True  # an absent edge
 
     def __init__(self, root: int = 0, max_range: float | None = None,

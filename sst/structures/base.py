@@ -11,6 +11,12 @@ A structure X is a finite set of 0/1 vectors (its vertices). For weights ``w`` w
 
 Subclasses implement ``_argmax``, ``_relax`` and ``enumerate`` and may override ``_check_shape`` and
 ``perturb``; the public methods run the checks of :mod:`sst.validation` first.
+
+What the score-function estimators (:mod:`sst.estimators`) need to know about a structure is declared on it, so a
+subclass inherits its parent's facts and a new structure states its own: ``kind`` (the name the estimators and
+:mod:`sst.diagnostics` know it by), ``noise`` (the law of the noise ``perturb`` adds), ``perturbed_coordinates``
+(which entries of the perturbation are independent draws) and, where the law of ``argmax(perturb(theta))`` is
+tractable, ``exact_log_prob`` and ``exact_mean``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,14 @@ from torch import Tensor
 from sst import noise
 from sst.validation import check_floating, check_regularizer, check_tau, check_weights
 
-__all__ = ["Structure"]
+__all__ = ["Structure", "NOISE_KINDS", "PERTURBED_COORDINATES"]
+
+#: the noise laws the estimators know a density for (``Structure.noise``)
+NOISE_KINDS = ("gumbel", "logistic")
+#: ``Structure.perturbed_coordinates``: "all", every entry an independent draw and a variable; "symmetric", one
+#: draw per unordered pair {i, j}, i != j, shared by (i, j) and (j, i); "arborescence", the entries i -> j with
+#: i != j and j != root (the diagonal and the edges into the root are perturbed but never chosen)
+PERTURBED_COORDINATES = ("all", "symmetric", "arborescence")
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -32,13 +45,47 @@ def _widen(x: Tensor) -> Tensor:
 
 
 class Structure:
-    """Base class. Class attributes: ``regularizers`` (names, first = default) and ``event_ndim``."""
+    """Base class. Class attributes: ``regularizers`` (names, first = default) and ``event_ndim``; for the
+    estimators ``kind``, ``noise`` and ``perturbed_coordinates``, and the methods ``exact_log_prob`` and
+    ``exact_mean`` where the sample's law is tractable (see :meth:`has_exact_law`)."""
 
     regularizers: tuple[str, ...] = ()
     event_ndim: int = 1
     #: whether ``-inf`` weights are accepted, meaning "never selected" (TopK, Categorical, Binary; an absent edge
     #: for SpanningTree and Arborescence); the others raise ValueError
     allows_neg_inf: bool = False
+    #: the name the estimators and :mod:`sst.diagnostics` know this structure by (REBAR serves the kinds
+    #: "Categorical" and "Binary", the enumerations know "Categorical", "Binary" and "TopK"); a subclass inherits
+    #: its parent's; None: the class's own name
+    kind: str | None = None
+    #: the law of the noise :meth:`perturb` adds to theta, one of :data:`NOISE_KINDS` ("gumbel": Gumbel(0, 1),
+    #: the default perturb's; "logistic": Logistic(0, 1)), or None where it has no density the estimators know.
+    #: A subclass that overrides ``perturb`` with other noise must say so here
+    noise: str | None = "gumbel"
+    #: which entries of the perturbation are independent draws that the argmax depends on, one of
+    #: :data:`PERTURBED_COORDINATES`; the perturbation density of the score-function estimators counts these
+    perturbed_coordinates: str = "all"
+
+    # public API ----------------------------------------------------------------------------------------------
+    def exact_log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
+        """``log p(x; theta)`` of the hard sample ``argmax(perturb(theta))``, summed over the event dims:
+        ``(..., *event), (..., *event) -> (...)``, differentiable in ``theta``.
+
+        Only where that law is tractable (Categorical: softmax; Binary: independent sigmoids); a structure that
+        overrides this method (and :meth:`exact_mean`) has an exact law, and the score-function estimators use it
+        instead of the perturbation density. The base class raises NotImplementedError.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no tractable log-probability; the estimators use the "
+                                  "density of its perturbation")
+
+    def exact_mean(self, theta: Tensor) -> Tensor:
+        """``E[X]`` under the exact law of :meth:`exact_log_prob`: ``(..., *event) -> (..., *event)``."""
+        raise NotImplementedError(f"E[X] is not tractable for {type(self).__name__}")
+
+    @classmethod
+    def has_exact_law(cls) -> bool:
+        """Whether this structure (class) overrides :meth:`exact_log_prob`, i.e. its sample's law is tractable."""
+        return cls.exact_log_prob is not Structure.exact_log_prob
 
     # public API ----------------------------------------------------------------------------------------------
     def argmax(self, w: Tensor) -> Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from sst import noise
@@ -28,6 +29,16 @@ class Binary(Structure):
     regularizers = ("binary_entropy",)
     event_ndim = 1
     allows_neg_inf = True
+    kind = "Binary"
+    noise = "logistic"
+
+    def exact_log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
+        """``sum_i x_i log sigmoid(theta_i) + (1 - x_i) log sigmoid(-theta_i)`` (``(..., n), (..., n) -> (...)``)."""
+        return (x * F.logsigmoid(theta) + (1 - x) * F.logsigmoid(-theta)).sum(-1)
+
+    def exact_mean(self, theta: Tensor) -> Tensor:
+        """``sigmoid(theta)``."""
+        return torch.sigmoid(theta)
 
     def _argmax(self, w: Tensor) -> Tensor:
         return (w > 0).to(w.dtype)

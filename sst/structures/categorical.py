@@ -38,6 +38,15 @@ class Categorical(Structure):
     regularizers = ("entropy", "euclidean")
     event_ndim = 1
     allows_neg_inf = True
+    kind = "Categorical"
+
+    def exact_log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
+        """``<x, log_softmax(theta)>``: the Gumbel-max sample's law (``(..., n), (..., n) -> (...)``)."""
+        return (x * torch.log_softmax(theta, -1)).sum(-1)
+
+    def exact_mean(self, theta: Tensor) -> Tensor:
+        """``softmax(theta)``."""
+        return torch.softmax(theta, -1)
 
     def _check(self, w: Tensor, name: str = "w") -> None:
         super()._check(w, name)

@@ -37,6 +37,7 @@ class CorrelatedTopK(Structure):
 
     regularizers = ("exp_family_entropy",)
     event_ndim = 1
+    kind = "CorrelatedTopK"
 
     def __init__(self, k: int) -> None:
         self.k = check_k(k)

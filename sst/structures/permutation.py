@@ -51,6 +51,7 @@ class Permutation(Structure):
 
     regularizers = ("entropy",)
     event_ndim = 2
+    kind = "Permutation"
 
     def __init__(self, tol: float | None = None, max_iter: int = 200) -> None:
         if tol is not None and not float(tol) > 0:

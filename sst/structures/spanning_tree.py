@@ -65,6 +65,8 @@ class SpanningTree(Structure):
 
     regularizers = ("exp_family_entropy",)
     event_ndim = 2
+    kind = "SpanningTree"
+    perturbed_coordinates = "symmetric"  # perturb draws one Gumbel per unordered pair
     _max_range: float | None = None
     allows_neg_inf = True  # an absent edge
 

@@ -46,6 +46,7 @@ class TopK(Structure):
 
     regularizers = ("exp_family_entropy", "euclidean", "categorical_entropy", "binary_entropy")
     event_ndim = 1
+    kind = "TopK"
 
     allows_neg_inf = True
 
