@@ -237,6 +237,17 @@ def collect(job: Job, run_dir: Path, results: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------- the runner
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _default_sigint() -> None:
+    """In a run's process before it starts: SIGINT back to its default, so that the run saves ``last.pt`` on it
+    even when the campaign was started in the background (``nohup ... &`` ignores SIGINT, and children inherit
+    that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -279,9 +290,17 @@ def run_campaign(workdir: Path, results: Path, jobs: int, retry_failed: bool = F
     """Run every missing job, ``jobs`` at a time (one thread each), collecting records as runs finish, until the
     plan has nothing left (or ``max_runs`` runs were started; ``rows``: only these rows' jobs); returns the final
     state. ``make_command`` builds a job's command line (tests replace the training). Refused while another
-    campaign runs in ``workdir`` (:func:`campaign_lock`)."""
-    with campaign_lock(workdir):
-        return _run(workdir, results, jobs, retry_failed, max_runs, rows, make_command, poll_s)
+    campaign runs in ``workdir`` (:func:`campaign_lock`). SIGINT or SIGTERM stops it: the runs get SIGINT, save
+    their ``last.pt`` and the next call resumes them."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even in the background: kill -INT stops it
+    signal.signal(signal.SIGTERM, _interrupt)  # kill -TERM stops it the same way: the runs save last.pt
+    try:
+        with campaign_lock(workdir):
+            return _run(workdir, results, jobs, retry_failed, max_runs, rows, make_command, poll_s)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def _run(workdir: Path, results: Path, jobs: int, retry_failed: bool, max_runs: int | None,
@@ -315,7 +334,8 @@ def _run(workdir: Path, results: Path, jobs: int, retry_failed: bool, max_runs: 
                 run_dir.mkdir(parents=True, exist_ok=True)
                 log = open(run_dir / "campaign.log", "a")
                 proc = subprocess.Popen(make_command(job, run_dir.resolve()), cwd=REPO, env=env, stdout=log,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        preexec_fn=_default_sigint)
                 running[job.name] = (job, proc, log)
                 started += 1
                 bar.set_postfix_str(", ".join(sorted(running)))

@@ -178,3 +178,31 @@ def test_a_second_campaign_in_the_same_folder_is_refused(tmp_path):
     (tmp_path / ct.LOCK).write_text("999999999\n")  # a process that is gone: taken over, released at the end
     ct.run_campaign(tmp_path, tmp_path / "results", jobs=1, max_runs=0)
     assert not (tmp_path / ct.LOCK).exists()
+
+
+def test_sigterm_stops_a_background_campaign_and_its_runs_save(tmp_path):
+    """Started as ``nohup ... &`` (SIGINT ignored, inherited by children), ``kill -TERM`` still stops the campaign,
+    and each run gets a SIGINT it acts on (the trainer saves last.pt on it)."""
+    import signal
+    import subprocess
+    import time
+
+    child = ("import pathlib, sys, time\n"
+             "try:\n    time.sleep(120)\n"
+             "except KeyboardInterrupt:\n    (pathlib.Path(sys.argv[1]) / 'saved').write_text('1')\n    raise\n")
+    parent = (f"import sys\nfrom pathlib import Path\nfrom experiments.nri import cpu_table as ct\n"
+              f"cmd = lambda job, d: [sys.executable, '-c', {child!r}, str(d)]\n"
+              f"ct.run_campaign(Path({str(tmp_path / 'runs')!r}), Path({str(tmp_path / 'res')!r}), jobs=1,"
+              f" make_command=cmd, poll_s=0.05)\n")
+    proc = subprocess.Popen([sys.executable, "-c", parent], preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                                             signal.SIG_IGN))
+    runs = tmp_path / "runs"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not [p for p in runs.glob("*") if (p / "campaign.log").exists()]:
+        time.sleep(0.1)
+    time.sleep(1.0)  # the run's interpreter is up
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    first = ct.plan(ct.Campaign(), {r.key: ct.search_jobs(r) for r in ct.ROWS if r.search})[0]
+    assert [p.parent.name for p in runs.glob("*/saved")] == [first.name]
+    assert not (runs / ct.LOCK).exists()
