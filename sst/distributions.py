@@ -1,0 +1,347 @@
+"""The structures as ``torch.distributions``: the exact Gibbs law and the stochastic softmax trick (issue 53).
+
+- :class:`Gibbs` ``(structure, logits, temperature)``: ``p(x) ∝ exp(<logits, x> / temperature)`` over the
+  structure's vertices, with ``log_prob``, ``log_partition``, ``mean`` (the exponential-family marginals),
+  ``entropy``, ``mode`` (the argmax), an exact ``sample`` and ``kl_divergence`` between two Gibbs laws of one
+  structure. Supported: :class:`~sst.Categorical`, :class:`~sst.Binary`, :class:`~sst.TopK`; the others raise
+  ``NotImplementedError`` saying why (Permutation: the partition function is a permanent, #P-hard) or "not yet".
+- :class:`SoftmaxTrick` ``(structure, logits, temperature, regularizer, hard)``: the relaxed sample of
+  :func:`sst.sample` as a reparameterised distribution (``rsample``); it has no density (``log_prob`` raises).
+
+Both follow ``torch.distributions``: ``batch_shape`` (the logits' leading dims), ``event_shape`` (the structure's
+layout), ``arg_constraints``, ``support``, ``expand``, ``sample(sample_shape)`` / ``rsample(sample_shape)`` and
+``validate_args``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, constraints
+from torch.distributions.kl import register_kl
+
+from sst.sample import sample as sst_sample
+from sst.structures import Binary, Categorical, Permutation, Structure, TopK, _ksubset
+
+__all__ = ["Gibbs", "SoftmaxTrick", "KHot", "Vertices"]
+
+_SUPPORTED = (Categorical, Binary, TopK)
+
+
+class KHot(constraints.Constraint):
+    """Vectors in ``{0, 1}^n`` with exactly ``k`` ones (the last dim): ``(..., n) -> (...)`` bool."""
+
+    is_discrete = True
+    event_dim = 1
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        super().__init__()
+
+    def check(self, value: Tensor) -> Tensor:
+        return ((value == 0) | (value == 1)).all(-1) & (value.sum(-1) == self.k)
+
+    def __repr__(self) -> str:
+        return f"KHot(k={self.k})"
+
+
+class Vertices(constraints.Constraint):
+    """0/1 tensors with the structure's ``event_ndim`` trailing dims (a necessary condition for a vertex; exact
+    for Categorical, Binary and TopK): ``(..., *event) -> (...)`` bool."""
+
+    is_discrete = True
+
+    def __init__(self, structure: Structure) -> None:
+        self.structure = structure
+        self.event_dim = structure.event_ndim
+        super().__init__()
+
+    def check(self, value: Tensor) -> Tensor:
+        return ((value == 0) | (value == 1)).flatten(-self.event_dim).all(-1)
+
+    def __repr__(self) -> str:
+        return f"Vertices({self.structure!r})"
+
+
+def _support(structure: Structure) -> constraints.Constraint:
+    if isinstance(structure, TopK):
+        return KHot(structure.k)
+    if isinstance(structure, Categorical):
+        return constraints.one_hot
+    if isinstance(structure, Binary):
+        return constraints.independent(constraints.boolean, 1)
+    return Vertices(structure)
+
+
+def _check_structure(structure: object) -> Structure:
+    if not isinstance(structure, Structure):
+        hint = " (a class: instantiate it)" if isinstance(structure, type) else ""
+        raise ValueError(f"structure must be an sst structure instance such as sst.TopK(k=3), got "
+                         f"{type(structure).__name__} {structure!r}{hint}")
+    return structure
+
+
+def _check_temperature(temperature: float | Tensor, logits: Tensor, batch_shape: torch.Size) -> Tensor:
+    """``temperature`` as a tensor of ``batch_shape`` (logits' dtype and device); ValueError unless > 0."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (numbers.Real, Tensor)):
+        raise ValueError(f"temperature must be a number > 0 or a tensor broadcastable to the batch shape "
+                         f"{tuple(batch_shape)}, got {type(temperature).__name__}")
+    t = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
+    if not bool((t > 0).all()) or not bool(torch.isfinite(t).all()):
+        raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
+    try:
+        return t.expand(batch_shape)
+    except RuntimeError:
+        raise ValueError(f"temperature of shape {tuple(t.shape)} does not broadcast to the batch shape "
+                         f"{tuple(batch_shape)} of logits") from None
+
+
+def _check_logits(structure: Structure, logits: object) -> Tensor:
+    if not isinstance(logits, Tensor) or not logits.is_floating_point():
+        raise ValueError(f"logits must be a floating-point torch.Tensor, got {type(logits).__name__}")
+    structure._check(logits, "logits")
+    return logits
+
+
+def _inner(a: Tensor, x: Tensor, event_ndim: int) -> Tensor:
+    """``<a, x>`` over the event dims with ``0 * (+-inf) = 0``: ``(..., *event), (..., *event) -> (...)``."""
+    ax = torch.where(x != 0, a * x, torch.zeros((), dtype=a.dtype, device=a.device))
+    return ax.flatten(-event_ndim).sum(-1)
+
+
+class _Base(Distribution):
+    """What :class:`Gibbs` and :class:`SoftmaxTrick` share: structure, logits, temperature, shapes, expand."""
+
+    arg_constraints = {"logits": constraints.real, "temperature": constraints.positive}
+
+    def __init__(self, structure: Structure, logits: Tensor, temperature: float | Tensor = 1.0,
+                 validate_args: bool | None = None) -> None:
+        self.structure = _check_structure(structure)
+        self.logits = _check_logits(self.structure, logits)
+        nd = self.structure.event_ndim
+        batch_shape, event_shape = logits.shape[:-nd], logits.shape[-nd:]
+        self.temperature = _check_temperature(temperature, logits, batch_shape)
+        super().__init__(batch_shape, event_shape, validate_args=validate_args)
+
+    def _copy_into(self, new: _Base, batch_shape: torch.Size) -> _Base:
+        new.structure = self.structure
+        new.logits = self.logits.expand(batch_shape + self.event_shape)
+        new.temperature = self.temperature.expand(batch_shape)
+        Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    @property
+    def theta(self) -> Tensor:
+        """``logits / temperature``: ``(*batch, *event)``."""
+        return self.logits / self.temperature.reshape(self.batch_shape + (1,) * self.structure.event_ndim)
+
+    @property
+    def mode(self) -> Tensor:
+        """The vertex maximising ``<logits, x>`` (``structure.argmax``): ``(*batch, *event)``."""
+        return self.structure.argmax(self.logits)
+
+
+class Gibbs(_Base):
+    """``p(x) ∝ exp(<logits, x> / temperature)`` over the vertices x of ``structure``.
+
+    Args:
+        structure: :class:`~sst.Categorical`, :class:`~sst.Binary` or :class:`~sst.TopK` (or a subclass).
+        logits: ``(*batch, *event)`` weights with the structure's layout; ``-inf`` means "never selected".
+        temperature: a number > 0 or a tensor broadcastable to ``batch`` (default 1).
+        validate_args: as in ``torch.distributions`` (checks the parameters, and ``log_prob``'s value against
+            :attr:`support`).
+
+    Raises:
+        ValueError: ``structure`` is not a structure instance, ``logits`` do not fit its layout, ``temperature``
+            is not > 0.
+        NotImplementedError: a structure without an exact Gibbs law here (Permutation: its partition function is a
+            permanent, #P-hard; CorrelatedTopK, SpanningTree, Arborescence: not yet).
+    """
+
+    has_rsample = False
+    has_enumerate_support = False
+
+    def __init__(self, structure: Structure, logits: Tensor, temperature: float | Tensor = 1.0,
+                 validate_args: bool | None = None) -> None:
+        s = _check_structure(structure)
+        if isinstance(s, Permutation):
+            raise NotImplementedError("Gibbs(Permutation()): the partition function of exp(<theta, P>) over "
+                                      "permutation matrices is a permanent, #P-hard; no exact law is offered")
+        if not isinstance(s, _SUPPORTED) or type(s).__name__ == "CorrelatedTopK":
+            raise NotImplementedError(f"Gibbs({s!r}) is not implemented yet; supported: Categorical, Binary, TopK")
+        super().__init__(s, logits, temperature, validate_args)
+
+    def expand(self, batch_shape: torch.Size | tuple[int, ...], _instance: Gibbs | None = None) -> Gibbs:
+        new = self._get_checked_instance(Gibbs, _instance)
+        return self._copy_into(new, torch.Size(batch_shape))
+
+    @constraints.dependent_property(is_discrete=True, event_dim=1)
+    def support(self) -> constraints.Constraint:
+        return _support(self.structure)
+
+    # exact quantities ------------------------------------------------------------------------------------------
+    @property
+    def log_partition(self) -> Tensor:
+        """``log Z = log sum_x exp(<logits, x> / temperature)``: ``(*batch,)``, differentiable."""
+        theta, s = self.theta, self.structure
+        if isinstance(s, TopK):
+            return _ksubset.log_partition(theta, s.k)
+        if isinstance(s, Categorical):
+            return torch.logsumexp(theta, -1)
+        return torch.logaddexp(torch.zeros_like(theta), theta).sum(-1)  # Binary (softplus cuts off at 20)
+
+    @property
+    def mean(self) -> Tensor:
+        """``E[X]``, the exponential-family marginals: ``(*batch, *event)``, differentiable."""
+        theta, s = self.theta, self.structure
+        if isinstance(s, TopK):
+            return _ksubset.marginals(theta, s.k, s.backend)
+        if isinstance(s, Categorical):
+            return torch.softmax(theta, -1)
+        return torch.sigmoid(theta)  # Binary
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """``<logits, x> / temperature - log Z``: ``(*sample, *batch, *event) -> (*sample, *batch)``."""
+        if self._validate_args:
+            self._validate_sample(value)
+        return _inner(self.theta, value, self.structure.event_ndim) - self.log_partition
+
+    def entropy(self) -> Tensor:
+        """``log Z - <logits, E[X]> / temperature``: ``(*batch,)``."""
+        return self.log_partition - _inner(self.theta, self.mean, self.structure.event_ndim)
+
+    # exact sampling --------------------------------------------------------------------------------------------
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = (),
+               generator: torch.Generator | None = None) -> Tensor:
+        """Exact draws: ``(*sample_shape, *batch, *event)``, no gradient.
+
+        Categorical and Binary: ``argmax(theta + noise)`` (Gumbel-max, Logistic-max). TopK: sequential
+        conditioning, item by item, with the suffix DP ``L[i, j] = log e_j(exp(theta[i:]))``: item i is taken
+        with probability ``exp(theta_i + L[i + 1, r - 1] - L[i, r])`` when r items remain to be taken (one loop
+        over the n items, vectorised over the batch and the draws).
+        """
+        shape = self._extended_shape(sample_shape)
+        s = self.structure
+        with torch.no_grad():
+            theta = self.theta.detach().expand(shape)
+            if isinstance(s, TopK):
+                return _sample_ksubset(theta, s.k, generator)
+            return s.argmax(s.perturb(theta, generator=generator))
+
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        raise NotImplementedError("Gibbs has no reparameterised sample; use SoftmaxTrick for a relaxed, "
+                                  "differentiable one, or the score-function estimators of sst.estimators")
+
+
+def _sample_ksubset(theta: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
+    """Exact draws from ``p(x) ∝ exp(<theta, x>)`` over k-hot x: ``(..., n) -> (..., n)`` 0/1 in theta's dtype."""
+    shape, n = theta.shape, theta.shape[-1]
+    t = theta.reshape(-1, n).double()
+    rows = t.shape[0]
+    ninf = torch.tensor(float("-inf"), dtype=t.dtype, device=t.device)
+    # suffix DP, L[:, i, j] = log e_j(exp(t[:, i:])), j = 0..k
+    suffix = [torch.full((rows, k + 1), float("-inf"), dtype=t.dtype, device=t.device)]
+    suffix[0][:, 0] = 0.0
+    for i in range(n - 1, -1, -1):
+        nxt = suffix[-1]
+        take = torch.cat([ninf.expand(rows, 1), nxt[:, :-1] + t[:, i:i + 1]], -1)
+        suffix.append(torch.logaddexp(nxt, take))
+    L = torch.stack(suffix[::-1], 1)  # (rows, n + 1, k + 1)
+    u = torch.rand((rows, n), dtype=t.dtype, device=t.device, generator=generator)
+    left = torch.full((rows, 1), k, dtype=torch.long, device=t.device)
+    out = torch.zeros_like(t)
+    for i in range(n):
+        here = L[:, i].gather(-1, left).squeeze(-1)
+        after = L[:, i + 1].gather(-1, (left - 1).clamp_min(0)).squeeze(-1)
+        p = torch.exp(t[:, i] + after - here)
+        p = torch.where(left.squeeze(-1) > 0, p.nan_to_num(0.0), torch.zeros((), dtype=t.dtype, device=t.device))
+        took = u[:, i] < p
+        out[:, i] = took.to(t.dtype)
+        left = left - took.long().unsqueeze(-1)
+    return out.to(theta.dtype).reshape(shape)
+
+
+@register_kl(Gibbs, Gibbs)
+def _kl_gibbs(p: Gibbs, q: Gibbs) -> Tensor:
+    """``KL(p || q) = <theta_p - theta_q, E_p[X]> - log Z_p + log Z_q`` (theta = logits / temperature):
+    ``(*batch,)``. ValueError unless both are laws of one structure with the same event shape."""
+    if type(p.structure) is not type(q.structure) or repr(p.structure) != repr(q.structure) \
+            or p.event_shape != q.event_shape:
+        raise ValueError(f"kl_divergence needs two Gibbs laws of one structure and event shape, got "
+                         f"{p.structure!r} {tuple(p.event_shape)} and {q.structure!r} {tuple(q.event_shape)}")
+    nd = p.structure.event_ndim
+    return _inner(p.theta - q.theta, p.mean, nd) - p.log_partition + q.log_partition
+
+
+class SoftmaxTrick(_Base):
+    """The stochastic softmax trick as a reparameterised distribution: ``rsample`` is
+    :func:`sst.sample` ``(structure, logits, temperature, regularizer, hard)``.
+
+    Args:
+        structure: any sst structure. logits: ``(*batch, *event)``. temperature: a number > 0 (or a tensor
+            broadcastable to ``batch``, passed to the relaxation). regularizer: one of
+            ``structure.regularizers`` (None: the first). hard: True for the straight-through variant (the exact
+            vertex forward, the relaxation's gradient backward).
+
+    ``log_prob`` raises NotImplementedError: a relaxed sample has no tractable density in general (for
+    Categorical and Binary with the entropy regularizer, torch's ``RelaxedOneHotCategorical`` /
+    ``RelaxedBernoulli`` have one).
+    """
+
+    has_rsample = True
+
+    def __init__(self, structure: Structure, logits: Tensor, temperature: float | Tensor = 1.0,
+                 regularizer: str | None = None, hard: bool = False, validate_args: bool | None = None) -> None:
+        s = _check_structure(structure)
+        if regularizer is not None and regularizer not in s.regularizers:
+            raise ValueError(f"regularizer must be one of {s.regularizers} for {s!r}, got {regularizer!r}")
+        if not isinstance(hard, bool):
+            raise ValueError(f"hard must be a bool, got {hard!r}")
+        self.regularizer = regularizer
+        self.hard = hard
+        self._scalar_tau = float(temperature) if isinstance(temperature, numbers.Real) else None
+        super().__init__(s, logits, temperature, validate_args)
+
+    def expand(self, batch_shape: torch.Size | tuple[int, ...],
+               _instance: SoftmaxTrick | None = None) -> SoftmaxTrick:
+        new = self._get_checked_instance(SoftmaxTrick, _instance)
+        new.regularizer, new.hard, new._scalar_tau = self.regularizer, self.hard, self._scalar_tau
+        return self._copy_into(new, torch.Size(batch_shape))
+
+    @constraints.dependent_property(is_discrete=False, event_dim=1)
+    def support(self) -> constraints.Constraint:
+        if self.hard:
+            return _support(self.structure)
+        return constraints.independent(constraints.unit_interval, self.structure.event_ndim)
+
+    def _tau(self) -> float | Tensor:
+        """The number given as temperature, else the tensor shaped to broadcast over the event dims."""
+        if self._scalar_tau is not None:
+            return self._scalar_tau
+        return self.temperature.reshape(self.batch_shape + (1,) * self.structure.event_ndim)
+
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = (),
+                generator: torch.Generator | None = None) -> Tensor:
+        """:func:`sst.sample` with ``sample_shape``: ``(*sample_shape, *batch, *event)``, differentiable in
+        ``logits`` (and a tensor ``temperature``)."""
+        return sst_sample(self.structure, self.logits, self._tau(), self.regularizer, hard=self.hard,
+                          generator=generator, sample_shape=tuple(sample_shape))
+
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = (),
+               generator: torch.Generator | None = None) -> Tensor:
+        """:meth:`rsample` without gradient."""
+        with torch.no_grad():
+            return self.rsample(sample_shape, generator=generator)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        s = self.structure
+        hint = ""
+        if isinstance(s, Categorical):
+            hint = " (for Categorical, torch.distributions.RelaxedOneHotCategorical has the Concrete density)"
+        elif isinstance(s, Binary):
+            hint = " (for Binary, torch.distributions.RelaxedBernoulli has the binary Concrete density)"
+        raise NotImplementedError(f"SoftmaxTrick({s!r}) has no tractable density{hint}; for score-function "
+                                  "estimators use Gibbs (an exact law) or sst.estimators' perturbation density")

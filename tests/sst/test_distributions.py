@@ -1,0 +1,202 @@
+"""sst.distributions: Gibbs laws against brute-force enumeration, SoftmaxTrick against sst.sample (issue 53, item 1)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.distributions import Distribution, kl_divergence
+
+import sst
+from sst.distributions import Gibbs, KHot, SoftmaxTrick
+from tests.sst.test_sample import _chisquare_ok, _counts
+
+GIBBS = [(sst.Categorical(), 5), (sst.Binary(), 4), (sst.TopK(2), 5), (sst.TopK(3), 6), (sst.TopK(1), 4)]
+TEMPERATURES = [0.05, 1.0, 10.0]
+F64 = torch.float64
+
+
+def _logits(n: int, batch: tuple[int, ...] = (3,), seed: int = 0, scale: float = 1.0) -> torch.Tensor:
+    return torch.randn((*batch, n), dtype=F64, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+def _enumerated(S: sst.Structure, logits: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vertices V (M, n) and their exact log-probabilities (M, *batch) by brute force."""
+    V = S.enumerate(logits.shape[-1], dtype=F64)
+    scores = (V.unsqueeze(1) * (logits / tau).reshape(1, -1, logits.shape[-1])).sum(-1)  # (M, B)
+    lp = scores - torch.logsumexp(scores, 0)
+    return V, lp.reshape(V.shape[0], *logits.shape[:-1])
+
+
+@pytest.mark.parametrize("S,n", GIBBS)
+@pytest.mark.parametrize("tau", TEMPERATURES)
+def test_gibbs_exact_quantities_equal_enumeration(S, n, tau):
+    logits = _logits(n, (2, 3), seed=n)
+    d = Gibbs(S, logits, tau, validate_args=True)
+    V, lp = _enumerated(S, logits.reshape(-1, n), tau)
+    lp = lp.reshape(-1, 2, 3)
+    P = lp.exp()
+    got = d.log_prob(V.reshape(-1, 1, 1, n))  # (M, 2, 3): one vertex per leading entry, broadcast over the batch
+    assert got.shape == (V.shape[0], 2, 3)
+    torch.testing.assert_close(got.exp().sum(0), torch.ones(2, 3, dtype=F64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(got, lp, rtol=0, atol=1e-10)
+    torch.testing.assert_close(d.log_partition, torch.logsumexp(
+        (V.reshape(-1, 1, 1, n) * logits / tau).sum(-1), 0), rtol=0, atol=1e-10)
+    torch.testing.assert_close(d.mean, (P.unsqueeze(-1) * V.reshape(-1, 1, 1, n)).sum(0), rtol=0, atol=1e-10)
+    torch.testing.assert_close(d.entropy(), -(P * lp).sum(0), rtol=0, atol=1e-10)
+    torch.testing.assert_close(d.mode, S.argmax(logits), rtol=0, atol=0)
+    q = Gibbs(S, _logits(n, (2, 3), seed=n + 100), 1.3)
+    lq = q.log_prob(V.reshape(-1, 1, 1, n))
+    kl = kl_divergence(d, q)
+    assert kl.shape == (2, 3)
+    torch.testing.assert_close(kl, (P * (lp - lq)).sum(0), rtol=0, atol=1e-10)
+    torch.testing.assert_close(kl_divergence(d, d), torch.zeros(2, 3, dtype=F64), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("S,n", GIBBS)
+def test_gibbs_sampler_passes_chi_square(S, n):
+    logits = _logits(n, (), seed=7)
+    d = Gibbs(S, logits, 0.8)
+    x = d.sample((40_000,), generator=torch.Generator().manual_seed(11))
+    assert x.shape == (40_000, n) and x.dtype == F64 and not x.requires_grad
+    V, lp = _enumerated(S, logits.unsqueeze(0), 0.8)
+    assert _chisquare_ok(_counts(x, V), lp.squeeze(-1).exp()) > 1e-3
+
+
+def test_topk_sampler_batched_rows_are_their_own_laws():
+    """Each batch row and each temperature: the draws of that row follow that row's law (no mixing)."""
+    S, n = sst.TopK(2), 5
+    logits = _logits(n, (3,), seed=3, scale=2.0)
+    tau = torch.tensor([0.5, 1.0, 4.0], dtype=F64)
+    x = Gibbs(S, logits, tau).sample((20_000,), generator=torch.Generator().manual_seed(5))
+    for b in range(3):
+        V, lp = _enumerated(S, logits[b:b + 1], float(tau[b]))
+        assert _chisquare_ok(_counts(x[:, b], V), lp.squeeze(-1).exp()) > 1e-3
+
+
+def test_gibbs_never_selects_neg_inf():
+    logits = torch.tensor([[0.0, float("-inf"), 1.0, 0.5]], dtype=F64)
+    for S in (sst.Categorical(), sst.Binary(), sst.TopK(2)):
+        d = Gibbs(S, logits)
+        x = d.sample((2000,), generator=torch.Generator().manual_seed(0))
+        assert (x[..., 1] == 0).all()
+        assert d.mean[0, 1] == 0 and torch.isfinite(d.entropy()).all()
+        assert torch.isfinite(d.log_prob(x)).all()
+
+
+@pytest.mark.parametrize("S,n", GIBBS[:3])
+def test_gibbs_gradients_of_log_partition_are_the_mean(S, n):
+    logits = _logits(n, (2,), seed=1).requires_grad_()
+    d = Gibbs(S, logits, 0.7)
+    (g,) = torch.autograd.grad(d.log_partition.sum(), logits)
+    torch.testing.assert_close(g * 0.7, d.mean.detach(), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("S,n", GIBBS[:3])
+@pytest.mark.parametrize("sample_shape", [(), (4,), (2, 3)])
+def test_shapes_and_expand(S, n, sample_shape):
+    logits = _logits(n, (2, 3))
+    d = Gibbs(S, logits, 0.5)
+    assert isinstance(d, Distribution) and d.batch_shape == (2, 3) and d.event_shape == (n,)
+    x = d.sample(sample_shape)
+    assert x.shape == torch.Size(sample_shape) + (2, 3, n)
+    assert bool(d.support.check(x).all())
+    assert d.log_prob(x).shape == torch.Size(sample_shape) + (2, 3)
+    e = d.expand((5, 2, 3))
+    assert type(e) is Gibbs and e.batch_shape == (5, 2, 3) and e.sample(sample_shape).shape == torch.Size(
+        sample_shape) + (5, 2, 3, n)
+    torch.testing.assert_close(e.entropy(), d.entropy().expand(5, 2, 3))
+    torch.testing.assert_close(e.log_prob(x.unsqueeze(-4)), d.log_prob(x).unsqueeze(-3).expand(*sample_shape, 5, 2, 3))
+    st = SoftmaxTrick(S, logits, 0.5).expand((4, 2, 3))
+    assert st.batch_shape == (4, 2, 3) and st.rsample(sample_shape).shape == torch.Size(sample_shape) + (4, 2, 3, n)
+
+
+STRUCTURES = [(sst.Categorical(), 5), (sst.Binary(), 4), (sst.TopK(2), 5), (sst.CorrelatedTopK(2), 5),
+              (sst.SpanningTree(), 4), (sst.Arborescence(), 4), (sst.Permutation(), 3)]
+
+
+@pytest.mark.parametrize("S,n", STRUCTURES)
+@pytest.mark.parametrize("hard", [False, True])
+def test_softmax_trick_rsample_is_sst_sample(S, n, hard):
+    from tests.sst.companions import random_weights
+
+    theta = random_weights(S, (2,), n).requires_grad_()
+    d = SoftmaxTrick(S, theta, 0.7, hard=hard)
+    assert d.has_rsample and d.batch_shape == (2,) and d.event_shape == theta.shape[1:]
+    x = d.rsample((3,), generator=torch.Generator().manual_seed(0))
+    y = sst.sample(S, theta, 0.7, hard=hard, generator=torch.Generator().manual_seed(0), sample_shape=(3,))
+    assert x.shape == (3, *theta.shape)
+    torch.testing.assert_close(x, y, rtol=0, atol=0)
+    up = torch.randn(x.shape, dtype=F64, generator=torch.Generator().manual_seed(1))
+    (gx,) = torch.autograd.grad((x * up).sum(), theta)
+    (gy,) = torch.autograd.grad((y * up).sum(), theta)
+    torch.testing.assert_close(gx, gy, rtol=0, atol=0)
+    s = d.sample((2,))
+    assert s.shape == (2, *theta.shape) and not s.requires_grad
+    with pytest.raises(NotImplementedError, match="no tractable density"):
+        d.log_prob(s)
+
+
+def test_softmax_trick_log_prob_points_to_torch():
+    with pytest.raises(NotImplementedError, match="RelaxedOneHotCategorical"):
+        SoftmaxTrick(sst.Categorical(), torch.zeros(4), 1.0).log_prob(torch.full((4,), 0.25))
+    with pytest.raises(NotImplementedError, match="RelaxedBernoulli"):
+        SoftmaxTrick(sst.Binary(), torch.zeros(4), 1.0).log_prob(torch.full((4,), 0.5))
+
+
+def test_softmax_trick_tensor_temperature_is_differentiable():
+    theta = _logits(5, (3,))
+    tau = torch.tensor([0.5, 1.0, 2.0], dtype=F64, requires_grad=True)
+    x = SoftmaxTrick(sst.Categorical(), theta, tau).rsample((2,), generator=torch.Generator().manual_seed(0))
+    y = sst.sample(sst.Categorical(), theta, tau.detach().unsqueeze(-1), generator=torch.Generator().manual_seed(0),
+                   sample_shape=(2,))
+    torch.testing.assert_close(x.detach(), y, rtol=0, atol=1e-15)
+    (g,) = torch.autograd.grad(x[..., 0].sum(), tau)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_unsupported_structures_raise_clearly():
+    with pytest.raises(NotImplementedError, match="permanent"):
+        Gibbs(sst.Permutation(), torch.zeros(3, 3))
+    for S in (sst.CorrelatedTopK(2), sst.SpanningTree(), sst.Arborescence()):
+        with pytest.raises(NotImplementedError, match="not implemented yet"):
+            Gibbs(S, torch.zeros(4, 4) if S.event_ndim == 2 else torch.zeros(4))
+    with pytest.raises(NotImplementedError, match="reparameterised"):
+        Gibbs(sst.TopK(2), torch.zeros(4)).rsample()
+
+
+@pytest.mark.parametrize("cls", [Gibbs, SoftmaxTrick])
+def test_bad_arguments_raise_value_error_naming_them(cls):
+    with pytest.raises(ValueError, match="structure"):
+        cls(sst.TopK, torch.zeros(4))
+    with pytest.raises(ValueError, match="logits"):
+        cls(sst.TopK(2), [0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="logits"):
+        cls(sst.TopK(5), torch.zeros(4))
+    with pytest.raises(ValueError, match="logits"):
+        cls(sst.Categorical(), torch.tensor([0.0, float("nan")]))
+    for bad in (0.0, -1.0, float("inf"), torch.tensor([1.0, -1.0]), "1"):
+        with pytest.raises(ValueError, match="temperature"):
+            cls(sst.Categorical(), torch.zeros(2, 3), bad)
+    with pytest.raises(ValueError, match="temperature"):
+        cls(sst.Categorical(), torch.zeros(2, 3), torch.ones(3))  # does not broadcast to batch (2,)
+
+
+def test_softmax_trick_bad_regularizer_and_hard():
+    with pytest.raises(ValueError, match="regularizer"):
+        SoftmaxTrick(sst.TopK(2), torch.zeros(4), 1.0, regularizer="nope")
+    with pytest.raises(ValueError, match="hard"):
+        SoftmaxTrick(sst.TopK(2), torch.zeros(4), 1.0, hard=1)
+
+
+def test_validate_args_rejects_non_vertices():
+    d = Gibbs(sst.TopK(2), torch.zeros(4), validate_args=True)
+    assert isinstance(d.support, KHot) and d.support.k == 2
+    with pytest.raises(ValueError):
+        d.log_prob(torch.tensor([1.0, 1.0, 1.0, 0.0]))
+    with pytest.raises(ValueError):
+        Gibbs(sst.Categorical(), torch.zeros(3), validate_args=True).log_prob(torch.tensor([0.5, 0.5, 0.0]))
+
+
+def test_kl_needs_one_structure():
+    with pytest.raises(ValueError, match="one structure"):
+        kl_divergence(Gibbs(sst.TopK(2), torch.zeros(4)), Gibbs(sst.TopK(1), torch.zeros(4)))
