@@ -18,16 +18,18 @@ from __future__ import annotations
 import numbers
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 from torch.distributions.kl import register_kl
 
 from sst.sample import sample as sst_sample
-from sst.structures import Binary, Categorical, Permutation, Structure, TopK, _ksubset
+from sst.structures import Binary, Categorical, Permutation, SpanningTree, Structure, TopK, _ksubset
+from sst.structures._laplacian import MAX_SPREAD, fast_tolerance, log_partition_eliminate, one_inverse_marginals
 
-__all__ = ["Gibbs", "SoftmaxTrick", "KHot", "Vertices"]
+__all__ = ["Gibbs", "SoftmaxTrick", "KHot", "SpanningTrees", "Vertices"]
 
-_SUPPORTED = (Categorical, Binary, TopK)
+_SUPPORTED = (Categorical, Binary, TopK, SpanningTree)
 
 
 class KHot(constraints.Constraint):
@@ -45,6 +47,28 @@ class KHot(constraints.Constraint):
 
     def __repr__(self) -> str:
         return f"KHot(k={self.k})"
+
+
+class SpanningTrees(constraints.Constraint):
+    """Symmetric 0/1 adjacency matrices of spanning trees (zero diagonal, n - 1 edges, connected):
+    ``(..., n, n) -> (...)`` bool."""
+
+    is_discrete = True
+    event_dim = 2
+
+    def check(self, value: Tensor) -> Tensor:
+        n = value.shape[-1]
+        binary = ((value == 0) | (value == 1)).flatten(-2).all(-1)
+        sym = (value == value.transpose(-1, -2)).flatten(-2).all(-1)
+        diag = (value.diagonal(dim1=-2, dim2=-1) == 0).all(-1)
+        edges = value.flatten(-2).sum(-1) == 2 * (n - 1)
+        reach = ((value != 0) | torch.eye(n, dtype=torch.bool, device=value.device)).to(torch.float64)
+        for _ in range(max(1, (n - 1).bit_length())):  # paths of length up to 2^steps >= n - 1
+            reach = (reach @ reach).clamp_max(1.0)
+        return binary & sym & diag & edges & (reach > 0).flatten(-2).all(-1)
+
+    def __repr__(self) -> str:
+        return "SpanningTrees()"
 
 
 class Vertices(constraints.Constraint):
@@ -72,6 +96,8 @@ def _support(structure: Structure) -> constraints.Constraint:
         return constraints.one_hot
     if isinstance(structure, Binary):
         return constraints.independent(constraints.boolean, 1)
+    if isinstance(structure, SpanningTree):
+        return SpanningTrees()
     return Vertices(structure)
 
 
@@ -105,10 +131,45 @@ def _check_logits(structure: Structure, logits: object) -> Tensor:
     return logits
 
 
-def _inner(a: Tensor, x: Tensor, event_ndim: int) -> Tensor:
-    """``<a, x>`` over the event dims with ``0 * (+-inf) = 0``: ``(..., *event), (..., *event) -> (...)``."""
+def _inner(a: Tensor, x: Tensor, structure: Structure) -> Tensor:
+    """``<a, x>`` over the event dims with ``0 * (+-inf) = 0``, each undirected edge once for SpanningTree:
+    ``(..., *event), (..., *event) -> (...)``."""
     ax = torch.where(x != 0, a * x, torch.zeros((), dtype=a.dtype, device=a.device))
-    return ax.flatten(-event_ndim).sum(-1)
+    if isinstance(structure, SpanningTree):
+        return torch.triu(ax, diagonal=1).sum(dim=(-2, -1))
+    return ax.flatten(-structure.event_ndim).sum(-1)
+
+
+def _tree_theta(theta: Tensor) -> Tensor:
+    """Symmetrised ``theta`` with a zero diagonal (never read): ``(..., n, n) -> (..., n, n)``."""
+    n = theta.shape[-1]
+    eye = torch.eye(n, dtype=torch.bool, device=theta.device)
+    return torch.where(eye, torch.zeros((), dtype=theta.dtype, device=theta.device),
+                       0.5 * (theta + theta.transpose(-1, -2)))
+
+
+def _tree_log_partition(theta: Tensor) -> Tensor:
+    """``log sum_T exp(sum_{ij in T} theta_ij)`` by subtraction-free log-space elimination of the Laplacian
+    (:func:`sst.structures._laplacian.log_partition_eliminate`): ``(..., n, n) -> (...)``, differentiable. A
+    ``-inf`` edge counts as ``MAX_SPREAD`` (1e6) below the graph's largest weight (weight exp(-1e6) = 0)."""
+    t = _tree_theta(theta)
+    n = t.shape[-1]
+    off = ~torch.eye(n, dtype=torch.bool, device=t.device)
+    mx = t.detach().masked_fill(~off, float("-inf")).amax(dim=(-2, -1), keepdim=True)
+    mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
+    x = torch.maximum(t - mx, torch.full((), -MAX_SPREAD, dtype=t.dtype, device=t.device))
+    x = torch.where(off, x, torch.zeros((), dtype=t.dtype, device=t.device))
+    return log_partition_eliminate(x) + (n - 1) * mx.squeeze(-1).squeeze(-1)
+
+
+def _tree_mean(theta: Tensor) -> Tensor:
+    """Edge marginals (both directions) by the exact path of ``SpanningTree.relax``: ``(..., n, n)``."""
+    t = _tree_theta(theta)
+    n = t.shape[-1]
+    if n == 1:
+        return torch.zeros_like(t)
+    off = ~torch.eye(n, dtype=torch.bool, device=t.device)
+    return one_inverse_marginals(t.double(), off, tol=fast_tolerance(torch.float64)).to(theta.dtype)
 
 
 class _Base(Distribution):
@@ -170,8 +231,9 @@ class Gibbs(_Base):
         if isinstance(s, Permutation):
             raise NotImplementedError("Gibbs(Permutation()): the partition function of exp(<theta, P>) over "
                                       "permutation matrices is a permanent, #P-hard; no exact law is offered")
-        if not isinstance(s, _SUPPORTED) or type(s).__name__ == "CorrelatedTopK":
-            raise NotImplementedError(f"Gibbs({s!r}) is not implemented yet; supported: Categorical, Binary, TopK")
+        if not isinstance(s, _SUPPORTED):
+            raise NotImplementedError(f"Gibbs({s!r}) is not implemented yet; supported: Categorical, Binary, TopK, "
+                                      "SpanningTree")
         super().__init__(s, logits, temperature, validate_args)
 
     def expand(self, batch_shape: torch.Size | tuple[int, ...], _instance: Gibbs | None = None) -> Gibbs:
@@ -191,6 +253,8 @@ class Gibbs(_Base):
             return _ksubset.log_partition(theta, s.k)
         if isinstance(s, Categorical):
             return torch.logsumexp(theta, -1)
+        if isinstance(s, SpanningTree):
+            return _tree_log_partition(theta)
         return torch.logaddexp(torch.zeros_like(theta), theta).sum(-1)  # Binary (softplus cuts off at 20)
 
     @property
@@ -201,17 +265,19 @@ class Gibbs(_Base):
             return _ksubset.marginals(theta, s.k, s.backend)
         if isinstance(s, Categorical):
             return torch.softmax(theta, -1)
+        if isinstance(s, SpanningTree):
+            return _tree_mean(theta)
         return torch.sigmoid(theta)  # Binary
 
     def log_prob(self, value: Tensor) -> Tensor:
         """``<logits, x> / temperature - log Z``: ``(*sample, *batch, *event) -> (*sample, *batch)``."""
         if self._validate_args:
             self._validate_sample(value)
-        return _inner(self.theta, value, self.structure.event_ndim) - self.log_partition
+        return _inner(self.theta, value, self.structure) - self.log_partition
 
     def entropy(self) -> Tensor:
         """``log Z - <logits, E[X]> / temperature``: ``(*batch,)``."""
-        return self.log_partition - _inner(self.theta, self.mean, self.structure.event_ndim)
+        return self.log_partition - _inner(self.theta, self.mean, self.structure)
 
     # exact sampling --------------------------------------------------------------------------------------------
     def sample(self, sample_shape: torch.Size | tuple[int, ...] = (),
@@ -229,6 +295,8 @@ class Gibbs(_Base):
             theta = self.theta.detach().expand(shape)
             if isinstance(s, TopK):
                 return _sample_ksubset(theta, s.k, generator)
+            if isinstance(s, SpanningTree):
+                return _sample_tree(theta, generator)
             return s.argmax(s.perturb(theta, generator=generator))
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
@@ -264,6 +332,48 @@ def _sample_ksubset(theta: Tensor, k: int, generator: torch.Generator | None) ->
     return out.to(theta.dtype).reshape(shape)
 
 
+def _sample_tree(theta: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Exact draws from ``p(T) ∝ exp(sum_{ij in T} theta_ij)``: ``(..., n, n) -> (..., n, n)`` 0/1 symmetric.
+
+    Sequential conditioning on the edges (i < j, in order), vectorised over the batch: given the edges taken so far
+    (contracted: union-find labels, each the smallest node of its component) and those refused (weight 0), edge
+    ij is in the tree with probability ``A_ij R(a, b)``, its marginal in the contracted graph, where a, b are the
+    components of i and j (0 when a = b: a cycle) and R the effective resistance of the contracted Laplacian
+    ``C^T L C`` grounded at component 0 (one float64 inverse per edge; unused labels get a 1 on the diagonal).
+    ``-inf`` edges are never taken; the finite edges must connect the graph.
+    """
+    shape, n = theta.shape, theta.shape[-1]
+    if n == 1:
+        return torch.zeros_like(theta)
+    t = _tree_theta(theta.reshape(-1, n, n).double())
+    rows = t.shape[0]
+    off = ~torch.eye(n, dtype=torch.bool, device=t.device)
+    mx = t.masked_fill(~off, float("-inf")).amax(dim=(-2, -1), keepdim=True)
+    a = torch.exp(t - torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))).masked_fill(~off, 0.0)
+    label = torch.arange(n, device=t.device).expand(rows, n).clone()
+    out = torch.zeros_like(t)
+    iu, ju = torch.triu_indices(n, n, 1, device=t.device).tolist()
+    u = torch.rand((rows, len(iu)), dtype=t.dtype, device=t.device, generator=generator)
+    r = torch.arange(rows, device=t.device)
+    eye = torch.eye(n, dtype=t.dtype, device=t.device)
+    for e, (i, j) in enumerate(zip(iu, ju)):
+        c = F.one_hot(label, n).to(t.dtype)  # (rows, node, component)
+        ac = c.mT @ a @ c * (1 - eye)
+        used = c.sum(-2) > 0
+        lap = torch.diag_embed(ac.sum(-1) + (~used).to(t.dtype)) - ac
+        g = torch.zeros_like(lap)
+        g[:, 1:, 1:] = torch.linalg.inv(lap[:, 1:, 1:])
+        ci, cj = label[:, i], label[:, j]
+        res = g[r, ci, ci] + g[r, cj, cj] - 2 * g[r, ci, cj]
+        p = torch.where(ci == cj, torch.zeros((), dtype=t.dtype, device=t.device), a[:, i, j] * res)
+        take = u[:, e] < p
+        out[:, i, j] = out[:, j, i] = take.to(t.dtype)
+        a[:, i, j] = a[:, j, i] = torch.where(take, a[:, i, j], torch.zeros((), dtype=t.dtype, device=t.device))
+        lo, hi = torch.minimum(ci, cj), torch.maximum(ci, cj)
+        label = torch.where(take.unsqueeze(-1) & (label == hi.unsqueeze(-1)), lo.unsqueeze(-1), label)
+    return out.to(theta.dtype).reshape(shape)
+
+
 @register_kl(Gibbs, Gibbs)
 def _kl_gibbs(p: Gibbs, q: Gibbs) -> Tensor:
     """``KL(p || q) = <theta_p - theta_q, E_p[X]> - log Z_p + log Z_q`` (theta = logits / temperature):
@@ -272,8 +382,7 @@ def _kl_gibbs(p: Gibbs, q: Gibbs) -> Tensor:
             or p.event_shape != q.event_shape:
         raise ValueError(f"kl_divergence needs two Gibbs laws of one structure and event shape, got "
                          f"{p.structure!r} {tuple(p.event_shape)} and {q.structure!r} {tuple(q.event_shape)}")
-    nd = p.structure.event_ndim
-    return _inner(p.theta - q.theta, p.mean, nd) - p.log_partition + q.log_partition
+    return _inner(p.theta - q.theta, p.mean, p.structure) - p.log_partition + q.log_partition
 
 
 class SoftmaxTrick(_Base):

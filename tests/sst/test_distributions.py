@@ -8,44 +8,54 @@ from torch.distributions import Distribution, kl_divergence
 
 import sst
 from sst.distributions import Gibbs, KHot, SoftmaxTrick
+from tests.sst.companions import random_weights
 from tests.sst.test_sample import _chisquare_ok, _counts
 
-GIBBS = [(sst.Categorical(), 5), (sst.Binary(), 4), (sst.TopK(2), 5), (sst.TopK(3), 6), (sst.TopK(1), 4)]
+GIBBS = [(sst.Categorical(), 5), (sst.Binary(), 4), (sst.TopK(2), 5), (sst.TopK(3), 6), (sst.TopK(1), 4),
+         (sst.SpanningTree(), 4), (sst.SpanningTree(), 5)]
 TEMPERATURES = [0.05, 1.0, 10.0]
 F64 = torch.float64
 
 
-def _logits(n: int, batch: tuple[int, ...] = (3,), seed: int = 0, scale: float = 1.0) -> torch.Tensor:
-    return torch.randn((*batch, n), dtype=F64, generator=torch.Generator().manual_seed(seed)) * scale
+def _logits(n: int, batch: tuple[int, ...] = (3,), seed: int = 0, scale: float = 1.0,
+            S: sst.Structure | None = None) -> torch.Tensor:
+    """Random N(0, scale^2) logits with S's layout (default: a vector of n)."""
+    return random_weights(S or sst.Categorical(), batch, n, scale=scale, generator=torch.Generator().manual_seed(seed))
 
 
 def _enumerated(S: sst.Structure, logits: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Vertices V (M, n) and their exact log-probabilities (M, *batch) by brute force."""
+    """Vertices V (M, *event) and their exact log-probabilities (M, *batch) by brute force."""
+    nd = S.event_ndim
     V = S.enumerate(logits.shape[-1], dtype=F64)
-    scores = (V.unsqueeze(1) * (logits / tau).reshape(1, -1, logits.shape[-1])).sum(-1)  # (M, B)
-    lp = scores - torch.logsumexp(scores, 0)
-    return V, lp.reshape(V.shape[0], *logits.shape[:-1])
+    batch = logits.shape[:-nd]
+    scores = S.score((logits / tau).unsqueeze(0), V.reshape(V.shape[0], *(1,) * len(batch), *V.shape[1:]))
+    return V, scores - torch.logsumexp(scores, 0)
+
+
+def _at(V: torch.Tensor, S: sst.Structure, nbatch: int) -> torch.Tensor:
+    """V (M, *event) as (M, 1 x nbatch, *event), to broadcast over a batch."""
+    return V.reshape(V.shape[0], *(1,) * nbatch, *V.shape[1:])
 
 
 @pytest.mark.parametrize("S,n", GIBBS)
 @pytest.mark.parametrize("tau", TEMPERATURES)
 def test_gibbs_exact_quantities_equal_enumeration(S, n, tau):
-    logits = _logits(n, (2, 3), seed=n)
+    logits = _logits(n, (2, 3), seed=n, S=S)
     d = Gibbs(S, logits, tau, validate_args=True)
-    V, lp = _enumerated(S, logits.reshape(-1, n), tau)
-    lp = lp.reshape(-1, 2, 3)
+    V, lp = _enumerated(S, logits, tau)  # (M, *event), (M, 2, 3)
     P = lp.exp()
-    got = d.log_prob(V.reshape(-1, 1, 1, n))  # (M, 2, 3): one vertex per leading entry, broadcast over the batch
+    Vb = _at(V, S, 2)
+    got = d.log_prob(Vb)  # one vertex per leading entry, broadcast over the batch
     assert got.shape == (V.shape[0], 2, 3)
     torch.testing.assert_close(got.exp().sum(0), torch.ones(2, 3, dtype=F64), rtol=0, atol=1e-12)
     torch.testing.assert_close(got, lp, rtol=0, atol=1e-10)
-    torch.testing.assert_close(d.log_partition, torch.logsumexp(
-        (V.reshape(-1, 1, 1, n) * logits / tau).sum(-1), 0), rtol=0, atol=1e-10)
-    torch.testing.assert_close(d.mean, (P.unsqueeze(-1) * V.reshape(-1, 1, 1, n)).sum(0), rtol=0, atol=1e-10)
+    torch.testing.assert_close(d.log_partition, torch.logsumexp(S.score(logits / tau, Vb), 0), rtol=0, atol=1e-10)
+    mean = (P.reshape(*P.shape, *(1,) * S.event_ndim) * Vb).sum(0)
+    torch.testing.assert_close(d.mean, mean, rtol=0, atol=1e-10)
     torch.testing.assert_close(d.entropy(), -(P * lp).sum(0), rtol=0, atol=1e-10)
     torch.testing.assert_close(d.mode, S.argmax(logits), rtol=0, atol=0)
-    q = Gibbs(S, _logits(n, (2, 3), seed=n + 100), 1.3)
-    lq = q.log_prob(V.reshape(-1, 1, 1, n))
+    q = Gibbs(S, _logits(n, (2, 3), seed=n + 100, S=S), 1.3)
+    lq = q.log_prob(Vb)
     kl = kl_divergence(d, q)
     assert kl.shape == (2, 3)
     torch.testing.assert_close(kl, (P * (lp - lq)).sum(0), rtol=0, atol=1e-10)
@@ -54,12 +64,13 @@ def test_gibbs_exact_quantities_equal_enumeration(S, n, tau):
 
 @pytest.mark.parametrize("S,n", GIBBS)
 def test_gibbs_sampler_passes_chi_square(S, n):
-    logits = _logits(n, (), seed=7)
+    logits = _logits(n, (), seed=7, S=S)
     d = Gibbs(S, logits, 0.8)
     x = d.sample((40_000,), generator=torch.Generator().manual_seed(11))
-    assert x.shape == (40_000, n) and x.dtype == F64 and not x.requires_grad
-    V, lp = _enumerated(S, logits.unsqueeze(0), 0.8)
-    assert _chisquare_ok(_counts(x, V), lp.squeeze(-1).exp()) > 1e-3
+    assert x.shape == (40_000, *logits.shape) and x.dtype == F64 and not x.requires_grad
+    assert bool(d.support.check(x).all())
+    V, lp = _enumerated(S, logits, 0.8)
+    assert _chisquare_ok(_counts(x, V), lp.exp()) > 1e-3
 
 
 def test_topk_sampler_batched_rows_are_their_own_laws():
@@ -69,45 +80,69 @@ def test_topk_sampler_batched_rows_are_their_own_laws():
     tau = torch.tensor([0.5, 1.0, 4.0], dtype=F64)
     x = Gibbs(S, logits, tau).sample((20_000,), generator=torch.Generator().manual_seed(5))
     for b in range(3):
-        V, lp = _enumerated(S, logits[b:b + 1], float(tau[b]))
-        assert _chisquare_ok(_counts(x[:, b], V), lp.squeeze(-1).exp()) > 1e-3
+        V, lp = _enumerated(S, logits[b], float(tau[b]))
+        assert _chisquare_ok(_counts(x[:, b], V), lp.exp()) > 1e-3
 
 
 def test_gibbs_never_selects_neg_inf():
     logits = torch.tensor([[0.0, float("-inf"), 1.0, 0.5]], dtype=F64)
     for S in (sst.Categorical(), sst.Binary(), sst.TopK(2)):
         d = Gibbs(S, logits)
+        assert torch.isfinite(d.log_partition).all()
         x = d.sample((2000,), generator=torch.Generator().manual_seed(0))
         assert (x[..., 1] == 0).all()
         assert d.mean[0, 1] == 0 and torch.isfinite(d.entropy()).all()
         assert torch.isfinite(d.log_prob(x)).all()
 
 
-@pytest.mark.parametrize("S,n", GIBBS[:3])
+def test_tree_sampler_batched_spread_and_absent_edges():
+    """Rows with other temperatures and an absent edge: each row's draws follow its own law."""
+    S, n = sst.SpanningTree(), 4
+    logits = _logits(n, (2,), seed=5, scale=1.5, S=S)
+    logits[1, 0, 2] = logits[1, 2, 0] = float("-inf")
+    tau = torch.tensor([0.5, 2.0], dtype=F64)
+    d = Gibbs(S, logits, tau)
+    x = d.sample((30_000,), generator=torch.Generator().manual_seed(6))
+    assert (x[:, 1, 0, 2] == 0).all() and bool(d.support.check(x).all())
+    for b in range(2):
+        V, lp = _enumerated(S, logits[b], float(tau[b]))
+        counts, keep = _counts(x[:, b], V), torch.isfinite(lp)
+        assert (counts[~keep] == 0).all()
+        assert _chisquare_ok(counts[keep], lp[keep].exp()) > 1e-3
+        torch.testing.assert_close(d.log_prob(V.unsqueeze(1))[:, b], lp, rtol=0, atol=1e-10)  # -inf: absent edge
+
+
+GRADIENT = [(sst.Categorical(), 5), (sst.Binary(), 4), (sst.TopK(2), 5), (sst.SpanningTree(), 4)]
+
+
+@pytest.mark.parametrize("S,n", GRADIENT)
 def test_gibbs_gradients_of_log_partition_are_the_mean(S, n):
-    logits = _logits(n, (2,), seed=1).requires_grad_()
+    logits = _logits(n, (2,), seed=1, S=S).requires_grad_()
     d = Gibbs(S, logits, 0.7)
     (g,) = torch.autograd.grad(d.log_partition.sum(), logits)
-    torch.testing.assert_close(g * 0.7, d.mean.detach(), rtol=0, atol=1e-10)
+    half = 0.5 if isinstance(S, sst.SpanningTree) else 1.0  # a symmetric edge weight is read as (w_ij + w_ji) / 2
+    torch.testing.assert_close(g * 0.7, half * d.mean.detach(), rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("S,n", GIBBS[:3])
+@pytest.mark.parametrize("S,n", GRADIENT)
 @pytest.mark.parametrize("sample_shape", [(), (4,), (2, 3)])
 def test_shapes_and_expand(S, n, sample_shape):
-    logits = _logits(n, (2, 3))
+    logits = _logits(n, (2, 3), S=S)
+    ev = logits.shape[2:]
     d = Gibbs(S, logits, 0.5)
-    assert isinstance(d, Distribution) and d.batch_shape == (2, 3) and d.event_shape == (n,)
+    assert isinstance(d, Distribution) and d.batch_shape == (2, 3) and d.event_shape == ev
     x = d.sample(sample_shape)
-    assert x.shape == torch.Size(sample_shape) + (2, 3, n)
+    assert x.shape == torch.Size(sample_shape) + (2, 3) + ev
     assert bool(d.support.check(x).all())
     assert d.log_prob(x).shape == torch.Size(sample_shape) + (2, 3)
     e = d.expand((5, 2, 3))
-    assert type(e) is Gibbs and e.batch_shape == (5, 2, 3) and e.sample(sample_shape).shape == torch.Size(
-        sample_shape) + (5, 2, 3, n)
+    assert type(e) is Gibbs and e.batch_shape == (5, 2, 3)
+    assert e.sample(sample_shape).shape == torch.Size(sample_shape) + (5, 2, 3) + ev
     torch.testing.assert_close(e.entropy(), d.entropy().expand(5, 2, 3))
-    torch.testing.assert_close(e.log_prob(x.unsqueeze(-4)), d.log_prob(x).unsqueeze(-3).expand(*sample_shape, 5, 2, 3))
+    xe = x.unsqueeze(-1 - len(ev) - 2)  # (*sample, 1, 2, 3, *event)
+    torch.testing.assert_close(e.log_prob(xe), d.log_prob(x).unsqueeze(-3).expand(*sample_shape, 5, 2, 3))
     st = SoftmaxTrick(S, logits, 0.5).expand((4, 2, 3))
-    assert st.batch_shape == (4, 2, 3) and st.rsample(sample_shape).shape == torch.Size(sample_shape) + (4, 2, 3, n)
+    assert st.batch_shape == (4, 2, 3) and st.rsample(sample_shape).shape == torch.Size(sample_shape) + (4, 2, 3) + ev
 
 
 STRUCTURES = [(sst.Categorical(), 5), (sst.Binary(), 4), (sst.TopK(2), 5), (sst.CorrelatedTopK(2), 5),
@@ -117,8 +152,6 @@ STRUCTURES = [(sst.Categorical(), 5), (sst.Binary(), 4), (sst.TopK(2), 5), (sst.
 @pytest.mark.parametrize("S,n", STRUCTURES)
 @pytest.mark.parametrize("hard", [False, True])
 def test_softmax_trick_rsample_is_sst_sample(S, n, hard):
-    from tests.sst.companions import random_weights
-
     theta = random_weights(S, (2,), n).requires_grad_()
     d = SoftmaxTrick(S, theta, 0.7, hard=hard)
     assert d.has_rsample and d.batch_shape == (2,) and d.event_shape == theta.shape[1:]
@@ -157,7 +190,7 @@ def test_softmax_trick_tensor_temperature_is_differentiable():
 def test_unsupported_structures_raise_clearly():
     with pytest.raises(NotImplementedError, match="permanent"):
         Gibbs(sst.Permutation(), torch.zeros(3, 3))
-    for S in (sst.CorrelatedTopK(2), sst.SpanningTree(), sst.Arborescence()):
+    for S in (sst.CorrelatedTopK(2), sst.Arborescence()):
         with pytest.raises(NotImplementedError, match="not implemented yet"):
             Gibbs(S, torch.zeros(4, 4) if S.event_ndim == 2 else torch.zeros(4))
     with pytest.raises(NotImplementedError, match="reparameterised"):
@@ -189,6 +222,10 @@ def test_softmax_trick_bad_regularizer_and_hard():
 
 
 def test_validate_args_rejects_non_vertices():
+    tree = Gibbs(sst.SpanningTree(), torch.zeros(4, 4), validate_args=True)
+    cycle = torch.tensor([[0, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.float32)
+    with pytest.raises(ValueError):
+        tree.log_prob(cycle)  # three edges, not connected
     d = Gibbs(sst.TopK(2), torch.zeros(4), validate_args=True)
     assert isinstance(d.support, KHot) and d.support.k == 2
     with pytest.raises(ValueError):
@@ -200,3 +237,15 @@ def test_validate_args_rejects_non_vertices():
 def test_kl_needs_one_structure():
     with pytest.raises(ValueError, match="one structure"):
         kl_divergence(Gibbs(sst.TopK(2), torch.zeros(4)), Gibbs(sst.TopK(1), torch.zeros(4)))
+
+
+def test_loaded_on_first_use():
+    import subprocess
+    import sys
+
+    code = ("import sys, sst\nbefore = 'sst.distributions' in sys.modules\n"
+            "d = sst.distributions.Gibbs(sst.TopK(2), __import__('torch').zeros(4))\n"
+            "print(before, type(d).__name__, 'distributions' in dir(sst))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "Gibbs", "True"]
