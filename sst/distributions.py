@@ -3,8 +3,10 @@
 - :class:`Gibbs` ``(structure, logits, temperature)``: ``p(x) ∝ exp(<logits, x> / temperature)`` over the
   structure's vertices, with ``log_prob``, ``log_partition``, ``mean`` (the exponential-family marginals),
   ``entropy``, ``mode`` (the argmax), an exact ``sample`` and ``kl_divergence`` between two Gibbs laws of one
-  structure. Supported: :class:`~sst.Categorical`, :class:`~sst.Binary`, :class:`~sst.TopK`; the others raise
-  ``NotImplementedError`` saying why (Permutation: the partition function is a permanent, #P-hard) or "not yet".
+  structure. Supported: :class:`~sst.Categorical`, :class:`~sst.Binary`, :class:`~sst.TopK`,
+  :class:`~sst.CorrelatedTopK`, :class:`~sst.SpanningTree`, :class:`~sst.Arborescence` (and their subclasses);
+  Permutation raises ``NotImplementedError`` (its partition function is a permanent, #P-hard), as does a user's
+  own structure ("not implemented yet").
 - :class:`SoftmaxTrick` ``(structure, logits, temperature, regularizer, hard)``: the relaxed sample of
   :func:`sst.sample` as a reparameterised distribution (``rsample``); it has no density (``log_prob`` raises).
 
@@ -24,12 +26,21 @@ from torch.distributions import Distribution, constraints
 from torch.distributions.kl import register_kl
 
 from sst.sample import sample as sst_sample
-from sst.structures import Binary, Categorical, Permutation, SpanningTree, Structure, TopK, _ksubset
+from sst.structures import _ksubset
 from sst.structures._laplacian import MAX_SPREAD, fast_tolerance, log_partition_eliminate, one_inverse_marginals
+from sst.structures._logspace import neg
+from sst.structures.arborescence import Arborescence
+from sst.structures.base import Structure
+from sst.structures.binary import Binary
+from sst.structures.categorical import Categorical
+from sst.structures.correlated_topk import CorrelatedTopK
+from sst.structures.permutation import Permutation
+from sst.structures.spanning_tree import SpanningTree
+from sst.structures.topk import TopK
 
-__all__ = ["Gibbs", "SoftmaxTrick", "KHot", "SpanningTrees", "Vertices"]
+__all__ = ["Gibbs", "SoftmaxTrick", "Arborescences", "ChainKHot", "KHot", "SpanningTrees", "Vertices"]
 
-_SUPPORTED = (Categorical, Binary, TopK, SpanningTree)
+_SUPPORTED = (Categorical, Binary, TopK, CorrelatedTopK, SpanningTree, Arborescence)
 
 
 class KHot(constraints.Constraint):
@@ -71,6 +82,47 @@ class SpanningTrees(constraints.Constraint):
         return "SpanningTrees()"
 
 
+class Arborescences(constraints.Constraint):
+    """0/1 matrices ``x[i, j] = 1`` when i is the parent of j, of arborescences rooted at ``root``: one parent per
+    non-root node, none for the root, a zero diagonal, every node reaching the root: ``(..., n, n) -> (...)``."""
+
+    is_discrete = True
+    event_dim = 2
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        super().__init__()
+
+    def check(self, value: Tensor) -> Tensor:
+        n = value.shape[-1]
+        r = self.root % n
+        binary = ((value == 0) | (value == 1)).flatten(-2).all(-1)
+        diag = (value.diagonal(dim1=-2, dim2=-1) == 0).all(-1)
+        indeg = value.sum(-2)  # (..., n)
+        nonroot = torch.arange(n, device=value.device) != r
+        one_parent = torch.where(nonroot, indeg == 1, indeg == 0).all(-1)
+        parent = torch.where(nonroot, value.argmax(-2), torch.full_like(indeg, r, dtype=torch.long))
+        node = torch.arange(n, device=value.device).expand(parent.shape)
+        for _ in range(n):  # follow the parents n times: every node ends at the root unless there is a cycle
+            node = parent.gather(-1, node)
+        return binary & diag & one_parent & (node == r).all(-1)
+
+    def __repr__(self) -> str:
+        return f"Arborescences(root={self.root})"
+
+
+class ChainKHot(KHot):
+    """CorrelatedTopK vertices ``(..., 2n - 1)``: a k-hot unary part, then the products of neighbours."""
+
+    def check(self, value: Tensor) -> Tensor:
+        n = (value.shape[-1] + 1) // 2
+        u, pair = value[..., :n], value[..., n:]
+        return super().check(u) & (pair == u[..., :-1] * u[..., 1:]).all(-1)
+
+    def __repr__(self) -> str:
+        return f"ChainKHot(k={self.k})"
+
+
 class Vertices(constraints.Constraint):
     """0/1 tensors with the structure's ``event_ndim`` trailing dims (a necessary condition for a vertex; exact
     for Categorical, Binary and TopK): ``(..., *event) -> (...)`` bool."""
@@ -98,6 +150,10 @@ def _support(structure: Structure) -> constraints.Constraint:
         return constraints.independent(constraints.boolean, 1)
     if isinstance(structure, SpanningTree):
         return SpanningTrees()
+    if isinstance(structure, Arborescence):
+        return Arborescences(structure.root)
+    if isinstance(structure, CorrelatedTopK):
+        return ChainKHot(structure.k)
     return Vertices(structure)
 
 
@@ -162,6 +218,116 @@ def _tree_log_partition(theta: Tensor) -> Tensor:
     return log_partition_eliminate(x) + (n - 1) * mx.squeeze(-1).squeeze(-1)
 
 
+def _arb_theta(theta: Tensor, root: int) -> tuple[Tensor, Tensor]:
+    """``theta`` with ``-inf`` off the edges (the diagonal, the edges into the root), and the edge mask ``(n, n)``."""
+    n = theta.shape[-1]
+    valid = ~torch.eye(n, dtype=torch.bool, device=theta.device)
+    valid[:, root] = False
+    return theta.masked_fill(~valid, float("-inf")), valid
+
+
+def _arb_log_partition(theta: Tensor, root: int) -> Tensor:
+    """``log sum_T exp(sum_{i->j in T} theta_ij)`` over arborescences rooted at ``root`` by log-space
+    elimination of the in-degree Laplacian (root moved last): ``(..., n, n) -> (...)``, differentiable. A
+    ``-inf`` edge counts as ``MAX_SPREAD`` (1e6) below the graph's largest weight."""
+    n = theta.shape[-1]
+    t, valid = _arb_theta(theta, root)
+    mx = t.detach().amax(dim=(-2, -1), keepdim=True)
+    mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
+    x = torch.maximum(t - mx, torch.full((), -MAX_SPREAD, dtype=t.dtype, device=t.device))
+    x = torch.where(valid, x, torch.zeros((), dtype=t.dtype, device=t.device))
+    perm = (torch.arange(n, device=t.device) + root + 1) % n  # the root last
+    x = x.index_select(-2, perm).index_select(-1, perm)
+    return log_partition_eliminate(x) + (n - 1) * mx.squeeze(-1).squeeze(-1)
+
+
+def _arb_mean(theta: Tensor, root: int) -> Tensor:
+    """Edge marginals ``mu[i, j] = P(i -> j)`` by the exact path of ``Arborescence.relax``: ``(..., n, n)``."""
+    n = theta.shape[-1]
+    if n == 1:
+        return torch.zeros_like(theta)
+    t, valid = _arb_theta(theta.double(), root)
+    return one_inverse_marginals(t, valid, root, tol=fast_tolerance(torch.float64)).to(theta.dtype)
+
+
+def _sample_arborescence(theta: Tensor, root: int, generator: torch.Generator | None) -> Tensor:
+    """Exact draws of arborescences rooted at ``root``: ``(..., n, n) -> (..., n, n)`` 0/1.
+
+    Sequential conditioning on the parents, node by node (vectorised over the batch): node j's parent is drawn
+    from the column ``mu[:, j]`` of the edge marginals of the current weights (exact path of relax), then j's
+    other incoming edges are removed (weight -inf), which conditions the law on that choice."""
+    shape, n = theta.shape, theta.shape[-1]
+    if n == 1:
+        return torch.zeros_like(theta)
+    t, valid = _arb_theta(theta.reshape(-1, n, n).double(), root)
+    rows = t.shape[0]
+    tol = fast_tolerance(torch.float64)
+    u = torch.rand((rows, n), dtype=t.dtype, device=t.device, generator=generator)
+    nodes = torch.arange(n, device=t.device)
+    for j in range(n):
+        if j == root:
+            continue
+        p = one_inverse_marginals(t, valid, root, tol=tol)[:, :, j].clamp_min(0.0)  # (rows, n) over parents
+        cdf = p.cumsum(-1)
+        parent = (cdf < u[:, j:j + 1] * cdf[:, -1:]).sum(-1).clamp_max(n - 1)
+        parent = torch.where(p.gather(-1, parent.unsqueeze(-1)).squeeze(-1) > 0, parent, p.argmax(-1))
+        t[:, :, j] = t[:, :, j].masked_fill(nodes != parent.unsqueeze(-1), float("-inf"))
+    out = torch.isfinite(t) & valid
+    return out.to(theta.dtype).reshape(shape)
+
+
+def _chain_suffix(a: Tensor, b: Tensor, k: int) -> Tensor:
+    """CorrelatedTopK's suffix DP: ``L[..., i, r, s] = log sum exp(score of x[i:])`` over the configurations of
+    positions i..n-1 with r ones, given ``x[i - 1] = s`` (the pair term ``b[i - 1] s x_i`` included):
+    ``a`` (..., n), ``b`` (..., n - 1) -> (..., n + 1, k + 1, 2), differentiable."""
+    n = a.shape[-1]
+    # "log 0" finite (sst.structures._logspace.neg), so that autograd never meets -inf - (-inf)
+    ninf = torch.full((*a.shape[:-1], 1, 2), neg(a.dtype, 4 * n * (k + 2)), dtype=a.dtype, device=a.device)
+    last = torch.cat([torch.zeros_like(ninf[..., :1, :]), ninf.expand(*a.shape[:-1], k, 2)], -2)
+    out = [last]
+    zero = torch.zeros_like(a[..., :1])
+    bb = torch.cat([zero, b], -1)  # bb[i] = b[i - 1], the pair (i - 1, i); none before position 0
+    for i in range(n - 1, -1, -1):
+        nxt = out[-1]  # (..., k + 1, 2)
+        off = nxt[..., :, 0]  # x_i = 0: r ones left after it, x_i = 0 seen next
+        on_next = torch.cat([ninf[..., 0], nxt[..., :-1, 1]], -1)  # x_i = 1: r - 1 left, x_i = 1 seen next
+        gain = a[..., i:i + 1].unsqueeze(-1) + bb[..., i:i + 1].unsqueeze(-1) * torch.tensor(
+            [0.0, 1.0], dtype=a.dtype, device=a.device)  # (..., 1, 2): the score of x_i = 1 given s
+        out.append(torch.logaddexp(off.unsqueeze(-1).expand(*off.shape, 2), on_next.unsqueeze(-1) + gain))
+    return torch.stack(out[::-1], -3)
+
+
+def _chain_log_partition(theta: Tensor, k: int) -> Tensor:
+    """CorrelatedTopK's ``log Z``: ``(..., 2n - 1) -> (...)``, differentiable (a loop over the n positions)."""
+    n = (theta.shape[-1] + 1) // 2
+    return _chain_suffix(theta[..., :n], theta[..., n:], k)[..., 0, k, 0]
+
+
+def _sample_chain(theta: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
+    """Exact CorrelatedTopK draws by forward sampling with the suffix DP: ``(..., 2n - 1) -> (..., 2n - 1)``."""
+    shape, n = theta.shape, (theta.shape[-1] + 1) // 2
+    t = theta.reshape(-1, theta.shape[-1]).double()
+    a, b = t[:, :n], t[:, n:]
+    L = _chain_suffix(a, b, k)  # (rows, n + 1, k + 1, 2)
+    rows = t.shape[0]
+    u = torch.rand((rows, n), dtype=t.dtype, device=t.device, generator=generator)
+    left = torch.full((rows,), k, dtype=torch.long, device=t.device)
+    prev = torch.zeros(rows, dtype=torch.long, device=t.device)
+    r = torch.arange(rows, device=t.device)
+    x = torch.zeros(rows, n, dtype=t.dtype, device=t.device)
+    zero = torch.zeros((), dtype=t.dtype, device=t.device)
+    for i in range(n):
+        pair = b[:, i - 1] * prev.to(t.dtype) if i > 0 else zero
+        p = torch.exp(a[:, i] + pair + L[r, i + 1, (left - 1).clamp_min(0), 1] - L[r, i, left, prev])
+        p = torch.where(left > 0, p.nan_to_num(0.0), zero)
+        took = u[:, i] < p
+        x[:, i] = took.to(t.dtype)
+        left = left - took.long()
+        prev = took.long()
+    out = torch.cat([x, x[:, :-1] * x[:, 1:]], -1)
+    return out.to(theta.dtype).reshape(shape)
+
+
 def _tree_mean(theta: Tensor) -> Tensor:
     """Edge marginals (both directions) by the exact path of ``SpanningTree.relax``: ``(..., n, n)``."""
     t = _tree_theta(theta)
@@ -209,8 +375,10 @@ class Gibbs(_Base):
     """``p(x) ∝ exp(<logits, x> / temperature)`` over the vertices x of ``structure``.
 
     Args:
-        structure: :class:`~sst.Categorical`, :class:`~sst.Binary` or :class:`~sst.TopK` (or a subclass).
-        logits: ``(*batch, *event)`` weights with the structure's layout; ``-inf`` means "never selected".
+        structure: Categorical, Binary, TopK, CorrelatedTopK, SpanningTree or Arborescence (or a subclass);
+            SpanningTree and Arborescence use their exact paths whatever ``max_range`` says.
+        logits: ``(*batch, *event)`` weights with the structure's layout; ``-inf`` means "never selected" (an
+            absent edge) where the structure accepts it.
         temperature: a number > 0 or a tensor broadcastable to ``batch`` (default 1).
         validate_args: as in ``torch.distributions`` (checks the parameters, and ``log_prob``'s value against
             :attr:`support`).
@@ -219,7 +387,7 @@ class Gibbs(_Base):
         ValueError: ``structure`` is not a structure instance, ``logits`` do not fit its layout, ``temperature``
             is not > 0.
         NotImplementedError: a structure without an exact Gibbs law here (Permutation: its partition function is a
-            permanent, #P-hard; CorrelatedTopK, SpanningTree, Arborescence: not yet).
+            permanent, #P-hard; a structure this module does not know: not yet).
     """
 
     has_rsample = False
@@ -233,7 +401,7 @@ class Gibbs(_Base):
                                       "permutation matrices is a permanent, #P-hard; no exact law is offered")
         if not isinstance(s, _SUPPORTED):
             raise NotImplementedError(f"Gibbs({s!r}) is not implemented yet; supported: Categorical, Binary, TopK, "
-                                      "SpanningTree")
+                                      "CorrelatedTopK, SpanningTree, Arborescence")
         super().__init__(s, logits, temperature, validate_args)
 
     def expand(self, batch_shape: torch.Size | tuple[int, ...], _instance: Gibbs | None = None) -> Gibbs:
@@ -255,6 +423,10 @@ class Gibbs(_Base):
             return torch.logsumexp(theta, -1)
         if isinstance(s, SpanningTree):
             return _tree_log_partition(theta)
+        if isinstance(s, Arborescence):
+            return _arb_log_partition(theta, s.root % theta.shape[-1])
+        if isinstance(s, CorrelatedTopK):
+            return _chain_log_partition(theta, s.k)
         return torch.logaddexp(torch.zeros_like(theta), theta).sum(-1)  # Binary (softplus cuts off at 20)
 
     @property
@@ -267,6 +439,10 @@ class Gibbs(_Base):
             return torch.softmax(theta, -1)
         if isinstance(s, SpanningTree):
             return _tree_mean(theta)
+        if isinstance(s, Arborescence):
+            return _arb_mean(theta, s.root % theta.shape[-1])
+        if isinstance(s, CorrelatedTopK):
+            return s.relax(theta, 1.0)
         return torch.sigmoid(theta)  # Binary
 
     def log_prob(self, value: Tensor) -> Tensor:
@@ -287,7 +463,10 @@ class Gibbs(_Base):
         Categorical and Binary: ``argmax(theta + noise)`` (Gumbel-max, Logistic-max). TopK: sequential
         conditioning, item by item, with the suffix DP ``L[i, j] = log e_j(exp(theta[i:]))``: item i is taken
         with probability ``exp(theta_i + L[i + 1, r - 1] - L[i, r])`` when r items remain to be taken (one loop
-        over the n items, vectorised over the batch and the draws).
+        over the n items, vectorised over the batch and the draws). CorrelatedTopK: the same with the previous
+        bit in the DP's state. SpanningTree: sequential conditioning on the edges with contraction
+        (:func:`_sample_tree`). Arborescence: sequential conditioning on each node's parent
+        (:func:`_sample_arborescence`). SpanningTree and Arborescence need the finite edges to connect the graph.
         """
         shape = self._extended_shape(sample_shape)
         s = self.structure
@@ -297,6 +476,10 @@ class Gibbs(_Base):
                 return _sample_ksubset(theta, s.k, generator)
             if isinstance(s, SpanningTree):
                 return _sample_tree(theta, generator)
+            if isinstance(s, Arborescence):
+                return _sample_arborescence(theta, s.root % theta.shape[-1], generator)
+            if isinstance(s, CorrelatedTopK):
+                return _sample_chain(theta, s.k, generator)
             return s.argmax(s.perturb(theta, generator=generator))
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:

@@ -12,7 +12,8 @@ from tests.sst.companions import random_weights
 from tests.sst.test_sample import _chisquare_ok, _counts
 
 GIBBS = [(sst.Categorical(), 5), (sst.Binary(), 4), (sst.TopK(2), 5), (sst.TopK(3), 6), (sst.TopK(1), 4),
-         (sst.SpanningTree(), 4), (sst.SpanningTree(), 5)]
+         (sst.CorrelatedTopK(2), 5), (sst.CorrelatedTopK(3), 6), (sst.SpanningTree(), 4), (sst.SpanningTree(), 5),
+         (sst.Arborescence(), 4), (sst.Arborescence(root=-1), 4)]
 TEMPERATURES = [0.05, 1.0, 10.0]
 F64 = torch.float64
 
@@ -26,7 +27,8 @@ def _logits(n: int, batch: tuple[int, ...] = (3,), seed: int = 0, scale: float =
 def _enumerated(S: sst.Structure, logits: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Vertices V (M, *event) and their exact log-probabilities (M, *batch) by brute force."""
     nd = S.event_ndim
-    V = S.enumerate(logits.shape[-1], dtype=F64)
+    n = (logits.shape[-1] + 1) // 2 if isinstance(S, sst.CorrelatedTopK) else logits.shape[-1]
+    V = S.enumerate(n, dtype=F64)
     batch = logits.shape[:-nd]
     scores = S.score((logits / tau).unsqueeze(0), V.reshape(V.shape[0], *(1,) * len(batch), *V.shape[1:]))
     return V, scores - torch.logsumexp(scores, 0)
@@ -95,15 +97,16 @@ def test_gibbs_never_selects_neg_inf():
         assert torch.isfinite(d.log_prob(x)).all()
 
 
-def test_tree_sampler_batched_spread_and_absent_edges():
+@pytest.mark.parametrize("S", [sst.SpanningTree(), sst.Arborescence(root=1)])
+def test_graph_sampler_batched_temperatures_and_absent_edges(S):
     """Rows with other temperatures and an absent edge: each row's draws follow its own law."""
-    S, n = sst.SpanningTree(), 4
+    n = 4
     logits = _logits(n, (2,), seed=5, scale=1.5, S=S)
     logits[1, 0, 2] = logits[1, 2, 0] = float("-inf")
     tau = torch.tensor([0.5, 2.0], dtype=F64)
     d = Gibbs(S, logits, tau)
     x = d.sample((30_000,), generator=torch.Generator().manual_seed(6))
-    assert (x[:, 1, 0, 2] == 0).all() and bool(d.support.check(x).all())
+    assert (x[:, 1, 0, 2] == 0).all() and (x[:, 1, 2, 0] == 0).all() and bool(d.support.check(x).all())
     for b in range(2):
         V, lp = _enumerated(S, logits[b], float(tau[b]))
         counts, keep = _counts(x[:, b], V), torch.isfinite(lp)
@@ -112,7 +115,8 @@ def test_tree_sampler_batched_spread_and_absent_edges():
         torch.testing.assert_close(d.log_prob(V.unsqueeze(1))[:, b], lp, rtol=0, atol=1e-10)  # -inf: absent edge
 
 
-GRADIENT = [(sst.Categorical(), 5), (sst.Binary(), 4), (sst.TopK(2), 5), (sst.SpanningTree(), 4)]
+GRADIENT = [(sst.Categorical(), 5), (sst.Binary(), 4), (sst.TopK(2), 5), (sst.CorrelatedTopK(2), 5),
+            (sst.SpanningTree(), 4), (sst.Arborescence(), 4)]
 
 
 @pytest.mark.parametrize("S,n", GRADIENT)
@@ -187,12 +191,21 @@ def test_softmax_trick_tensor_temperature_is_differentiable():
     assert torch.isfinite(g).all() and g.abs().sum() > 0
 
 
+class _Pair(sst.Structure):
+    """A user's own structure (two one-hot items), which Gibbs does not know."""
+
+    def _argmax(self, w):
+        return torch.nn.functional.one_hot(w.argmax(-1), 2).to(w.dtype)
+
+    def _relax(self, w, tau, regularizer):
+        return torch.softmax(w / tau, -1)
+
+
 def test_unsupported_structures_raise_clearly():
     with pytest.raises(NotImplementedError, match="permanent"):
         Gibbs(sst.Permutation(), torch.zeros(3, 3))
-    for S in (sst.CorrelatedTopK(2), sst.Arborescence()):
-        with pytest.raises(NotImplementedError, match="not implemented yet"):
-            Gibbs(S, torch.zeros(4, 4) if S.event_ndim == 2 else torch.zeros(4))
+    with pytest.raises(NotImplementedError, match="not implemented yet"):
+        Gibbs(_Pair(), torch.zeros(2))
     with pytest.raises(NotImplementedError, match="reparameterised"):
         Gibbs(sst.TopK(2), torch.zeros(4)).rsample()
 
@@ -222,6 +235,13 @@ def test_softmax_trick_bad_regularizer_and_hard():
 
 
 def test_validate_args_rejects_non_vertices():
+    arb = Gibbs(sst.Arborescence(), torch.zeros(3, 3), validate_args=True)
+    two_cycle = torch.tensor([[0, 0, 0], [0, 0, 1], [0, 1, 0]], dtype=torch.float32)  # 1 <-> 2, root 0 apart
+    with pytest.raises(ValueError):
+        arb.log_prob(two_cycle)
+    chain = Gibbs(sst.CorrelatedTopK(2), torch.zeros(5), validate_args=True)
+    with pytest.raises(ValueError):
+        chain.log_prob(torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0]))  # the pair entry must be x0 * x1 = 1
     tree = Gibbs(sst.SpanningTree(), torch.zeros(4, 4), validate_args=True)
     cycle = torch.tensor([[0, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.float32)
     with pytest.raises(ValueError):
