@@ -20,7 +20,6 @@ from __future__ import annotations
 import numbers
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 from torch.distributions.kl import register_kl
@@ -464,9 +463,9 @@ class Gibbs(_Base):
         conditioning, item by item, with the suffix DP ``L[i, j] = log e_j(exp(theta[i:]))``: item i is taken
         with probability ``exp(theta_i + L[i + 1, r - 1] - L[i, r])`` when r items remain to be taken (one loop
         over the n items, vectorised over the batch and the draws). CorrelatedTopK: the same with the previous
-        bit in the DP's state. SpanningTree: sequential conditioning on the edges with contraction
-        (:func:`_sample_tree`). Arborescence: sequential conditioning on each node's parent
-        (:func:`_sample_arborescence`). SpanningTree and Arborescence need the finite edges to connect the graph.
+        bit in the DP's state. Arborescence: sequential conditioning on each node's parent
+        (:func:`_sample_arborescence`); SpanningTree: the same, rooted at node 0
+        (:func:`_sample_tree`). SpanningTree and Arborescence need the finite edges to connect the graph.
         """
         shape = self._extended_shape(sample_shape)
         s = self.structure
@@ -518,43 +517,13 @@ def _sample_ksubset(theta: Tensor, k: int, generator: torch.Generator | None) ->
 def _sample_tree(theta: Tensor, generator: torch.Generator | None) -> Tensor:
     """Exact draws from ``p(T) ∝ exp(sum_{ij in T} theta_ij)``: ``(..., n, n) -> (..., n, n)`` 0/1 symmetric.
 
-    Sequential conditioning on the edges (i < j, in order), vectorised over the batch: given the edges taken so far
-    (contracted: union-find labels, each the smallest node of its component) and those refused (weight 0), edge
-    ij is in the tree with probability ``A_ij R(a, b)``, its marginal in the contracted graph, where a, b are the
-    components of i and j (0 when a = b: a cycle) and R the effective resistance of the contracted Laplacian
-    ``C^T L C`` grounded at component 0 (one float64 inverse per edge; unused labels get a 1 on the diagonal).
-    ``-inf`` edges are never taken; the finite edges must connect the graph.
+    Rooting a spanning tree at node 0 is a bijection onto the arborescences rooted at 0, with the same score under
+    the symmetric weights, so a tree is an arborescence drawn by :func:`_sample_arborescence` (sequential
+    conditioning on each node's parent with the exact marginals), made symmetric. ``-inf`` edges are never taken;
+    the finite edges must connect the graph.
     """
-    shape, n = theta.shape, theta.shape[-1]
-    if n == 1:
-        return torch.zeros_like(theta)
-    t = _tree_theta(theta.reshape(-1, n, n).double())
-    rows = t.shape[0]
-    off = ~torch.eye(n, dtype=torch.bool, device=t.device)
-    mx = t.masked_fill(~off, float("-inf")).amax(dim=(-2, -1), keepdim=True)
-    a = torch.exp(t - torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))).masked_fill(~off, 0.0)
-    label = torch.arange(n, device=t.device).expand(rows, n).clone()
-    out = torch.zeros_like(t)
-    iu, ju = torch.triu_indices(n, n, 1, device=t.device).tolist()
-    u = torch.rand((rows, len(iu)), dtype=t.dtype, device=t.device, generator=generator)
-    r = torch.arange(rows, device=t.device)
-    eye = torch.eye(n, dtype=t.dtype, device=t.device)
-    for e, (i, j) in enumerate(zip(iu, ju)):
-        c = F.one_hot(label, n).to(t.dtype)  # (rows, node, component)
-        ac = c.mT @ a @ c * (1 - eye)
-        used = c.sum(-2) > 0
-        lap = torch.diag_embed(ac.sum(-1) + (~used).to(t.dtype)) - ac
-        g = torch.zeros_like(lap)
-        g[:, 1:, 1:] = torch.linalg.inv(lap[:, 1:, 1:])
-        ci, cj = label[:, i], label[:, j]
-        res = g[r, ci, ci] + g[r, cj, cj] - 2 * g[r, ci, cj]
-        p = torch.where(ci == cj, torch.zeros((), dtype=t.dtype, device=t.device), a[:, i, j] * res)
-        take = u[:, e] < p
-        out[:, i, j] = out[:, j, i] = take.to(t.dtype)
-        a[:, i, j] = a[:, j, i] = torch.where(take, a[:, i, j], torch.zeros((), dtype=t.dtype, device=t.device))
-        lo, hi = torch.minimum(ci, cj), torch.maximum(ci, cj)
-        label = torch.where(take.unsqueeze(-1) & (label == hi.unsqueeze(-1)), lo.unsqueeze(-1), label)
-    return out.to(theta.dtype).reshape(shape)
+    x = _sample_arborescence(_tree_theta(theta), 0, generator)
+    return x + x.transpose(-1, -2)
 
 
 @register_kl(Gibbs, Gibbs)
