@@ -206,3 +206,20 @@ def test_sigterm_stops_a_background_campaign_and_its_runs_save(tmp_path):
     first = ct.plan(ct.Campaign(), {r.key: ct.search_jobs(r) for r in ct.ROWS if r.search})[0]
     assert [p.parent.name for p in runs.glob("*/saved")] == [first.name]
     assert not (runs / ct.LOCK).exists()
+
+
+def test_claims_read_off_the_table_runs():
+    def seeds(row: str, values: list[tuple[float, float, float]]) -> list[dict]:
+        out = []
+        for s, (test, precision, complement) in enumerate(values):
+            for r in range(nri_cpu.RESTARTS):
+                job = ct.Job(f"{row}_s{s}_r{r}", ("optim.lr=0.001",), row, "seed", s, r)
+                out.append(_record(job, valid=-1000.0 - r, test_elbo=test, precision=precision, complement=complement))
+        return out
+
+    recs = [*seeds("indep", [(-1100, 0.8, 0), (-1080, 0.8, 0)]), *seeds("topk", [(-1090, 0.85, 0), (-1100, 0.85, 0)]),
+            *seeds("tree", [(-950, 0.93, 0), (-2200, 0.23, 1)])]
+    said = nri_cpu.claims(recs)
+    assert said[0].startswith("Tree precision far above the other rows: does not hold")
+    assert said[1].startswith("Tree ELBO best of the three: does not hold (best: Indep. edges, -1090")
+    assert said[2].startswith("1 of 2 spanning-tree table runs took the negative code") and "93.0% precision" in said[2]
