@@ -8,7 +8,8 @@
   Permutation raises ``NotImplementedError`` (its partition function is a permanent, #P-hard), as does a user's
   own structure ("not implemented yet").
 - :class:`SoftmaxTrick` ``(structure, logits, temperature, regularizer, hard)``: the relaxed sample of
-  :func:`sst.sample` as a reparameterised distribution (``rsample``); it has no density (``log_prob`` raises).
+  :func:`sst.sample` as a reparameterised distribution (``rsample``); it has no density (``log_prob`` raises),
+  but ``perturbation_log_prob(u)`` gives the density of the perturbed logits it relaxes.
 
 Both follow ``torch.distributions``: ``batch_shape`` (the logits' leading dims), ``event_shape`` (the structure's
 layout), ``arg_constraints``, ``support``, ``expand``, ``sample(sample_shape)`` / ``rsample(sample_shape)`` and
@@ -597,6 +598,40 @@ class SoftmaxTrick(_Base):
         with torch.no_grad():
             return self.rsample(sample_shape, generator=generator)
 
+    def perturbation_log_prob(self, u: Tensor) -> Tensor:
+        """``log p(U = u)`` for the perturbed logits ``U = logits + noise`` that :meth:`rsample` relaxes:
+        ``(*sample, *batch, *event) -> (*sample, *batch)``, differentiable in ``logits`` (for score-function use:
+        ``E_U[f(U) d/dlogits log p(U)]`` is the gradient of ``E_U[f(U)]``).
+
+        The noise is the structure's declared ``noise`` (Gumbel(0, 1) per coordinate; Logistic(0, 1) for
+        Binary), summed over its ``perturbed_coordinates``: every coordinate, or, for SpanningTree
+        (``"symmetric"``), each unordered pair once (its gradient split evenly between ``logits[i, j]`` and
+        ``logits[j, i]``), for Arborescence the edges ``i -> j``, ``i != j``, ``j != root``. It is the density
+        the score-function estimators of :mod:`sst.estimators` differentiate
+        (``StructureInfo.perturbation_log_density``), not a density of the relaxed sample. The temperature does
+        not enter: it only scales the relaxation.
+
+        Raises:
+            NotImplementedError: the structure declares no noise (``noise = None``).
+            ValueError: ``u``'s trailing dims are not the event shape.
+        """
+        from sst.estimators.structinfo import structure_info  # sst.estimators loads on first use
+
+        info = structure_info(self.structure)
+        if info.noise is None:
+            raise NotImplementedError(f"{self.structure!r} declares no noise, so its perturbation has no known "
+                                      "density")
+        nd = self.structure.event_ndim
+        if not isinstance(u, Tensor) or u.dim() < nd or u.shape[u.dim() - nd:] != self.event_shape:
+            shape = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
+            raise ValueError(f"u must be a tensor of shape (*sample, *batch, {', '.join(map(str, self.event_shape))})"
+                             f", got {shape}")
+        shape = torch.broadcast_shapes(u.shape, self.logits.shape)
+        u, logits = u.expand(shape), self.logits.expand(shape)
+        flat = (-1,) + tuple(self.event_shape)
+        lp = info.perturbation_log_density(logits.reshape(flat), u.reshape(flat))
+        return lp.reshape(shape[:len(shape) - nd])
+
     def log_prob(self, value: Tensor) -> Tensor:
         s = self.structure
         hint = ""
@@ -605,4 +640,5 @@ class SoftmaxTrick(_Base):
         elif isinstance(s, Binary):
             hint = " (for Binary, torch.distributions.RelaxedBernoulli has the binary Concrete density)"
         raise NotImplementedError(f"SoftmaxTrick({s!r}) has no tractable density{hint}; for score-function "
-                                  "estimators use Gibbs (an exact law) or sst.estimators' perturbation density")
+                                  "estimators use Gibbs (an exact law) or perturbation_log_prob (the density of the "
+                                  "perturbed logits)")

@@ -269,3 +269,82 @@ def test_loaded_on_first_use():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "Gibbs", "True"]
+
+
+# SoftmaxTrick.perturbation_log_prob (issue 53, item 1) -------------------------------------------------------------
+
+PERTURBED = [(sst.Categorical(), 5), (sst.Binary(), 4), (sst.TopK(2), 5), (sst.CorrelatedTopK(2), 5),
+             (sst.SpanningTree(), 4), (sst.Arborescence(), 4), (sst.Arborescence(root=-1), 4),
+             (sst.Permutation(), 3)]
+
+
+def _hand_density(S: sst.Structure, logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Gumbel(logits, 1) / Logistic(logits, 1) log-density of u by hand, summed over the free coordinates."""
+    g = u - logits
+    lp = -g - 2 * torch.log1p(torch.exp(-g)) if S.noise == "logistic" else -g - torch.exp(-g)
+    if S.event_ndim == 1:
+        return lp.sum(-1)
+    n = lp.shape[-1]
+    if isinstance(S, sst.SpanningTree):
+        keep = torch.ones(n, n, dtype=torch.bool).triu(1)
+    elif isinstance(S, sst.Arborescence):
+        keep = ~torch.eye(n, dtype=torch.bool)
+        keep[:, S.root % n] = False
+    else:
+        keep = torch.ones(n, n, dtype=torch.bool)
+    return (lp * keep).sum((-1, -2))
+
+
+@pytest.mark.parametrize("S,n", PERTURBED, ids=lambda v: repr(v) if isinstance(v, sst.Structure) else str(v))
+def test_perturbation_log_prob_is_the_noise_density(S, n):
+    logits = _logits(n, (2, 3), seed=3, S=S).double()
+    d = SoftmaxTrick(S, logits, temperature=0.5)
+    u = S.perturb(logits.expand(4, 2, 3, *logits.shape[2:]), generator=torch.Generator().manual_seed(1))
+    got = d.perturbation_log_prob(u)
+    assert got.shape == (4, 2, 3)
+    torch.testing.assert_close(got, _hand_density(S, logits, u), rtol=1e-12, atol=1e-12)
+    # unbatched u broadcasts against the batch
+    assert d.perturbation_log_prob(u[0, 0, 0]).shape == (2, 3)
+
+
+def test_perturbation_log_prob_matches_torch_gumbel_and_integrates_to_one():
+    logits = torch.tensor([[0.3, -1.2, 2.0]], dtype=F64)
+    u = torch.randn(7, 1, 3, dtype=F64)
+    want = torch.distributions.Gumbel(logits, torch.ones_like(logits)).log_prob(u).sum(-1)
+    torch.testing.assert_close(SoftmaxTrick(sst.Categorical(), logits).perturbation_log_prob(u), want)
+    # Binary with one coordinate: the Logistic(logit, 1) density integrates to 1 (trapezoid on [-40, 40])
+    grid = torch.linspace(-40, 40, 200001, dtype=F64)
+    d = SoftmaxTrick(sst.Binary(), torch.tensor([0.7], dtype=F64))
+    dens = d.perturbation_log_prob(grid.unsqueeze(-1)).exp()
+    assert abs(torch.trapezoid(dens, grid).item() - 1.0) < 1e-8
+    # Categorical with one coordinate: the Gumbel(logit, 1) density
+    d = SoftmaxTrick(sst.Categorical(), torch.tensor([-0.4], dtype=F64))
+    dens = d.perturbation_log_prob(grid.unsqueeze(-1)).exp()
+    assert abs(torch.trapezoid(dens, grid).item() - 1.0) < 1e-8
+
+
+@pytest.mark.parametrize("S,n", [(sst.TopK(2), 5), (sst.CorrelatedTopK(2), 5), (sst.SpanningTree(), 4),
+                                 (sst.Arborescence(), 4)], ids=repr)
+def test_perturbation_log_prob_gradient_is_reinforces(S, n):
+    """REINFORCE with f = 1 and no baseline leaves the batch mean of d/dlogits log p(U) in logits.grad."""
+    logits = _logits(n, (3,), seed=5, S=S).double().requires_grad_(True)
+    out = sst.estimators.Reinforce()(S, logits, lambda x: torch.ones(x.shape[0], dtype=x.dtype),
+                                     generator=torch.Generator().manual_seed(9))
+    out.loss.backward()
+    want = logits.grad.clone()
+    logits.grad = None
+    u = S.perturb(logits.detach(), generator=torch.Generator().manual_seed(9))
+    SoftmaxTrick(S, logits, 2.0).perturbation_log_prob(u).mean().backward()
+    torch.testing.assert_close(logits.grad, want, rtol=1e-12, atol=1e-12)
+
+
+def test_perturbation_log_prob_bad_shape_and_no_noise():
+    d = SoftmaxTrick(sst.TopK(2), torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="u must be"):
+        d.perturbation_log_prob(torch.zeros(3, 4))
+
+    class Silent(sst.TopK):
+        noise = None
+
+    with pytest.raises(NotImplementedError, match="no known density"):
+        SoftmaxTrick(Silent(2), torch.zeros(3, 5)).perturbation_log_prob(torch.zeros(3, 5))
