@@ -26,14 +26,15 @@ def searches() -> dict[str, list[ct.Job]]:
 def _protocol_config(overrides: Sequence[str] = ()) -> dict:
     """A run config that follows the CPU protocol (the settings it declares), with ``overrides`` applied."""
     cfg: dict = {}
+    ints = ("model.prediction_steps", "trainer.max_steps")
     settings = {**nri_cpu.NRI_CPU_PROTOCOL.settings, **dict(o.split("=", 1) for o in overrides
-                                                            if o.startswith("model.prediction_steps="))}
+                                                            if o.split("=", 1)[0] in ints)}
     for key, value in settings.items():
         *parents, leaf = key.split(".")
         node = cfg
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = int(value) if key == "model.prediction_steps" else value
+        node[leaf] = int(value) if key in ints else value
     return cfg
 
 
@@ -68,7 +69,7 @@ def test_every_row_gets_the_same_search_budget(searches):
     assert [(t["optim.lr"], t["relaxation.tau"]) for t in tree] == [(t["optim.lr"], t["relaxation.tau"]) for t in indep]
     assert all("relaxation.eps" in dict(o.split("=", 1) for o in j.overrides) for j in searches["topk"])
     assert searches["tree"][3].name == "nri_cpu_search_tree_t03"
-    assert ct.campaign_size() == 3 * 12 + 5 * 3 * 5 + 3
+    assert ct.campaign_size() == 3 * 12 + 5 * 3 * 5 + 3 + 3
 
 
 def test_plan_waits_for_the_whole_search_then_seeds_the_best_trial(searches):
@@ -102,6 +103,8 @@ def test_extras_take_the_base_rows_setting(searches):
     assert len(unclipped) == 15 and all("model.max_range=null" in j.overrides for j in unclipped)
     multi = [j for j in jobs if j.row == "tree_multistep"]
     assert len(multi) == 3 and all("model.prediction_steps=9" in j.overrides for j in multi)
+    long = [j for j in jobs if j.row == "tree_multistep_long"]
+    assert len(long) == 3 and all("trainer.max_steps=10000" in j.overrides for j in long)
     assert not [j for j in jobs if j.row == "indep" and j.kind == "seed"]
 
 
