@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 
 import sst
+from benchmarks.bench_hard_solvers import interleaved_times
 from experiments.common.runtime import git_commit, hardware, write_bench_record
 from sst.distributions import Gibbs
 
@@ -31,24 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "results" / "bench" / "distributions_cpu.json"
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device,
                      rounds: int) -> dict[str, dict[str, float]]:
     """Best and median wall time (ms) of each function, one call of each per round, after one warm-up call each."""
-    for fn in fns.values():
-        fn()
-    _sync(device)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            times[name].append(time.perf_counter() - t0)
+    times = interleaved_times(fns, device, rounds)
     return {name: {"best_ms": 1e3 * min(ts), "median_ms": 1e3 * statistics.median(ts)} for name, ts in times.items()}
 
 

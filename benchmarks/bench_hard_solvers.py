@@ -74,6 +74,14 @@ def _sync(device: torch.device) -> None:
 def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device, rounds: int,
                      budget_s: float) -> dict[str, float]:
     """Median wall time (ms) of each function, one call of each per round, after one warm-up call each."""
+    times = interleaved_times(fns, device, rounds, budget_s)
+    return {name: 1e3 * statistics.median(ts) for name, ts in times.items()}
+
+
+def interleaved_times(fns: dict[str, Callable[[], object]], device: torch.device, rounds: int,
+                      budget_s: float = float("inf")) -> dict[str, list[float]]:
+    """Wall times (s) of each function, one call of each per round, after one warm-up call each; the rounds stop
+    after ``budget_s`` once every function has three."""
     for fn in fns.values():
         fn()
     _sync(device)
@@ -87,7 +95,7 @@ def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device,
             times[name].append(time.perf_counter() - t0)
         if time.perf_counter() - start > budget_s and len(next(iter(times.values()))) >= 3:
             break
-    return {name: 1e3 * statistics.median(ts) for name, ts in times.items()}
+    return times
 
 
 def _host_assignment(w: torch.Tensor) -> Callable[[], object]:
