@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import torch
 
 import sst
 from benchmarks.bench_hard_solvers import interleaved_times
-from experiments.common.runtime import git_commit, hardware, write_bench_record
+from experiments.common.runtime import write_device_bench_record
 from sst.distributions import Gibbs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,11 +86,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.batch, args.items, args.k, args.nodes, args.rounds = 4, 12, 3, 5, 2
     rows = bench(device, args.batch, args.items, args.k, args.nodes, args.rounds)
-    record = {"benchmark": "distributions", "command": " ".join(["python", *sys.argv]), "commit": git_commit(),
-              "hardware": hardware(device), "rounds": args.rounds, "results": rows}
-    default = DEFAULT_OUT if device.type == "cpu" else DEFAULT_OUT.with_name(f"distributions_{device.type}.json")
-    write_bench_record(args.out, default, record, args.quick)
-    return record
+    return write_device_bench_record("distributions", device, DEFAULT_OUT, args.out, args.quick, rounds=args.rounds,
+                                     results=rows)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from experiments.common.runtime import git_commit, hardware, write_bench_record
+from experiments.common.runtime import write_device_bench_record
 from sst.structures._assignment import max_assignment
 from sst.structures._edmonds import max_arborescence, max_arborescence_batched
 
@@ -156,11 +155,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.batch, args.sizes, args.rounds, args.budget_s = 4, [4, 6], 2, 5.0
     rows = bench(device, args.batch, args.sizes, args.rounds, args.budget_s)
-    record = {"benchmark": "hard_solvers", "command": " ".join(["python", *sys.argv]), "commit": git_commit(),
-              "hardware": hardware(device), "rounds": args.rounds, "results": rows}
-    default = DEFAULT_OUT if device.type == "cpu" else DEFAULT_OUT.with_name(f"hard_solvers_{device.type}.json")
-    write_bench_record(args.out, default, record, args.quick)
-    return record
+    return write_device_bench_record("hard_solvers", device, DEFAULT_OUT, args.out, args.quick, rounds=args.rounds,
+                                     results=rows)
 
 
 if __name__ == "__main__":

@@ -154,6 +154,19 @@ def write_bench_record(out: str | Path | None, default: Path, record: dict[str, 
     print(f"\nwrote {path}")
 
 
+
+def write_device_bench_record(benchmark: str, device: torch.device, default: Path, out: str | Path | None,
+                              quick: bool, **fields: Any) -> dict[str, Any]:
+    """A benchmark's record (name, command, commit, ``device``'s hardware, ``fields``), written by
+    :func:`write_bench_record` to ``out`` or ``default`` (on another device than the CPU: ``<benchmark>_<type>.json``
+    beside it); returns the record."""
+    record = {"benchmark": benchmark, "command": " ".join(["python", *sys.argv]), "commit": git_commit(),
+              "hardware": hardware(device), **fields}
+    if device.type != "cpu":
+        default = default.with_name(f"{benchmark}_{device.type}.json")
+    write_bench_record(out, default, record, quick)
+    return record
+
 def parse_with_overrides(parser: argparse.ArgumentParser,
                          argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     """A benchmark's ``(options, Hydra overrides)``: the parser's options, and every other argument taken as an
