@@ -180,13 +180,16 @@ def caption(records: Sequence[dict]) -> str:
     runs = table_runs(records)
     n = {k: len(runs.get(k, [])) for k, _, _ in CPU_ROWS}
     ms_text = ""
-    for row, steps in (("tree_multistep", "2,000"), ("tree_multistep_long", "10,000")):
+    for row, steps, note in (("tree_multistep", "2,000", ""),
+                             ("tree_multistep_long", "10,000", "; the same seeds, whose first 2,000 steps are "
+                                                               "the runs above")):
         ms = [r for r in records if r.get("row") == row]
         if ms:
-            ms_text += (f" Nine-step prediction at the tree row's setting, {steps} steps ({len(ms)} seeds): released "
-                        f"precision {cell(_vals(ms, 'test/edge_precision_released'), 100, count=False)}%, sample's "
-                        f"own {cell(_vals(ms, 'test/edge_precision'), 100, count=False)}%, test ELBO "
-                        f"{cell(_vals(ms, 'test/elbo'), digits=0, count=False)}.")
+            ms_text += (f" Nine-step prediction at the tree row's setting, {steps} steps ({len(ms)} seeds{note}): "
+                        f"released precision {cell(_vals(ms, 'test/edge_precision_released'), 100, count=False)}%, "
+                        f"sample's own {cell(_vals(ms, 'test/edge_precision'), 100, count=False)}%, test ELBO "
+                        f"{cell(_vals(ms, 'test/elbo'), digits=0, count=False)}; best validation ELBO at steps "
+                        + ", ".join(f"{int(v):,}" for v in sorted(_vals(ms, "best/step"))) + ".")
     walls = [float(r["wall_time_s"]) for r in records if finite(r.get("wall_time_s"))]
     wall = (f" One run: {statistics.median(walls) / 60:.1f} minutes median, {max(walls) / 60:.1f} at most "
             f"({len(walls)} runs, one thread each, on a 2-core CPU shared with other work)." if walls else "")
