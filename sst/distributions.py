@@ -18,6 +18,7 @@ layout), ``arg_constraints``, ``support``, ``expand``, ``sample(sample_shape)`` 
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
@@ -37,6 +38,7 @@ from sst.structures.correlated_topk import CorrelatedTopK
 from sst.structures.permutation import Permutation
 from sst.structures.spanning_tree import SpanningTree
 from sst.structures.topk import TopK
+from sst.validation import checks, checks_enabled
 
 __all__ = ["Gibbs", "SoftmaxTrick", "Arborescences", "ChainKHot", "KHot", "SpanningTrees", "Vertices"]
 
@@ -171,13 +173,26 @@ def _check_temperature(temperature: float | Tensor, logits: Tensor, batch_shape:
         raise ValueError(f"temperature must be a number > 0 or a tensor broadcastable to the batch shape "
                          f"{tuple(batch_shape)}, got {type(temperature).__name__}")
     t = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
-    if not bool((t > 0).all()) or not bool(torch.isfinite(t).all()):
+    if isinstance(temperature, numbers.Real):
+        bad = not (math.isfinite(temperature) and temperature > 0)
+    else:  # a tensor's values: one host sync, with checks on (sst.checks, validate_args)
+        bad = checks_enabled() and not (bool((t > 0).all()) and bool(torch.isfinite(t).all()))
+    if bad:
         raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
     try:
         return t.expand(batch_shape)
     except RuntimeError:
         raise ValueError(f"temperature of shape {tuple(t.shape)} does not broadcast to the batch shape "
                          f"{tuple(batch_shape)} of logits") from None
+
+
+def _validating(validate_args: bool | None) -> bool:
+    """Whether a distribution validates: ``validate_args`` when given; None: when both ``torch.distributions``'
+    default (``Distribution.set_default_validate_args``) and :func:`sst.checks` are on (so ``with
+    sst.checks(False)`` turns off both kinds of check; off under ``torch.compile`` and ``torch.func``)."""
+    if validate_args is None:
+        return bool(Distribution._validate_args) and checks_enabled()
+    return bool(validate_args)
 
 
 def _check_logits(structure: Structure, logits: object) -> Tensor:
@@ -345,12 +360,14 @@ class _Base(Distribution):
 
     def __init__(self, structure: Structure, logits: Tensor, temperature: float | Tensor = 1.0,
                  validate_args: bool | None = None) -> None:
+        validate = _validating(validate_args)
         self.structure = _check_structure(structure)
-        self.logits = _check_logits(self.structure, logits)
-        nd = self.structure.event_ndim
-        batch_shape, event_shape = logits.shape[:-nd], logits.shape[-nd:]
-        self.temperature = _check_temperature(temperature, logits, batch_shape)
-        super().__init__(batch_shape, event_shape, validate_args=validate_args)
+        with checks(validate):  # the structure's value checks (NaN, symmetry, ...) follow validate_args
+            self.logits = _check_logits(self.structure, logits)
+            nd = self.structure.event_ndim
+            batch_shape, event_shape = logits.shape[:-nd], logits.shape[-nd:]
+            self.temperature = _check_temperature(temperature, logits, batch_shape)
+        super().__init__(batch_shape, event_shape, validate_args=validate)
 
     def _copy_into(self, new: _Base, batch_shape: torch.Size) -> _Base:
         new.structure = self.structure
@@ -380,8 +397,9 @@ class Gibbs(_Base):
         logits: ``(*batch, *event)`` weights with the structure's layout; ``-inf`` means "never selected" (an
             absent edge) where the structure accepts it.
         temperature: a number > 0 or a tensor broadcastable to ``batch`` (default 1).
-        validate_args: as in ``torch.distributions`` (checks the parameters, and ``log_prob``'s value against
-            :attr:`support`).
+        validate_args: as in ``torch.distributions`` (checks the parameters with the structure's own checks,
+            and ``log_prob``'s value against :attr:`support`); None: on unless ``torch.distributions``' default or
+            :func:`sst.checks` is off.
 
     Raises:
         ValueError: ``structure`` is not a structure instance, ``logits`` do not fit its layout, ``temperature``

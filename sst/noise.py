@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from sst.validation import traced
+
 __all__ = ["uniform", "gumbel", "logistic", "gumbel_like", "logistic_like", "draw_dtype"]
 
 _Shape = torch.Size | tuple[int, ...] | list[int]
@@ -32,7 +34,12 @@ def uniform(shape: _Shape, *, dtype: torch.dtype | None = None, device: torch.de
     finite (half precision: drawn in float32, then rounded)."""
     dtype = dtype or torch.get_default_dtype()
     finfo = torch.finfo(dtype)
-    u = torch.rand(shape, dtype=draw_dtype(dtype), device=device, generator=generator).to(dtype)
+    # generator=None is not passed on: torch.compile with symbolic shapes (dynamic=True) cannot trace the
+    # generator overload of torch.rand
+    kw = {} if generator is None else {"generator": generator}
+    u = torch.rand(shape, dtype=draw_dtype(dtype), device=device, **kw).to(dtype)
+    if traced():  # torch.func.vmap has no batching rule for the in-place clamp
+        return u.clamp(finfo.tiny, 1.0 - finfo.eps)
     return u.clamp_(finfo.tiny, 1.0 - finfo.eps)
 
 

@@ -12,11 +12,18 @@ __all__ = ["sample", "straight_through"]
 
 
 class _StraightThrough(torch.autograd.Function):
-    """Forward: exactly ``hard``; backward: the whole gradient goes to ``soft``."""
+    """Forward: exactly ``hard``; backward: the whole gradient goes to ``soft``. ``setup_context`` form with a
+    generated vmap rule (``torch.func`` transforms it)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, hard: Tensor, soft: Tensor) -> Tensor:
+    def forward(hard: Tensor, soft: Tensor) -> Tensor:
         return hard.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
+        pass
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[None, Tensor]:

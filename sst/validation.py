@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-__all__ = ["checks", "checks_enabled", "check_floating", "check_weights"]
+__all__ = ["checks", "checks_enabled", "traced", "check_floating", "check_weights"]
 
 _CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("sst_checks", default=True)
 
@@ -38,10 +38,18 @@ def checks(enabled: bool = True) -> Iterator[None]:
         _CHECKS.reset(token)
 
 
+def traced() -> bool:
+    """Whether the code runs under ``torch.compile`` or a ``torch.func`` transform (``vmap``, ``grad``, ``jvp``,
+    ...): there a tensor's values are not at hand (a fake or batched tensor), so code that reads them (a value
+    check, a branch on data, a compiled CPU kernel) must take its value-free path."""
+    return torch.compiler.is_compiling() or torch._C._functorch.peek_interpreter_stack() is not None
+
+
 def checks_enabled() -> bool:
     """Whether value checks (those that sync with the device) are on in the current context. Off in code traced by
-    ``torch.compile``: a check there would be a host sync and a graph break."""
-    if torch.compiler.is_compiling():
+    ``torch.compile`` or transformed by ``torch.func`` (:func:`traced`): a check there would be a host sync and a
+    graph break, or data-dependent control flow that ``vmap`` refuses."""
+    if traced():
         return False
     return _CHECKS.get()
 

@@ -2,7 +2,9 @@
 
 ``backend="auto"`` picks the numba kernels of :mod:`sst.structures._numba_kernels` for CPU tensors when numba is
 installed, else PyTorch; ``"torch"`` always PyTorch (the reference the tests compare the kernels against);
-``"numba"`` requires numba and a CPU tensor.
+``"numba"`` requires numba and a CPU tensor. Under ``torch.compile`` or a ``torch.func`` transform
+(:func:`sst.validation.traced`) every backend takes the PyTorch path (a numba kernel reads the tensor's memory,
+which a fake or batched tensor does not have).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import warnings
 from types import ModuleType
 
 from torch import Tensor
+
+from sst.validation import traced
 
 BACKENDS = ("auto", "torch", "numba")
 
@@ -40,7 +44,7 @@ def check_backend(backend: str) -> str:
 
 def kernels_for(x: Tensor, backend: str = "auto") -> ModuleType | None:
     """The kernels module to use for tensor ``x`` under ``backend``, or None for the PyTorch path."""
-    if check_backend(backend) == "torch":
+    if check_backend(backend) == "torch" or traced():  # compiled / transformed code: the PyTorch path
         return None
     kern = numba_kernels() if x.device.type == "cpu" else None
     if backend == "numba" and kern is None:

@@ -93,14 +93,21 @@ def _solve(kind: str, z: Tensor, k: int) -> Tensor:
 
 
 class _CappedSimplex(torch.autograd.Function):
+    """``h(z - nu)`` with the implicit gradient; ``setup_context`` form with a generated vmap rule (the solve is
+    tensor code with a fixed number of steps), so ``torch.func`` transforms it."""
+
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, z: Tensor, k: int, kind: str) -> Tensor:
+    def forward(z: Tensor, k: int, kind: str) -> Tensor:
         z64 = z.double()
         nu = _solve(kind, z64, k)
-        x = _h(kind, z64 - nu).to(z.dtype)
-        ctx.kind = kind
-        ctx.save_for_backward(x)
-        return x
+        return _h(kind, z64 - nu).to(z.dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[Tensor, int, str], output: Tensor) -> None:
+        ctx.kind = inputs[2]
+        ctx.save_for_backward(output)
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor, None, None]:
@@ -120,4 +127,4 @@ def capped_simplex(z: Tensor, k: int, kind: str) -> Tensor:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if z.shape[-1] == k:  # the polytope is the single point 1
         return torch.ones_like(z) + 0 * z
-    return _CappedSimplex.apply(z, k, kind)
+    return _CappedSimplex.apply(z, int(k), kind)  # a symbolic k (torch.compile) is specialised

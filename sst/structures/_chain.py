@@ -177,17 +177,29 @@ def _forward(a: Tensor, b: Tensor, k: int, ta: Tensor | None, tb: Tensor | None,
 
 
 class _ChainMarginals(torch.autograd.Function):
+    """Unary and pairwise marginals of the chain; backward: the tangent pass of the same recursion, replaying the
+    forward's log-space values. ``setup_context`` form with a generated vmap rule (``torch.func`` transforms it):
+    the forward returns the two marginals and then the recorded values (non-differentiable outputs; callers
+    keep the first two)."""
+
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    def forward(a: Tensor, b: Tensor, k: int) -> tuple[Tensor, ...]:
         tape = _Tape()
         (mu_a, _), (mu_b, _), _ = _forward(a, b, k, None, None, tape)
-        ctx.save_for_backward(a, b, *tape.values)
+        return (mu_a, mu_b, *tape.values)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[Tensor, Tensor, int], output: tuple[Tensor, ...]) -> None:
+        a, b, k = inputs
+        ctx.mark_non_differentiable(*output[2:])
+        ctx.save_for_backward(a, b, *output[2:])
         ctx.k = k
-        return mu_a, mu_b
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, ga: Tensor, gb: Tensor) -> tuple[Tensor, Tensor, None]:
+    def backward(ctx, ga: Tensor, gb: Tensor, *_: Tensor) -> tuple[Tensor, Tensor, None]:
         a, b, *values = ctx.saved_tensors
         tape = _Tape()
         tape.values = values
@@ -207,7 +219,8 @@ def marginals(a: Tensor, b: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
     Differentiable in ``(a, b)`` (custom backward: the exact Hessian-vector product). Requires 1 <= k <= n.
     """
-    return _ChainMarginals.apply(a, b, k)
+    mu_a, mu_b, *_ = _ChainMarginals.apply(a, b, int(k))  # a symbolic k (torch.compile) is specialised
+    return mu_a, mu_b
 
 
 def log_partition(a: Tensor, b: Tensor, k: int) -> Tensor:

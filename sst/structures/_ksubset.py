@@ -40,6 +40,7 @@ from torch import Tensor
 
 from sst.structures._backend import kernels_for
 from sst.structures._logspace import log_esp
+from sst.validation import traced
 
 __all__ = ["log_partition", "marginals", "marginals_autograd"]
 
@@ -92,6 +93,29 @@ def _reference(theta: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     return in_a, x, live
 
 
+class _Scan:
+    """``cumsum([0, a * b (+ c * d)])`` over the last dim, ``(..., n) -> (..., n + 1)``: entry i sums the items
+    before i, the last entry is the total. Eagerly the products are written into one buffer whose first column
+    stays 0 (no pad, no temporary); under ``torch.compile`` or ``torch.func`` (:func:`sst.validation.traced`)
+    out-of-place, which those trace (no ``out=`` into a strided view, no in-place write of a batched value into
+    an unbatched buffer)."""
+
+    def __init__(self, x: Tensor) -> None:
+        self.functional = traced()
+        if not self.functional:
+            self.z = x.new_zeros(*x.shape[:-1], x.shape[-1] + 1)
+
+    def scan(self, a: Tensor, b: Tensor, c: Tensor | None = None, d: Tensor | None = None) -> Tensor:
+        if self.functional:
+            v = a * b if c is None else torch.addcmul(a * b, c, d)
+            return F.pad(v, (1, 0)).cumsum(-1)
+        zt = self.z[..., 1:]
+        torch.mul(a, b, out=zt)
+        if c is not None:
+            zt.addcmul_(c, d)
+        return self.z.cumsum(-1)
+
+
 def _forward_pass(x: Tensor, m: int) -> tuple[Tensor, list[Tensor], list[Tensor], list[Tensor], Tensor, Tensor]:
     """Per-set marginals ``D / T`` (2, N, n) of the add / drop weights x (2, N, n), m <= min(k, n - k).
 
@@ -104,13 +128,11 @@ def _forward_pass(x: Tensor, m: int) -> tuple[Tensor, list[Tensor], list[Tensor]
     ``pre_r[p] = pre[p]`` reversed (p < m), the totals ``e`` (2, N, m + 1) and ``T`` (N,).
     """
     n = x.shape[-1]
-    z = x.new_zeros(*x.shape[:-1], n + 1)  # z[..., 0] stays 0, so cumsum(z)[..., i] sums the items before i
-    zt = z[..., 1:]
+    buf = _Scan(x)
     pre = [torch.ones_like(x)]
     ends = [torch.ones_like(x[..., 0])]
     for _ in range(1, m + 1):
-        torch.mul(x, pre[-1], out=zt)
-        c = z.cumsum(-1)
+        c = buf.scan(x, pre[-1])
         pre.append(c[..., :n])
         ends.append(c[..., n])
     e = torch.stack(ends, -1)  # (2, N, m + 1): e_0..e_m of the add and drop weights
@@ -119,8 +141,7 @@ def _forward_pass(x: Tensor, m: int) -> tuple[Tensor, list[Tensor], list[Tensor]
     xr = x.flip(-1)
     hr = [coef[..., m:m + 1].expand_as(x)]  # built from p = m - 1 down to 0
     for p in range(m - 2, -1, -1):
-        torch.mul(xr, hr[-1], out=zt)
-        hr.append(z.cumsum(-1).add_(coef[..., p + 1:p + 2])[..., :n])
+        hr.append(buf.scan(xr, hr[-1]).add_(coef[..., p + 1:p + 2])[..., :n])
     hr.reverse()
     pre_r = [q.flip(-1) for q in pre[:m]]
     acc_r = pre_r[0] * hr[0]
@@ -135,15 +156,11 @@ def _tangent_pass(x: Tensor, dx: Tensor, m: int, mu: Tensor, pre: list[Tensor], 
     """Tangent of :func:`_forward_pass`'s marginals for a tangent ``dx`` of the weights (same recursions; the
     tangent of ``pre[0] = 1`` is 0, so its terms are left out)."""
     n = x.shape[-1]
-    z = x.new_zeros(*x.shape[:-1], n + 1)
-    zt = z[..., 1:]
+    buf = _Scan(x)
     dpre: list[Tensor] = []  # dpre[p - 1] is the tangent of pre[p]
     dends = [torch.zeros_like(x[..., 0])]
     for p in range(1, m + 1):
-        torch.mul(dx, pre[p - 1], out=zt)
-        if p > 1:
-            zt.addcmul_(x, dpre[-1])
-        c = z.cumsum(-1)
+        c = buf.scan(dx, pre[p - 1], *((x, dpre[-1]) if p > 1 else ()))
         dpre.append(c[..., :n])
         dends.append(c[..., n])
     de = torch.stack(dends, -1)
@@ -155,9 +172,7 @@ def _tangent_pass(x: Tensor, dx: Tensor, m: int, mu: Tensor, pre: list[Tensor], 
     if m > 1:
         dacc_r.addcmul_(dpre[m - 2].flip(-1), hr[m - 1])
     for p in range(m - 2, -1, -1):
-        torch.mul(dxr, hr[p + 1], out=zt)
-        zt.addcmul_(xr, dhr)
-        dhr = z.cumsum(-1).add_(dcoef[..., p + 1:p + 2])[..., :n]
+        dhr = buf.scan(dxr, hr[p + 1], xr, dhr).add_(dcoef[..., p + 1:p + 2])[..., :n]
         if p > 0:
             dacc_r.addcmul_(dpre[p - 1].flip(-1), hr[p])
         dacc_r.addcmul_(pre_r[p], dhr)
@@ -167,21 +182,34 @@ def _tangent_pass(x: Tensor, dx: Tensor, m: int, mu: Tensor, pre: list[Tensor], 
 
 class _KSubsetMarginals(torch.autograd.Function):
     """Marginals of the k-subset family (linear-space recursion); backward = the exact Hessian-vector product,
-    computed as the tangent of the same recursion (the Jacobian of the marginals is symmetric)."""
+    computed as the tangent of the same recursion (the Jacobian of the marginals is symmetric).
+
+    ``setup_context`` form with a generated vmap rule, so ``torch.func`` transforms it: the forward returns the
+    marginals and then the intermediates the backward needs (non-differentiable outputs; callers keep the
+    first)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, theta: Tensor, k: int) -> Tensor:
-        n = theta.shape[-1]
-        m = min(k, n - k)
+    def forward(theta: Tensor, k: int) -> tuple[Tensor, ...]:
+        m = min(k, theta.shape[-1] - k)
         in_a, x, live = _reference(theta, k)
         mu_sets, pre, pre_r, h, e, t = _forward_pass(x, m)
-        ctx.save_for_backward(in_a, x, live, mu_sets, e, t, *pre, *pre_r, *h)
-        ctx.m = m
-        return torch.where(in_a, 1 - mu_sets[1], mu_sets[0])
+        saved = (in_a, x, live, mu_sets, e, t, *pre, *pre_r, *h)
+        if traced():  # no views or expanded tensors among the outputs
+            saved = tuple(v.contiguous() for v in saved)
+        return (torch.where(in_a, 1 - mu_sets[1], mu_sets[0]), *saved)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[Tensor, int], output: tuple[Tensor, ...]) -> None:
+        theta, k = inputs
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.save_for_backward(*output[1:])
+        ctx.m = min(k, theta.shape[-1] - k)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx, g: Tensor, *_: Tensor) -> tuple[Tensor, None]:
         in_a, x, live, mu_sets, e, t, *rest = ctx.saved_tensors
         m = ctx.m
         pre, pre_r, h = list(rest[:m + 2]), list(rest[m + 2:2 * m + 2]), list(rest[2 * m + 2:])
@@ -244,6 +272,7 @@ def marginals(theta: Tensor, k: int, backend: str = "auto") -> Tensor:
     ``backend``: ``"auto"`` runs the numba kernels for CPU tensors when numba is installed and PyTorch otherwise;
     ``"torch"`` always PyTorch; ``"numba"`` requires numba and a CPU tensor (:mod:`sst.structures._backend`).
     """
+    k = int(k)  # a symbolic k (torch.compile with dynamic=True, a structure passed as an input) is specialised
     kern = kernels_for(theta, backend)
     shape, n = theta.shape, theta.shape[-1]
     if n == k:
@@ -273,7 +302,7 @@ def _without_neg_inf(theta: Tensor, k: int) -> Tensor:
     never = torch.isneginf(theta)
     low = theta.detach().masked_fill(never, float("inf")).amin(-1, keepdim=True)
     low = torch.where(torch.isfinite(low), low, torch.zeros_like(low))
-    mu = _KSubsetMarginals.apply(torch.where(never, low - NEG_INF_GAP, theta), k)
+    mu = _KSubsetMarginals.apply(torch.where(never, low - NEG_INF_GAP, theta), k)[0]
     return torch.where(never, torch.zeros((), dtype=mu.dtype, device=mu.device), mu)
 
 

@@ -31,6 +31,8 @@ import math
 import torch
 from torch import Tensor
 
+from sst.validation import traced
+
 __all__ = ["clip_theta", "clipped_marginals", "stable_weights", "rooted_inverse", "one_inverse_accurate",
            "log_partition_eliminate", "eliminate_marginals", "heaviest_node", "MAX_SPREAD", "one_inverse_marginals",
            "fast_tolerance"]
@@ -160,29 +162,39 @@ def log_partition_eliminate(la: Tensor) -> Tensor:
     return total
 
 
+def _eliminate_input(t: Tensor, valid: Tensor, root: int) -> Tensor:
+    """The log weights :func:`log_partition_eliminate` reads for theta ``t`` (..., n, n): shifted by the (detached)
+    maximum, capped :data:`MAX_SPREAD` below it, invalid entries 0, ``root`` moved last."""
+    n = t.shape[-1]
+    td = t.detach()
+    mx = td.masked_fill(~valid, float("-inf")).amax(dim=(-2, -1), keepdim=True)
+    mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
+    keep = valid & (td - mx > -MAX_SPREAD)
+    # below the cap: the value -MAX_SPREAD, the gradient of theta (its marginal is the gradient); -inf (an
+    # absent edge): the value -MAX_SPREAD as a constant (gradient 0)
+    low = -MAX_SPREAD + torch.where(torch.isfinite(td), t - td, torch.zeros_like(td))
+    x = torch.where(keep, t - mx, torch.where(valid, low, torch.zeros_like(td)))
+    if root != n - 1:  # rotate the nodes so that root comes last (det L_r does not depend on the order)
+        perm = (torch.arange(n, device=t.device) + root + 1) % n
+        x = x.index_select(-2, perm).index_select(-1, perm)
+    return x
+
+
 def eliminate_marginals(theta: Tensor, valid: Tensor, root: int) -> Tensor:
     """``d log Z / d theta`` for log weights ``theta`` (..., n, n) by :func:`log_partition_eliminate`.
 
     ``valid`` (n, n) bool marks the edges (invalid entries are ignored, gradient 0); ``root`` is the node whose
     row/column is removed (moved last). The spread of theta per graph is capped at :data:`MAX_SPREAD`. The result
-    is differentiable in ``theta`` (autograd with ``create_graph``) when theta requires grad.
+    is differentiable in ``theta`` (autograd with ``create_graph``) when theta requires grad. Under
+    ``torch.compile`` or a ``torch.func`` transform (:func:`sst.validation.traced`) the gradient is taken by
+    ``torch.func.grad``, which both trace (the result is differentiable again there too).
     """
-    n = theta.shape[-1]
+    if traced():
+        return torch.func.grad(lambda t: log_partition_eliminate(_eliminate_input(t, valid, root)).sum())(theta)
     need_graph = torch.is_grad_enabled() and theta.requires_grad
     with torch.enable_grad():
         t = theta if need_graph else theta.detach().requires_grad_(True)
-        td = t.detach()
-        mx = td.masked_fill(~valid, float("-inf")).amax(dim=(-2, -1), keepdim=True)
-        mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
-        keep = valid & (td - mx > -MAX_SPREAD)
-        # below the cap: the value -MAX_SPREAD, the gradient of theta (its marginal is the gradient); -inf (an
-        # absent edge): the value -MAX_SPREAD as a constant (gradient 0)
-        low = -MAX_SPREAD + torch.where(torch.isfinite(td), t - td, torch.zeros_like(td))
-        x = torch.where(keep, t - mx, torch.where(valid, low, torch.zeros_like(td)))
-        if root != n - 1:  # rotate the nodes so that root comes last (det L_r does not depend on the order)
-            perm = (torch.arange(n, device=theta.device) + root + 1) % n
-            x = x.index_select(-2, perm).index_select(-1, perm)
-        logz = log_partition_eliminate(x)
+        logz = log_partition_eliminate(_eliminate_input(t, valid, root))
         (g,) = torch.autograd.grad(logz.sum(), t, create_graph=need_graph)
     return g
 
@@ -372,6 +384,10 @@ def one_inverse_marginals(theta: Tensor, valid: Tensor, root: int | None = None,
     ``cholesky``: factor the grounded Laplacian by Cholesky (undirected, CPU tensors only) instead of LU.
     """
     shape, n = theta.shape, theta.shape[-1]
+    if tol is not None and traced():  # torch.compile / torch.func: no per-graph choice (a host sync, a branch on
+        # data); every graph by the exact elimination
+        ex = eliminate_marginals(theta, valid, n - 1 if root is None else root)
+        return ex + ex.mT if root is None else ex
     flat = theta.reshape(-1, n, n)
     # Cholesky on CPU only: torch.cholesky_inverse checks its factor for errors, a host sync on other devices
     mu, _, fallback = _OneInverse.apply(flat, valid, root, cholesky and root is None and flat.device.type == "cpu",

@@ -30,6 +30,8 @@ import warnings
 import torch
 from torch import Tensor
 
+from sst.validation import traced
+
 __all__ = ["SinkhornConvergenceWarning", "sinkhorn"]
 
 _STEPS = torch.tensor([0.5**m for m in range(16)], dtype=torch.float64)  # line-search step sizes
@@ -110,16 +112,21 @@ def _warn(err: float, tol: float, max_iter: int, where: str) -> None:
                   "are inexact. Raise tau (or max_iter), or scale down w.", SinkhornConvergenceWarning, stacklevel=4)
 
 
+def solve_plan(s: Tensor, tol: float, max_iter: int) -> tuple[Tensor, tuple[float, float, int] | None]:
+    """The doubly stochastic plan of scores ``s`` (..., n, n) solved in float64 and returned in ``s``'s dtype (no
+    gradient), and ``(residual, tol, max_iter)`` when it did not converge (after warning), else None."""
+    s64 = s.detach().to(torch.float64)
+    f, g, err = _solve_potentials(s64, tol, max_iter)
+    unconverged = (err, tol, max_iter) if not err <= tol else None
+    if unconverged is not None:
+        _warn(err, tol, max_iter, "forward")
+    return torch.exp(s64 + f + g).to(s.dtype), unconverged
+
+
 class _Sinkhorn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, s: Tensor, tol: float, max_iter: int) -> Tensor:
-        s64 = s.detach().to(torch.float64)
-        f, g, err = _solve_potentials(s64, tol, max_iter)
-        p64 = torch.exp(s64 + f + g)
-        ctx.unconverged = (err, tol, max_iter) if not err <= tol else None
-        if ctx.unconverged is not None:
-            _warn(err, tol, max_iter, "forward")
-        p = p64.to(s.dtype)
+        p, ctx.unconverged = solve_plan(s, tol, max_iter)
         ctx.save_for_backward(p)
         return p
 
@@ -128,10 +135,33 @@ class _Sinkhorn(torch.autograd.Function):
         (p,) = ctx.saved_tensors
         if ctx.unconverged is not None:
             _warn(*ctx.unconverged, "backward: implicit gradient at an unconverged point")
-        return _implicit_grad(p, grad), None, None
+        return implicit_grad(p, grad), None, None
 
 
-def _implicit_grad(p: Tensor, grad: Tensor) -> Tensor:
+class _SinkhornTraced(torch.autograd.Function):
+    """:class:`_Sinkhorn` for traced code (:func:`sst.validation.traced`): the plan by the opaque operator
+    :func:`sst.structures._opaque.sinkhorn_plan`, the implicit gradient as tensor code; ``setup_context`` form
+    with a generated vmap rule (the operator has its own), so ``torch.func`` transforms it and ``torch.compile``
+    traces it. No warning in the backward pass (the forward's warning, in the operator, still fires)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(s: Tensor, tol: float, max_iter: int) -> Tensor:
+        from sst.structures._opaque import sinkhorn_plan
+        return sinkhorn_plan(s, tol, max_iter)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[Tensor, float, int], output: Tensor) -> None:
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        (p,) = ctx.saved_tensors
+        return implicit_grad(p, grad), None, None
+
+
+def implicit_grad(p: Tensor, grad: Tensor) -> Tensor:
     """``dS`` for upstream ``grad`` at the doubly stochastic ``p`` (differentiable: double backward works)."""
     n = p.shape[-1]
     gp = grad * p
@@ -157,4 +187,6 @@ def sinkhorn(s: Tensor, tol: float | None = None, max_iter: int = 200) -> Tensor
         tol = 1e-10 if s.dtype == torch.float64 else 1e-5
     if s.numel() == 0:  # an empty batch (or n = 0): nothing to solve (the reductions need a non-empty input)
         return s * 0
+    if traced():  # torch.compile / torch.func: the solve as an opaque operator (sst.structures._opaque)
+        return _SinkhornTraced.apply(s, float(tol), int(max_iter))
     return _Sinkhorn.apply(s, float(tol), int(max_iter))

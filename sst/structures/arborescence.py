@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sst.structures import _opaque
 from sst.structures._edmonds import max_arborescence, max_arborescence_batched
 from sst.structures._laplacian import (
     clip_theta,
@@ -19,7 +20,7 @@ from sst.structures._laplacian import (
 )
 from sst.structures.base import Structure
 from sst.structures.spanning_tree import _check_max_range, _clips
-from sst.validation import check_weights
+from sst.validation import check_weights, traced
 
 __all__ = ["Arborescence"]
 
@@ -100,6 +101,8 @@ class Arborescence(Structure):
     def _argmax(self, w: Tensor) -> Tensor:
         n = w.shape[-1]
         r = self._root(n)
+        if traced():  # torch.compile / torch.func: the same solver as an opaque operator
+            return _opaque.max_arborescence(w, r)
         if w.device.type != "cpu":
             return self._argmax_batched(w)
         flat = np.nan_to_num(w.reshape(-1, n, n).to("cpu", torch.float64).numpy(), nan=-1e300, posinf=1e300,

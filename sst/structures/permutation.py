@@ -9,9 +9,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sst.structures import _opaque
 from sst.structures._assignment import max_assignment
 from sst.structures._sinkhorn import sinkhorn
 from sst.structures.base import Structure
+from sst.validation import traced
 
 __all__ = ["Permutation"]
 
@@ -69,6 +71,8 @@ class Permutation(Structure):
 
     def _argmax(self, w: Tensor) -> Tensor:
         n = w.shape[-1]
+        if traced():  # torch.compile / torch.func: the same solver as an opaque operator
+            return _opaque.max_assignment(w)
         solve = _scipy_assignment() if w.device.type == "cpu" else None
         if solve is None:  # a device tensor, or no SciPy: the batched PyTorch Hungarian on w's device
             return torch.nn.functional.one_hot(max_assignment(w), n).to(w.dtype)

@@ -122,32 +122,27 @@ class SpanningTree(Structure):
                 flat = flat.to(torch.float32)
             out = torch.from_numpy(kern.prim_tree(flat.contiguous().numpy(), torch.finfo(w.dtype).min))
             return out.to(w.dtype).reshape(w.shape)
-        x = torch.zeros_like(w)
         flat = sym.reshape(-1, n, n)
-        batch = flat.shape[0]
-        rows = torch.arange(batch, device=w.device)
-        parent = self._prim_parents(flat, rows, torch.finfo(w.dtype).min)
-        child = torch.arange(1, n, device=w.device).expand(batch, n - 1)
-        par = parent[:, 1:]
-        out = x.reshape(-1, n, n)
-        out[rows.unsqueeze(-1), par, child] = 1.0
-        out[rows.unsqueeze(-1), child, par] = 1.0
-        return out.reshape(w.shape)
+        parent = self._prim_parents(flat, torch.finfo(w.dtype).min)
+        # out-of-place (torch.func.vmap transforms it): the edges child -> parent of nodes 1..n-1, both directions
+        up = (parent.unsqueeze(-1) == torch.arange(n, device=w.device)).to(w.dtype)
+        up = up * (torch.arange(n, device=w.device) != 0).to(w.dtype).unsqueeze(-1)  # node 0 is the root
+        return (up + up.mT).reshape(w.shape)
 
     @staticmethod
-    def _prim_parents(flat: Tensor, rows: Tensor, lowest: float) -> Tensor:
-        """Batched Prim from node 0 in PyTorch: n - 1 steps of (B, n) vector work; parents (B, n)."""
+    def _prim_parents(flat: Tensor, lowest: float) -> Tensor:
+        """Batched Prim from node 0 in PyTorch: n - 1 steps of (B, n) vector work; parents (B, n) (node 0's: 0).
+        Out-of-place, so ``torch.func.vmap`` transforms it."""
         batch, n, _ = flat.shape
         device = flat.device
-        in_tree = torch.zeros(batch, n, dtype=torch.bool, device=device)
-        in_tree[:, 0] = True
+        in_tree = torch.arange(n, device=device).expand(batch, n) == 0
         best = flat[:, 0, :].clamp_min(lowest)  # best weight linking each node to the tree
-        parent = torch.zeros(batch, n, dtype=torch.long, device=device)
+        parent = torch.zeros_like(in_tree, dtype=torch.long)
         ninf = torch.tensor(float("-inf"), dtype=flat.dtype, device=device)
         for _ in range(n - 1):
             v = torch.where(in_tree, ninf, best).argmax(-1)  # (batch,)
-            in_tree[rows, v] = True
-            row = flat[rows, v, :].clamp_min(lowest)
+            in_tree = in_tree | (torch.arange(n, device=device) == v.unsqueeze(-1))
+            row = flat.gather(1, v[:, None, None].expand(batch, 1, n)).squeeze(1).clamp_min(lowest)
             better = (row > best) & ~in_tree
             best = torch.where(better, row, best)
             parent = torch.where(better, v.unsqueeze(-1), parent)

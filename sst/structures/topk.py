@@ -111,7 +111,7 @@ class TopK(Structure):
         return torch.where(keep, w, low - MASK_GAP)
 
     def _argmax(self, w: Tensor) -> Tensor:
-        idx = torch.topk(w, self.k, dim=-1).indices
+        idx = torch.topk(w, int(self.k), dim=-1).indices
         return torch.zeros_like(w).scatter_(-1, idx, 1.0)
 
     def _relax(self, w: Tensor, tau: float | Tensor, regularizer: str) -> Tensor:

@@ -68,8 +68,8 @@ def test_gibbs_exact_quantities_equal_enumeration(S, n, tau):
 def test_gibbs_sampler_passes_chi_square(S, n):
     logits = _logits(n, (), seed=7, S=S)
     d = Gibbs(S, logits, 0.8)
-    x = d.sample((40_000,), generator=torch.Generator().manual_seed(11))
-    assert x.shape == (40_000, *logits.shape) and x.dtype == F64 and not x.requires_grad
+    x = d.sample((200_000,), generator=torch.Generator().manual_seed(11))  # the issue's sample size
+    assert x.shape == (200_000, *logits.shape) and x.dtype == F64 and not x.requires_grad
     assert bool(d.support.check(x).all())
     V, lp = _enumerated(S, logits, 0.8)
     assert _chisquare_ok(_counts(x, V), lp.exp()) > 1e-3
@@ -348,3 +348,26 @@ def test_perturbation_log_prob_bad_shape_and_no_noise():
 
     with pytest.raises(NotImplementedError, match="no known density"):
         SoftmaxTrick(Silent(2), torch.zeros(3, 5)).perturbation_log_prob(torch.zeros(3, 5))
+
+
+def test_validate_args_follows_sst_checks():
+    """validate_args=None validates unless sst.checks (or torch.distributions' default) is off; validate_args=False
+    also skips the structure's own value checks; True checks even inside sst.checks(False)."""
+    nan = torch.tensor([0.0, float("nan"), 1.0])
+    for cls in (Gibbs, SoftmaxTrick):
+        with pytest.raises(ValueError, match="logits"):
+            cls(sst.Categorical(), nan)
+        assert cls(sst.Categorical(), torch.zeros(3))._validate_args
+        with sst.checks(False):
+            d = cls(sst.Categorical(), nan)
+            assert not d._validate_args
+            with pytest.raises(ValueError, match="logits"):
+                cls(sst.Categorical(), nan, validate_args=True)
+        assert not cls(sst.Categorical(), nan, validate_args=False)._validate_args
+    with pytest.raises(ValueError, match="temperature"):
+        Gibbs(sst.Categorical(), torch.zeros(3), torch.tensor(-1.0))
+    with sst.checks(False):  # a tensor temperature's values are not read (no host sync)
+        Gibbs(sst.Categorical(), torch.zeros(3), torch.tensor(-1.0))
+    with pytest.raises(ValueError, match="temperature"):
+        Gibbs(sst.Categorical(), torch.zeros(3), -1.0)  # a number is always checked
+
