@@ -142,3 +142,15 @@ def test_compile_fullgraph_dynamic_matches_eager(cid, S, event, numba, monkeypat
         for batch in (5, 8):
             loss, g = _run(compiled, _weights(S, event, batch, seed=batch))
             assert torch.isfinite(loss) and torch.isfinite(g).all()
+
+
+def test_traced_sinkhorn_function_gradcheck():
+    """The traced Sinkhorn (the opaque operator's plan, the implicit gradient) in float64, outside and inside vmap."""
+    from sst.structures._sinkhorn import _SinkhornTraced
+
+    s = torch.randn(2, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: _SinkhornTraced.apply(x, 1e-12, 200), (s,))
+    assert torch.autograd.gradgradcheck(lambda x: _SinkhornTraced.apply(x, 1e-12, 200), (s,))
+    p = vmap(lambda x: _SinkhornTraced.apply(x, 1e-12, 200))(s.detach())
+    torch.testing.assert_close(p.sum(-1), torch.ones(2, 3, dtype=torch.float64), rtol=0, atol=1e-10)
+    torch.testing.assert_close(p.sum(-2), torch.ones(2, 3, dtype=torch.float64), rtol=0, atol=1e-10)
