@@ -69,22 +69,31 @@ def bench(device: torch.device, batch: int, n_items: int, k: int, n_nodes: int,
     return rows
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu")
+def parse_sizes(parser: argparse.ArgumentParser, argv: list[str] | None, items: int, items_help: str,
+                nodes_help: str, out: Path) -> argparse.Namespace:
+    """The options this benchmark and benchmarks/bench_traced.py share (sizes, rounds, threads, record path,
+    ``--quick``), parsed; sets the thread count and, with ``--quick``, the smoke sizes."""
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--items", type=int, default=350, help="n of TopK and CorrelatedTopK")
+    parser.add_argument("--items", type=int, default=items, help=items_help)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--nodes", type=int, default=10, help="n of SpanningTree and Arborescence")
+    parser.add_argument("--nodes", type=int, default=10, help=nodes_help)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default one)")
-    parser.add_argument("--out", default=None, help=f"record path (default {DEFAULT_OUT.relative_to(ROOT)})")
+    parser.add_argument("--out", default=None, help=f"record path (default {out.relative_to(ROOT)})")
     parser.add_argument("--quick", action="store_true", help="smoke run (batch 4, 12 items, k 3, 5 nodes): no record")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
     if args.quick:
         args.batch, args.items, args.k, args.nodes, args.rounds = 4, 12, 3, 5, 2
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    args = parse_sizes(parser, argv, 350, "n of TopK and CorrelatedTopK", "n of SpanningTree and Arborescence",
+                       DEFAULT_OUT)
+    device = torch.device(args.device)
     rows = bench(device, args.batch, args.items, args.k, args.nodes, args.rounds)
     return write_device_bench_record("distributions", device, DEFAULT_OUT, args.out, args.quick, rounds=args.rounds,
                                      results=rows)

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 import sst
-from benchmarks.bench_distributions import time_interleaved
+from benchmarks.bench_distributions import parse_sizes, time_interleaved
 from experiments.common.runtime import write_device_bench_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,18 +71,8 @@ def bench(batch: int, n_items: int, k: int, n_nodes: int, rounds: int) -> list[d
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--items", type=int, default=50, help="n of Categorical, TopK and CorrelatedTopK")
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--nodes", type=int, default=10, help="n of the trees, arborescences and permutations")
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default one)")
-    parser.add_argument("--out", default=None, help=f"record path (default {DEFAULT_OUT.relative_to(ROOT)})")
-    parser.add_argument("--quick", action="store_true", help="smoke run (batch 4, 12 items, k 3, 5 nodes): no record")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    if args.quick:
-        args.batch, args.items, args.k, args.nodes, args.rounds = 4, 12, 3, 5, 2
+    args = parse_sizes(parser, argv, 50, "n of Categorical, TopK and CorrelatedTopK",
+                       "n of the trees, arborescences and permutations", DEFAULT_OUT)
     rows = bench(args.batch, args.items, args.k, args.nodes, args.rounds)
     return write_device_bench_record("traced", torch.device("cpu"), DEFAULT_OUT, args.out, args.quick,
                                      rounds=args.rounds, results=rows)
