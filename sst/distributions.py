@@ -187,11 +187,12 @@ def _check_temperature(temperature: float | Tensor, logits: Tensor, batch_shape:
 
 
 def _validating(validate_args: bool | None) -> bool:
-    """Whether a distribution validates: ``validate_args`` when given; None: when both ``torch.distributions``'
-    default (``Distribution.set_default_validate_args``) and :func:`sst.checks` are on (so ``with
-    sst.checks(False)`` turns off both kinds of check; off under ``torch.compile`` and ``torch.func``)."""
+    """Whether a distribution validates: ``validate_args`` when given; None: when :func:`sst.checks` is on (so
+    ``with sst.checks(False)`` turns off both kinds of check; off under ``torch.compile`` and ``torch.func``).
+    Not ``torch.distributions``' global default: importing ``torch._dynamo`` (any ``torch.compile``) turns that
+    off for the whole process."""
     if validate_args is None:
-        return bool(Distribution._validate_args) and checks_enabled()
+        return checks_enabled()
     return bool(validate_args)
 
 
@@ -398,8 +399,7 @@ class Gibbs(_Base):
             absent edge) where the structure accepts it.
         temperature: a number > 0 or a tensor broadcastable to ``batch`` (default 1).
         validate_args: as in ``torch.distributions`` (checks the parameters with the structure's own checks,
-            and ``log_prob``'s value against :attr:`support`); None: on unless ``torch.distributions``' default or
-            :func:`sst.checks` is off.
+            and ``log_prob``'s value against :attr:`support`); None: on unless :func:`sst.checks` is off.
 
     Raises:
         ValueError: ``structure`` is not a structure instance, ``logits`` do not fit its layout, ``temperature``

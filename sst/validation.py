@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-__all__ = ["checks", "checks_enabled", "traced", "check_floating", "check_weights"]
+__all__ = ["checks", "checks_enabled", "traced", "static_int", "check_floating", "check_weights"]
 
 _CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("sst_checks", default=True)
 
@@ -43,6 +43,20 @@ def traced() -> bool:
     ...): there a tensor's values are not at hand (a fake or batched tensor), so code that reads them (a value
     check, a branch on data, a compiled CPU kernel) must take its value-free path."""
     return torch.compiler.is_compiling() or torch._C._functorch.peek_interpreter_stack() is not None
+
+
+def static_int(v: int) -> int:
+    """``v`` unchanged; under ``torch.compile``, also made a constant of the traced graph. With ``dynamic=True``
+    dynamo traces the int attributes of an object passed to the compiled function (a structure's ``k`` or
+    ``root``) as symbols, and ``int()`` keeps them symbolic; with torch 2.13 a symbolic ``k`` gave wrong
+    k-subset marginals and gradients. Iterating ``range(v)`` makes dynamo guard on v's value, which turns the
+    symbol into that constant everywhere in the graph (a structure with another ``k`` recompiles)."""
+    if not torch.compiler.is_compiling():
+        return v
+    count = 0
+    for _ in range(v):
+        count += 1
+    return count
 
 
 def checks_enabled() -> bool:

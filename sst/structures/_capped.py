@@ -25,6 +25,8 @@ import math
 import torch
 from torch import Tensor
 
+from sst.validation import static_int
+
 __all__ = ["KINDS", "capped_simplex"]
 
 KINDS = ("euclidean", "categorical_entropy", "binary_entropy")
@@ -127,4 +129,4 @@ def capped_simplex(z: Tensor, k: int, kind: str) -> Tensor:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if z.shape[-1] == k:  # the polytope is the single point 1
         return torch.ones_like(z) + 0 * z
-    return _CappedSimplex.apply(z, int(k), kind)  # a symbolic k (torch.compile) is specialised
+    return _CappedSimplex.apply(z, static_int(k), kind)  # a constant of a traced graph

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sst.validation import static_int
+
 __all__ = ["marginals", "log_partition", "argmax"]
 
 _Pair = tuple[Tensor, Tensor | None]  # (log-space value, tangent or None)
@@ -219,7 +221,7 @@ def marginals(a: Tensor, b: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
     Differentiable in ``(a, b)`` (custom backward: the exact Hessian-vector product). Requires 1 <= k <= n.
     """
-    mu_a, mu_b, *_ = _ChainMarginals.apply(a, b, int(k))  # a symbolic k (torch.compile) is specialised
+    mu_a, mu_b, *_ = _ChainMarginals.apply(a, b, static_int(k))  # a constant of a traced graph
     return mu_a, mu_b
 
 

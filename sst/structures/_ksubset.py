@@ -40,7 +40,7 @@ from torch import Tensor
 
 from sst.structures._backend import kernels_for
 from sst.structures._logspace import log_esp
-from sst.validation import traced
+from sst.validation import static_int, traced
 
 __all__ = ["log_partition", "marginals", "marginals_autograd"]
 
@@ -272,7 +272,7 @@ def marginals(theta: Tensor, k: int, backend: str = "auto") -> Tensor:
     ``backend``: ``"auto"`` runs the numba kernels for CPU tensors when numba is installed and PyTorch otherwise;
     ``"torch"`` always PyTorch; ``"numba"`` requires numba and a CPU tensor (:mod:`sst.structures._backend`).
     """
-    k = int(k)  # a symbolic k (torch.compile with dynamic=True, a structure passed as an input) is specialised
+    k = static_int(k)  # a constant of a traced graph (sst.validation.static_int)
     kern = kernels_for(theta, backend)
     shape, n = theta.shape, theta.shape[-1]
     if n == k:

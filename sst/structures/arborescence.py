@@ -20,7 +20,7 @@ from sst.structures._laplacian import (
 )
 from sst.structures.base import Structure
 from sst.structures.spanning_tree import _check_max_range, _clips
-from sst.validation import check_weights, traced
+from sst.validation import check_weights, static_int, traced
 
 __all__ = ["Arborescence"]
 
@@ -84,7 +84,7 @@ class Arborescence(Structure):
         if w.shape[-2] != n:
             raise ValueError(f"{name} must be square in its last two dimensions (..., n, n), got shape "
                              f"{tuple(w.shape)}")
-        if not -n <= self.root < n:
+        if not -n <= static_int(self.root) < n:  # static_int: root a constant of a traced graph
             raise ValueError(f"root={self.root} is not a node of a graph with n={n} nodes (shape of {name}: "
                              f"{tuple(w.shape)})")
 

@@ -10,7 +10,7 @@ from torch import Tensor
 from sst.structures import _chain
 from sst.structures._masking import check_mask, subset_plan
 from sst.structures.base import Structure
-from sst.validation import check_k
+from sst.validation import check_k, static_int
 
 __all__ = ["CorrelatedTopK", "LOG_ZERO"]
 
@@ -52,7 +52,7 @@ class CorrelatedTopK(Structure):
             raise ValueError(f"the last dimension of {name} must be 2n - 1 (n unary then n - 1 pairwise entries), "
                              f"got {size}")
         n = (size + 1) // 2
-        if self.k > n:
+        if static_int(self.k) > n:  # static_int: k a constant of a traced graph
             raise ValueError(f"k={self.k} must be <= n={n}, the number of chain positions ({name} has last "
                              f"dimension 2n - 1 = {size})")
 

@@ -12,7 +12,7 @@ from sst.structures._backend import check_backend
 from sst.structures._capped import capped_simplex
 from sst.structures._masking import check_mask, subset_plan
 from sst.structures.base import Structure
-from sst.validation import check_floating, check_k, check_weights, checks_enabled
+from sst.validation import check_floating, check_k, check_weights, checks_enabled, static_int
 
 __all__ = ["MASK_GAP", "TopK"]
 
@@ -60,7 +60,7 @@ class TopK(Structure):
     def _check_shape(self, w: Tensor, name: str = "w") -> None:
         super()._check_shape(w, name)
         n = w.shape[-1]
-        if self.k > n:
+        if static_int(self.k) > n:  # static_int: k a constant of a traced graph
             raise ValueError(f"k={self.k} must be <= n, the last dimension of {name}, which is {n}")
 
     def _check(self, w: Tensor, name: str = "w") -> None:
@@ -111,7 +111,7 @@ class TopK(Structure):
         return torch.where(keep, w, low - MASK_GAP)
 
     def _argmax(self, w: Tensor) -> Tensor:
-        idx = torch.topk(w, int(self.k), dim=-1).indices
+        idx = torch.topk(w, self.k, dim=-1).indices
         return torch.zeros_like(w).scatter_(-1, idx, 1.0)
 
     def _relax(self, w: Tensor, tau: float | Tensor, regularizer: str) -> Tensor:

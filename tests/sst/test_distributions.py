@@ -351,8 +351,10 @@ def test_perturbation_log_prob_bad_shape_and_no_noise():
 
 
 def test_validate_args_follows_sst_checks():
-    """validate_args=None validates unless sst.checks (or torch.distributions' default) is off; validate_args=False
-    also skips the structure's own value checks; True checks even inside sst.checks(False)."""
+    """validate_args=None validates unless sst.checks is off (whatever torch.distributions' global default, which
+    importing torch._dynamo turns off); validate_args=False also skips the structure's own value checks; True
+    checks even inside sst.checks(False)."""
+    import torch._dynamo  # noqa: F401  (sets torch.distributions' default to False, as any torch.compile does)
     nan = torch.tensor([0.0, float("nan"), 1.0])
     for cls in (Gibbs, SoftmaxTrick):
         with pytest.raises(ValueError, match="logits"):

@@ -154,3 +154,41 @@ def test_traced_sinkhorn_function_gradcheck():
     p = vmap(lambda x: _SinkhornTraced.apply(x, 1e-12, 200))(s.detach())
     torch.testing.assert_close(p.sum(-1), torch.ones(2, 3, dtype=torch.float64), rtol=0, atol=1e-10)
     torch.testing.assert_close(p.sum(-2), torch.ones(2, 3, dtype=torch.float64), rtol=0, atol=1e-10)
+
+
+def _step(S: sst.Structure, w: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:
+    return (sst.sample(S, w, 0.5, hard=True) * probe).sum()
+
+
+ARGUMENT_CASES = [c for c in CASES if c[0] in ("topk", "correlated_topk", "arborescence_clip")]
+
+
+@pytest.mark.kernel_sensitive
+@pytest.mark.parametrize("cid, S, event", [
+    pytest.param(*c, marks=pytest.mark.slow) if c[0] == "correlated_topk" else c for c in ARGUMENT_CASES],
+    ids=[c[0] for c in ARGUMENT_CASES])
+def test_compile_structure_as_argument(cid, S, event, one_thread):
+    """A structure passed to a function compiled with dynamic=True: its ints (k, root) become constants of the
+    graph (sst.validation.static_int); traced as symbols, torch 2.13 gave TopK NaN or 1e23 gradients on a cold
+    Inductor cache (so the FX graph cache is off here). Another k recompiles, with the right numbers."""
+    torch._dynamo.reset()
+    w = _weights(S, event, 3)
+    compiled = torch.compile(_step, fullgraph=True, dynamic=True, options={"fallback_random": True})
+
+    def both(S: sst.Structure) -> None:
+        results = []
+        for fn in (compiled, _step):
+            wr = w.clone().requires_grad_(True)
+            torch.manual_seed(1)
+            loss = fn(S, wr, _probe(w))
+            loss.backward()
+            results.append((loss.detach(), wr.grad))
+        (loss_c, grad_c), (loss_e, grad_e) = results
+        torch.testing.assert_close(loss_c, loss_e, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(grad_c, grad_e, rtol=1e-4, atol=1e-5)
+
+    with torch._inductor.config.patch(fx_graph_cache=False), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        both(S)
+        if isinstance(S, sst.TopK):
+            both(sst.TopK(3))
