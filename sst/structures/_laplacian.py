@@ -382,6 +382,8 @@ def one_inverse_marginals(theta: Tensor, valid: Tensor, root: int | None = None,
     ``tol = (value, gradient, relative gradient)`` (:func:`fast_tolerance`): a graph whose error bound exceeds it runs
     :func:`eliminate_marginals` instead; finding them is one host sync per call (``nonzero``; free on CPU).
     ``cholesky``: factor the grounded Laplacian by Cholesky (undirected, CPU tensors only) instead of LU.
+    Under ``torch.compile`` or a ``torch.func`` transform (:func:`sst.validation.traced`) with a ``tol``: every
+    graph by :func:`eliminate_marginals` (no per-graph choice there).
     """
     shape, n = theta.shape, theta.shape[-1]
     if tol is not None and traced():  # torch.compile / torch.func: no per-graph choice (a host sync, a branch on

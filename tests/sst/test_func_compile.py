@@ -90,7 +90,7 @@ def test_checks_are_skipped_under_transforms():
 
 class _Model(torch.nn.Module):
     """A user's model: the structure an attribute (a constant to ``torch.compile``), a step on a straight-through
-    sample (perturb, argmax in the forward pass, relax in the backward pass)."""
+    sample (perturb, argmax in the forward pass, relax in the backward pass) and on ``relax`` itself."""
 
     def __init__(self, S: sst.Structure, probe: torch.Tensor) -> None:
         super().__init__()
@@ -98,7 +98,7 @@ class _Model(torch.nn.Module):
         self.register_buffer("probe", probe)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return (sst.sample(self.S, w, 0.5, hard=True) * self.probe).sum()
+        return (sst.sample(self.S, w, 0.5, hard=True) * self.probe).sum() + 0.5 * (self.S.relax(w, 2.0) ** 2).sum()
 
 
 def _run(model: torch.nn.Module, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
