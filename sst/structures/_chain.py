@@ -254,4 +254,4 @@ def argmax(a: Tensor, b: Tensor, k: int) -> Tensor:
         pos = torch.where(adj.gather(-1, pos), pos - 1, back)
         chosen.append(pos)
     idx = torch.cat(chosen, -1).clamp(0, n - 1)
-    return torch.zeros_like(a).scatter_(-1, idx, 1.0)
+    return torch.zeros_like(a).scatter(-1, idx, 1.0)  # out of place: vmap has no rule for scatter_

@@ -57,7 +57,7 @@ def _log_partition_linear(theta: Tensor, k: int) -> Tensor:
         top = torch.topk(theta, min(k + 1, n), dim=-1)
         vk = top.values[:, k - 1:k]
         s = 0.5 * (vk + top.values[:, k:k + 1]) if k < n else vk
-        in_a = torch.zeros_like(theta, dtype=torch.bool).scatter_(-1, top.indices[:, :k], True)
+        in_a = torch.zeros_like(theta, dtype=torch.bool).scatter(-1, top.indices[:, :k], True)
     zero = torch.zeros((), dtype=theta.dtype, device=theta.device)
     base = torch.where(in_a, theta, zero).sum(-1)
     if m == 0:
@@ -83,7 +83,7 @@ def _reference(theta: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
         top = torch.topk(theta, min(k + 1, n), dim=-1)
         vk = top.values[:, k - 1:k]
         s = 0.5 * (vk + top.values[:, k:k + 1]) if k < n else vk
-        in_a = torch.zeros_like(theta, dtype=torch.bool).scatter_(-1, top.indices[:, :k], True)
+        in_a = torch.zeros_like(theta, dtype=torch.bool).scatter(-1, top.indices[:, :k], True)
         cut = 80.0 if theta.dtype != torch.float64 else 700.0
         d = torch.where(in_a, s - theta, theta - s)  # <= 0
         e = torch.exp(d.clamp_min(-cut))
@@ -115,6 +115,14 @@ class _Scan:
             zt.addcmul_(c, d)
         return self.z.cumsum(-1)
 
+    def add(self, t: Tensor, other: Tensor) -> Tensor:
+        """``t + other``, in place into ``t`` eagerly (a fresh tensor of this pass)."""
+        return t + other if self.functional else t.add_(other)
+
+    def addcmul(self, t: Tensor, a: Tensor, b: Tensor) -> Tensor:
+        """``t + a * b``, in place into ``t`` eagerly (under vmap, in-place updates take the slow fallback)."""
+        return torch.addcmul(t, a, b) if self.functional else t.addcmul_(a, b)
+
 
 def _forward_pass(x: Tensor, m: int) -> tuple[Tensor, list[Tensor], list[Tensor], list[Tensor], Tensor, Tensor]:
     """Per-set marginals ``D / T`` (2, N, n) of the add / drop weights x (2, N, n), m <= min(k, n - k).
@@ -141,12 +149,12 @@ def _forward_pass(x: Tensor, m: int) -> tuple[Tensor, list[Tensor], list[Tensor]
     xr = x.flip(-1)
     hr = [coef[..., m:m + 1].expand_as(x)]  # built from p = m - 1 down to 0
     for p in range(m - 2, -1, -1):
-        hr.append(buf.scan(xr, hr[-1]).add_(coef[..., p + 1:p + 2])[..., :n])
+        hr.append(buf.add(buf.scan(xr, hr[-1]), coef[..., p + 1:p + 2])[..., :n])
     hr.reverse()
     pre_r = [q.flip(-1) for q in pre[:m]]
     acc_r = pre_r[0] * hr[0]
     for p in range(1, m):
-        acc_r.addcmul_(pre_r[p], hr[p])
+        acc_r = buf.addcmul(acc_r, pre_r[p], hr[p])
     acc = acc_r.flip(-1)
     return x * acc / t.unsqueeze(-1), [*pre, acc], pre_r, hr, e, t
 
@@ -170,12 +178,12 @@ def _tangent_pass(x: Tensor, dx: Tensor, m: int, mu: Tensor, pre: list[Tensor], 
     dhr = dcoef[..., m:m + 1].expand_as(x)
     dacc_r = pre_r[m - 1] * dhr
     if m > 1:
-        dacc_r.addcmul_(dpre[m - 2].flip(-1), hr[m - 1])
+        dacc_r = buf.addcmul(dacc_r, dpre[m - 2].flip(-1), hr[m - 1])
     for p in range(m - 2, -1, -1):
-        dhr = buf.scan(dxr, hr[p + 1], xr, dhr).add_(dcoef[..., p + 1:p + 2])[..., :n]
+        dhr = buf.add(buf.scan(dxr, hr[p + 1], xr, dhr), dcoef[..., p + 1:p + 2])[..., :n]
         if p > 0:
-            dacc_r.addcmul_(dpre[p - 1].flip(-1), hr[p])
-        dacc_r.addcmul_(pre_r[p], dhr)
+            dacc_r = buf.addcmul(dacc_r, dpre[p - 1].flip(-1), hr[p])
+        dacc_r = buf.addcmul(dacc_r, pre_r[p], dhr)
     acc = pre[m + 1]
     return torch.addcmul(dx * acc, x, dacc_r.flip(-1)) / t.unsqueeze(-1) - mu * (dt / t).unsqueeze(-1)
 
@@ -232,7 +240,7 @@ class _KSubsetMarginalsCPU(torch.autograd.Function):
         with torch.no_grad():
             top = torch.topk(theta, k + 1, dim=-1)  # k < n here
             top2 = top.values[:, k - 1:].contiguous()  # the reference point (the kernels take the midpoint)
-            in_a = torch.zeros_like(theta, dtype=torch.bool).scatter_(-1, top.indices[:, :k], True)
+            in_a = torch.zeros_like(theta, dtype=torch.bool).scatter(-1, top.indices[:, :k], True)
         cut = 80.0 if theta.dtype != torch.float64 else 700.0
         mu, x, live = kern.ksubset_marginals(theta.numpy(), in_a.numpy(), top2.numpy(), m, cut)
         ctx.save_for_backward(theta, in_a, torch.from_numpy(x), torch.from_numpy(live))

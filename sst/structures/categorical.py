@@ -55,7 +55,7 @@ class Categorical(Structure):
 
     def _argmax(self, w: Tensor) -> Tensor:
         idx = w.argmax(-1, keepdim=True)
-        return torch.zeros_like(w).scatter_(-1, idx, 1.0)
+        return torch.zeros_like(w).scatter(-1, idx, 1.0)  # out of place: vmap has no rule for scatter_
 
     def _relax(self, w: Tensor, tau: float | Tensor, regularizer: str) -> Tensor:
         z = w / tau

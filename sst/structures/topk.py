@@ -112,7 +112,7 @@ class TopK(Structure):
 
     def _argmax(self, w: Tensor) -> Tensor:
         idx = torch.topk(w, self.k, dim=-1).indices
-        return torch.zeros_like(w).scatter_(-1, idx, 1.0)
+        return torch.zeros_like(w).scatter(-1, idx, 1.0)  # out of place: vmap has no rule for scatter_
 
     def _relax(self, w: Tensor, tau: float | Tensor, regularizer: str) -> Tensor:
         if regularizer == "exp_family_entropy":  # reads -inf itself (the compiled kernels at no extra cost)
