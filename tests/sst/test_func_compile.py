@@ -73,6 +73,31 @@ def test_vmap_sample_draws_independent_vertices(cid, S, event, one_thread):
     assert torch.isfinite(g).all() and g.abs().sum() > 0
 
 
+def _neg_inf_cases() -> list[tuple[sst.Structure, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(4)
+    w = torch.randn(3, 6, dtype=torch.float64, generator=gen)
+    w[:, 1] = float("-inf")  # never selected
+    t = torch.randn(3, 5, 5, dtype=torch.float64, generator=gen)
+    t = t + t.mT
+    t[:, 0, 2] = t[:, 2, 0] = float("-inf")  # an absent edge
+    a = torch.randn(3, 5, 5, dtype=torch.float64, generator=gen)
+    a[:, 1, 3] = float("-inf")
+    return [(sst.TopK(2), w), (sst.Categorical(), w), (sst.Binary(), w), (sst.SpanningTree(), t),
+            (sst.Arborescence(), a)]
+
+
+def test_vmap_and_grad_with_neg_inf_weights_match_eager(one_thread):
+    """-inf weights (never selected, an absent edge) on the value-free paths: eager's values, finite gradients."""
+    for S, w in _neg_inf_cases():
+        probe = _probe(w).double()
+        torch.testing.assert_close(vmap(lambda x, S=S: S.relax(x, 0.5))(w), S.relax(w, 0.5), rtol=1e-9, atol=1e-10)
+        g = vmap(grad(lambda x, S=S, probe=probe: (S.relax(x, 0.5) * probe).sum()))(w)
+        wr = w.clone().requires_grad_(True)
+        (S.relax(wr, 0.5) * probe).sum().backward()
+        assert torch.isfinite(g).all()
+        torch.testing.assert_close(g, wr.grad, rtol=1e-7, atol=1e-9)
+
+
 def test_checks_are_skipped_under_transforms():
     """A value check reads data, which vmap refuses; like torch.compile, a transformed call skips them (and a NaN
     input raises eagerly, not under vmap)."""
