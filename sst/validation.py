@@ -53,10 +53,11 @@ def static_int(v: int) -> int:
     symbol into that constant everywhere in the graph (a structure with another ``k`` recompiles)."""
     if not torch.compiler.is_compiling():
         return v
+    sign = -1 if v < 0 else 1  # a negative root (Arborescence(root=-1)): range(v) would be empty
     count = 0
-    for _ in range(v):
+    for _ in range(sign * v):
         count += 1
-    return count
+    return sign * count
 
 
 def checks_enabled() -> bool:

@@ -217,3 +217,18 @@ def test_compile_structure_as_argument(cid, S, event, one_thread):
         both(S)
         if isinstance(S, sst.TopK):
             both(sst.TopK(3))
+
+
+def test_static_int_keeps_the_value_and_its_sign():
+    """sst.validation.static_int: the value unchanged, eagerly and compiled with dynamic=True (negative roots too)."""
+    from sst.validation import static_int
+
+    class Holder:
+        def __init__(self, v: int) -> None:
+            self.v = v
+
+    torch._dynamo.reset()
+    f = torch.compile(lambda h, x: x * static_int(h.v), fullgraph=True, dynamic=True)
+    for v in (-3, -1, 0, 2, 5):
+        assert static_int(v) == v
+        assert f(Holder(v), torch.ones(2)).tolist() == [float(v)] * 2
