@@ -203,10 +203,7 @@ class _KSubsetMarginals(torch.autograd.Function):
         m = min(k, theta.shape[-1] - k)
         in_a, x, live = _reference(theta, k)
         mu_sets, pre, pre_r, h, e, t = _forward_pass(x, m)
-        saved = (in_a, x, live, mu_sets, e, t, *pre, *pre_r, *h)
-        if traced():  # no views or expanded tensors among the outputs
-            saved = tuple(v.contiguous() for v in saved)
-        return (torch.where(in_a, 1 - mu_sets[1], mu_sets[0]), *saved)
+        return (torch.where(in_a, 1 - mu_sets[1], mu_sets[0]), in_a, x, live, mu_sets, e, t, *pre, *pre_r, *h)
 
     @staticmethod
     def setup_context(ctx, inputs: tuple[Tensor, int], output: tuple[Tensor, ...]) -> None:
